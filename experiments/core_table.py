@@ -1,0 +1,168 @@
+"""Issue 3's results table: one adapter per GLUE task vs full fine-tuning of the same model, same budget.
+
+Runs ``adapter-fusion train-adapter`` (the CLI, exactly as a user would) for every row, sequentially, writing
+each run's metrics to ``experiments/results/core/<task>__<mode>.json`` and the adapters to
+``experiments/adapters/<task>`` (git-ignored), then writes ``experiments/results/core_table.md``.
+
+    python experiments/core_table.py                 # every row (about 90 minutes on 2 CPU cores)
+    python experiments/core_table.py --tasks rte     # one task
+    python experiments/core_table.py --table-only    # rebuild the table from the JSON files
+
+Budget per task (identical for the adapter and the full fine-tuning run): ``epochs`` passes over the train split
+(batch 32, max 128 tokens), with a wall-time cap that only guards the table's total CPU time (a run that hits
+it says so in its step count). The score is that of the best evaluated checkpoint on the task's full dev set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results" / "core"
+ADAPTERS = ROOT / "experiments" / "adapters"
+
+# task: (epochs, wall-time cap in minutes, eval_steps or None for once per epoch). The budget is the number of
+# epochs (the same optimizer steps for both modes); the cap only guards the CPU time of the whole table.
+BUDGETS: dict[str, tuple[float, float, int | None]] = {
+    "sst2": (1, 28, 500),
+    "rte": (3, 15, None),
+    "mrpc": (3, 15, None),
+    "cola": (2, 15, None),
+    "mnli": (1, 15, None),
+    "qnli": (1, 15, None),
+    "qqp": (1, 15, None),
+}
+MODES = {
+    "adapter": ["--adapter-learning-rate", "1e-3"],
+    "full": ["--full-finetune", "true", "--base-learning-rate", "5e-5"],
+}
+
+
+def command(task: str, mode: str, data_dir: str, seed: int) -> list[str]:
+    epochs, minutes, eval_steps = BUDGETS[task]
+    out = RESULTS / f"{task}__{mode}.json"
+    cmd = [
+        "adapter-fusion",
+        "train-adapter",
+        "--task",
+        task,
+        "--data-dir",
+        data_dir,
+        "--output",
+        str(ADAPTERS / task if mode == "adapter" else ADAPTERS / f".{task}-full"),
+        "--output-dir",
+        f"/tmp/adapter-fusion-runs/{task}-{mode}",
+        "--num-train-epochs",
+        str(epochs),
+        "--max-train-minutes",
+        str(minutes),
+        "--batch-size",
+        "32",
+        "--max-seq-length",
+        "128",
+        "--seed",
+        str(seed),
+        "--save-total-limit",
+        "1",
+        "--disable-tqdm",
+        "true",
+        "--logging-steps",
+        "50",
+        "--metrics-file",
+        str(out),
+        *MODES[mode],
+    ]
+    if eval_steps:
+        cmd += ["--eval-steps", str(eval_steps)]
+    return cmd
+
+
+def main_metric_value(record: dict) -> tuple[str, float]:
+    for key in ("matthews_correlation", "f1", "accuracy", "pearson"):
+        if key in record:
+            return key, record[key]
+    raise KeyError(f"no known metric in {sorted(record)}")
+
+
+def write_table() -> Path:
+    rows = [
+        "| task | train examples | metric | adapter | full fine-tuning | adapter steps / wall s "
+        "| full steps / wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task in BUDGETS:
+        runs = {}
+        for mode in MODES:
+            file = RESULTS / f"{task}__{mode}.json"
+            if file.is_file():
+                runs[mode] = json.loads(file.read_text())
+        if not runs:
+            continue
+        any_run = next(iter(runs.values()))
+        metric, _ = main_metric_value(any_run)
+        cells = [f"{runs[m][metric]:.4f}" if m in runs else "–" for m in MODES]
+        budget = [f"{runs[m]['global_step']} / {runs[m]['train_seconds']:.0f}" if m in runs else "–" for m in MODES]
+        extra = ""
+        if "accuracy" in any_run and metric != "accuracy":
+            extra = " (acc " + " / ".join(f"{runs[m]['accuracy']:.4f}" if m in runs else "–" for m in MODES) + ")"
+        rows.append(
+            f"| {task} | {any_run['train_examples']} | {metric}{extra} | {cells[0]} | {cells[1]} | "
+            f"{budget[0]} | {budget[1]} |"
+        )
+    table = ROOT / "experiments" / "results" / "core_table.md"
+    commands = "\n".join(
+        "    " + shlex.join(command(t, m, "../shared/data", 42)).replace(str(ROOT) + "/", "")
+        for t in BUDGETS
+        for m in MODES
+    )
+    table.write_text(
+        "# Core results: one adapter per task vs full fine-tuning (all-MiniLM-L6-v2, 2 CPU cores)\n\n"
+        "Dev-set scores of the best evaluated checkpoint. Same budget for both columns of a row: the same number "
+        "of epochs and optimizer steps (see `experiments/core_table.py`), batch 32, 128 tokens, "
+        "seed 42. Adapter: Pfeiffer placement, reduction factor 16 (113,040 parameters = 0.50% of the base), "
+        "lr 1e-3; full fine-tuning: lr 5e-5. MNLI/QNLI/QQP train on the 9k subsets of `lmbff_pcp/glue_pretrain`; "
+        "QNLI is scored on the official GLUE dev set, MNLI/QQP on the 1k lmbff dev subsets.\n\n"
+        + "\n".join(rows)
+        + "\n\nMade by `python experiments/core_table.py` (from the project root, venv active), which ran:\n\n"
+        + commands
+        + "\n"
+    )
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    if not args.table_only:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        # The six comparison rows first, both modes; then SST-2 (the long one).
+        order = [(t, m) for t in args.tasks if t != "sst2" for m in args.modes]
+        if "sst2" in args.tasks:
+            order = [(t, m) for t, m in [("sst2", "adapter")] if m in args.modes] + order
+            order += [("sst2", m) for m in args.modes if m != "adapter"]
+        for task, mode in order:
+            cmd = command(task, mode, args.data_dir, args.seed)
+            print("$", shlex.join(cmd), flush=True)
+            began = time.monotonic()
+            result = subprocess.run(cmd, cwd=ROOT)
+            print(f"# {task} {mode}: exit {result.returncode} after {time.monotonic() - began:.0f} s", flush=True)
+            if result.returncode != 0:
+                return result.returncode
+            write_table()
+    print(write_table().read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

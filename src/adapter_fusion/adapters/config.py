@@ -1,0 +1,67 @@
+"""Configuration of a bottleneck adapter (Houlsby et al. 2019; Pfeiffer et al. 2021; He et al. 2022)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_range
+
+ACTIVATIONS = ("relu", "gelu", "silu", "swish", "tanh")
+PLACEMENTS = ("pfeiffer", "houlsby", "parallel")
+INITIALIZATIONS = ("near_identity", "bert")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterConfig(JsonConfig):
+    """A bottleneck adapter: ``h + scaling * up(activation(down(h)))`` inserted into every chosen layer."""
+
+    config_type: ClassVar[str] = "bottleneck_adapter"
+
+    bottleneck_size: int | None = None
+    """Width of the bottleneck. When unset it is ``hidden_size // reduction_factor``."""
+    reduction_factor: float = 16.0
+    """Hidden size divided by the bottleneck width (used when ``bottleneck_size`` is unset)."""
+    activation: str = "relu"
+    """Non-linearity inside the bottleneck: relu, gelu, silu, swish or tanh."""
+    dropout: float = 0.0
+    """Dropout applied to the bottleneck activations during training."""
+    placement: str = "pfeiffer"
+    """Where adapters go: 'pfeiffer' (after the feed-forward block), 'houlsby' (after the attention and the
+    feed-forward blocks) or 'parallel' (beside the feed-forward block, reading its input)."""
+    residual: bool = True
+    """Add the adapter's input to its output (sequential placements). Without it the adapter replaces the
+    sub-layer output."""
+    scaling: float = 1.0
+    """Multiplier on the adapter's contribution (parallel adapters often use 4.0)."""
+    initialization: str = "near_identity"
+    """'near_identity': small random down-projection and zero up-projection, so a new adapter leaves the model
+    unchanged; 'bert': both projections drawn from N(0, 0.02)."""
+    layers: tuple[int, ...] | None = None
+    """Indices of the transformer layers that get an adapter; all layers when unset."""
+
+    def __post_init__(self) -> None:
+        if self.bottleneck_size is not None:
+            check_positive("bottleneck_size", self.bottleneck_size, integer=True)
+        check_positive("reduction_factor", self.reduction_factor)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_range("dropout", self.dropout, 0.0, 1.0)
+        check_choice("placement", self.placement, PLACEMENTS)
+        if not isinstance(self.residual, bool):
+            raise TypeError(f"residual must be a bool; got {self.residual!r}")
+        check_positive("scaling", self.scaling)
+        check_choice("initialization", self.initialization, INITIALIZATIONS)
+        if self.layers is not None:
+            if isinstance(self.layers, list):
+                object.__setattr__(self, "layers", tuple(self.layers))
+            if not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers):
+                raise ValueError(f"layers must be a non-empty sequence of layer indices or None; got {self.layers!r}")
+
+    def bottleneck_for(self, hidden_size: int) -> int:
+        if self.bottleneck_size is not None:
+            return self.bottleneck_size
+        return max(1, int(hidden_size // self.reduction_factor))
+
+    def locations(self) -> tuple[str, ...]:
+        """The sub-layer locations this adapter occupies in each layer."""
+        return ("attention", "ffn") if self.placement == "houlsby" else ("ffn",)

@@ -1,0 +1,156 @@
+"""``adapter-fusion`` command line: thin wrappers over the library's functions.
+
+Each subcommand takes an optional ``--config`` file (YAML/JSON) and ``--field value`` overrides whose help comes
+from the config docstrings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.cli_args import add_config_arguments, build_config, load_config_file
+from adapter_fusion.training.config import ModelConfig, TrainingConfig
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        help="YAML or JSON file with config values (flat, or in sections "
+        "'bottleneck_adapter', 'training', 'model'); flags override it",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="local data directory laid out as shared/data "
+        "(default: $ADAPTER_FUSION_DATA_DIR, ./data or ../shared/data; else the Hugging Face Hub)",
+    )
+    parser.add_argument("--model", help="base model: Hub id or local path (default: the bundled all-MiniLM-L6-v2)")
+
+
+def _train_adapter(args: argparse.Namespace) -> int:
+    from adapter_fusion.training.adapter_trainer import AdapterTrainer
+
+    file_data = load_config_file(args.config)
+    task = args.task or file_data.get("task")
+    if not task:
+        raise SystemExit("train-adapter: --task is required (see `adapter-fusion list-tasks`)")
+    output = Path(args.output or file_data.get("output") or f"adapters/{task}")
+    model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
+    adapter_config = build_config(AdapterConfig, file_data, args)
+    training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
+    training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    trainer = AdapterTrainer(task, model_config, adapter_config, training_config, data_dir=args.data_dir)
+    base = sum(p.numel() for p in trainer.model.base.parameters())
+    if training_config.full_finetune:
+        print(f"full fine-tuning: {trainer.model.trainable_parameters():,} trainable parameters")
+    else:
+        count = trainer.model.adapters.num_parameters(trainer.adapter_name)
+        print(
+            f"adapter {trainer.adapter_name!r}: {count:,} parameters = {100 * count / base:.3f}% of the base "
+            f"model's {base:,}"
+        )
+    metrics = trainer.train()
+    print(json.dumps(metrics, indent=2, default=str))
+    if not training_config.full_finetune:
+        trainer.save_adapter(output)
+        print(f"saved adapter to {output}")
+    if args.metrics_file:
+        from adapter_fusion.io import write_json
+
+        write_json(Path(args.metrics_file), metrics)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from adapter_fusion.evaluation import evaluate_adapter
+
+    metrics = evaluate_adapter(
+        args.adapter,
+        task=args.task,
+        split=args.split,
+        data_dir=args.data_dir,
+        model=args.model,
+        max_examples=args.max_examples,
+    )
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from adapter_fusion.inference import FusionPipeline
+
+    texts = list(args.texts)
+    if args.input:
+        texts += [line.rstrip("\n") for line in Path(args.input).read_text().splitlines() if line.strip()]
+    if not texts:
+        raise SystemExit("predict: give texts as arguments or --input FILE (one text per line)")
+    pipeline = FusionPipeline.from_pretrained(args.adapter, model=args.model)
+    for text, result in zip(texts, pipeline.predict(texts, task=args.task)):
+        print(json.dumps({"text": text, **result}))
+    return 0
+
+
+def _list_tasks(args: argparse.Namespace) -> int:
+    from adapter_fusion.tasks import list_tasks
+
+    for task in list_tasks():
+        aliases = f" (aliases: {', '.join(task.aliases)})" if task.aliases else ""
+        labels = ", ".join(task.label_names) if task.label_names else "regression"
+        print(f"{task.name:10s} {task.task_type:15s} [{labels}] metric={task.main_metric}{aliases}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adapter-fusion", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train-adapter", help="train one task adapter (+ head) on a frozen base model")
+    _common(train)
+    train.add_argument("--task", help="task name or alias (see list-tasks)")
+    train.add_argument("--output", help="adapter directory to write (default: adapters/TASK)")
+    train.add_argument("--metrics-file", help="also write the final metrics as JSON here")
+    for cls, skip in ((AdapterConfig, ()), (TrainingConfig, ()), (ModelConfig, ("model_name_or_path",))):
+        add_config_arguments(train, cls, skip)
+    train.set_defaults(func=_train_adapter)
+
+    evaluate = sub.add_parser("evaluate", help="score a saved adapter on a task split")
+    _common(evaluate)
+    evaluate.add_argument("--adapter", required=True, help="adapter directory")
+    evaluate.add_argument("--task", help="task (default: the one the adapter was trained for)")
+    evaluate.add_argument("--split", default="validation", help="train, validation or test (default: validation)")
+    evaluate.add_argument("--max-examples", type=int, help="evaluate on a fixed random subset of this size")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = sub.add_parser("predict", help="predict labels for texts with a saved adapter")
+    predict.add_argument("--adapter", required=True, help="adapter (or fusion) directory")
+    predict.add_argument("--model", help="base model (default: the one recorded in the adapter)")
+    predict.add_argument("--task", help="task head to use (default: the only one)")
+    predict.add_argument("--input", help="file with one text per line")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.set_defaults(func=_predict)
+
+    list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
+    list_tasks.set_defaults(func=_list_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args))
+    except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"adapter-fusion {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

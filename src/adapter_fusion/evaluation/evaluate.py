@@ -1,0 +1,32 @@
+"""Score a saved adapter directory on a task split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapter_fusion.inference import FusionPipeline
+from adapter_fusion.models import read_adapter_config
+from adapter_fusion.tasks import get_task, load_task_split
+from adapter_fusion.training.adapter_trainer import evaluate_model
+
+
+def evaluate_adapter(
+    directory: str | Path,
+    task: str | None = None,
+    split: str = "validation",
+    data_dir: str | Path | None = None,
+    model: str | None = None,
+    max_examples: int | None = None,
+    seed: int = 42,
+) -> dict[str, float]:
+    """Metrics of the adapter (and head) saved in ``directory`` on ``task``'s ``split``."""
+    info = read_adapter_config(directory)
+    task_name = task or info.get("metadata", {}).get("task")
+    if not task_name:
+        raise ValueError(f"adapter at {directory} records no task; pass task=")
+    spec = get_task(task_name)
+    pipeline = FusionPipeline.from_pretrained(directory, model=model)
+    head = pipeline._head_for(spec.name)
+    dataset = load_task_split(spec, split, data_dir, max_examples=max_examples, seed=seed)
+    metrics = evaluate_model(pipeline.model, pipeline.tokenizer, spec, dataset, pipeline.max_length, head=head)
+    return {"task": spec.name, "split": split, "examples": len(dataset), **metrics}

@@ -1,0 +1,7 @@
+"""Task heads."""
+
+from adapter_fusion.heads import classification as _classification  # noqa: F401  (registers the head)
+from adapter_fusion.heads.base import HEADS, HeadConfig, build_head, pool
+from adapter_fusion.heads.classification import ClassificationHead
+
+__all__ = ["HEADS", "ClassificationHead", "HeadConfig", "build_head", "pool"]

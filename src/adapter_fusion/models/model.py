@@ -1,0 +1,172 @@
+"""``AdapterModel``: a Hugging Face model + named adapters (``AdapterManager``) + named task heads."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.heads import HeadConfig, build_head
+from adapter_fusion.models.loading import load_base_model
+from adapter_fusion.models.manager import AdapterManager
+
+
+class AdapterModel(nn.Module):
+    """A frozen (or not) base model with adapters attached by hooks and a head per task.
+
+    ``forward(input_ids, attention_mask, ..., labels=None, adapter_names=None, head=None)`` returns a
+    ``SequenceClassifierOutput`` whose ``loss`` is set when ``labels`` are given.
+    """
+
+    def __init__(self, base: nn.Module, name_or_path: str | None = None) -> None:
+        super().__init__()
+        self.base = base
+        self.name_or_path = name_or_path or getattr(base.config, "_name_or_path", None)
+        self.adapters = AdapterManager(base)
+        self.heads = nn.ModuleDict()
+        self.active_head: str | None = None
+        self._base_accepts = set(inspect.signature(base.forward).parameters)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None = None, **kwargs: Any) -> AdapterModel:
+        base, resolved = load_base_model(name_or_path, **kwargs)
+        return cls(base, resolved)
+
+    @property
+    def config(self) -> Any:
+        return self.base.config
+
+    @property
+    def hidden_size(self) -> int:
+        return self.adapters.hidden_size
+
+    # ----------------------------------------------------------------- adapters (thin conveniences)
+    def add_adapter(self, name: str, config: AdapterConfig | None = None, activate: bool = True) -> None:
+        self.adapters.add_adapter(name, config, activate=activate)
+
+    def set_active_adapters(self, *names: str) -> None:
+        self.adapters.set_active(*names)
+
+    # ----------------------------------------------------------------- heads
+    def add_head(self, name: str, config: HeadConfig, *, activate: bool = True) -> nn.Module:
+        if name in self.heads:
+            raise ValueError(f"a head named {name!r} already exists; existing: {list(self.heads)}")
+        head = build_head(config, self.hidden_size)
+        reference = next(self.base.parameters())
+        head.to(device=reference.device, dtype=reference.dtype)
+        head.train(self.training)
+        self.heads[name] = head
+        if activate:
+            self.active_head = name
+        return head
+
+    def add_classification_head(
+        self,
+        name: str,
+        num_labels: int = 2,
+        label_names: Iterable[str] = (),
+        pooling: str = "cls",
+        problem_type: str = "single_label_classification",
+        task: str | None = None,
+        dropout: float = 0.1,
+    ) -> nn.Module:
+        config = HeadConfig(
+            head_type="classification",
+            num_labels=num_labels,
+            label_names=tuple(label_names),
+            pooling=pooling,
+            problem_type=problem_type,
+            task=task,
+            dropout=dropout,
+        )
+        return self.add_head(name, config)
+
+    def head_config(self, name: str) -> HeadConfig:
+        self._check_head(name)
+        return self.heads[name].config  # type: ignore[return-value]
+
+    def _check_head(self, name: str | None) -> str:
+        if name is None:
+            if self.active_head is None:
+                raise ValueError("no head: add one with add_head(...) or pass head=NAME")
+            name = self.active_head
+        if name not in self.heads:
+            raise KeyError(f"no head named {name!r}; available: {list(self.heads) or 'none'}")
+        return name
+
+    # ----------------------------------------------------------------- training helpers
+    def freeze_base(self, frozen: bool = True) -> None:
+        for parameter in self.base.parameters():
+            parameter.requires_grad_(not frozen)
+
+    def train_adapter(self, name: str, head: str | None = None) -> None:
+        """Freeze everything but adapter ``name`` and its head; activate them."""
+        self.freeze_base(True)
+        for other in self.adapters.list_adapters():
+            self.adapters.freeze(other, other != name)
+        self.adapters.set_active(name)
+        head = self._check_head(head or name)
+        for head_name, module in self.heads.items():
+            for parameter in module.parameters():
+                parameter.requires_grad_(head_name == head)
+        self.active_head = head
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # ----------------------------------------------------------------- forward
+    def encode(self, adapter_names: Iterable[str] | str | None = None, **inputs: Any) -> Any:
+        """Run the base model (with the active or given adapters); returns the base model's output."""
+        kwargs = {k: v for k, v in inputs.items() if v is not None and k in self._base_accepts}
+        context = self.adapters.using(adapter_names) if adapter_names is not None else nullcontext()
+        with context:
+            return self.base(**kwargs, return_dict=True)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        adapter_names: Iterable[str] | str | None = None,
+        head: str | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
+        head_name = self._check_head(head)
+        outputs = self.encode(
+            adapter_names,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        head_module = self.heads[head_name]
+        logits = head_module(outputs.last_hidden_state, attention_mask)
+        loss = head_module.loss(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None)
+        )
+
+    def print_model_info(self) -> str:
+        """A short summary (also returned): base size, adapters and their sizes, heads, trainable count."""
+        base = sum(p.numel() for p in self.base.parameters())
+        lines = [f"base model: {self.name_or_path} ({self.config.model_type}, {base:,} parameters)"]
+        for name, count in self.adapters.parameter_counts().items():
+            active = " (active)" if name in self.adapters.active else ""
+            lines.append(f"adapter {name}: {count:,} parameters = {100 * count / base:.3f}% of base{active}")
+        for name, head in self.heads.items():
+            lines.append(f"head {name}: {sum(p.numel() for p in head.parameters()):,} parameters")
+        lines.append(f"trainable: {self.trainable_parameters():,}")
+        text = "\n".join(lines)
+        print(text)
+        return text

@@ -1,0 +1,144 @@
+"""Save and load one adapter (+ its head) as a directory: JSON config and safetensors weights.
+
+Layout of an adapter directory::
+
+    adapter_config.json      adapter config, geometry (hidden size, layers, model type), base model, task
+    adapter.safetensors      adapter weights
+    head_config.json         head config with label names          (when a head is saved)
+    head.safetensors         head weights                           (when a head is saved)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.heads import HeadConfig
+from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
+
+if TYPE_CHECKING:
+    from adapter_fusion.models.model import AdapterModel
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter.safetensors"
+HEAD_CONFIG = "head_config.json"
+HEAD_WEIGHTS = "head.safetensors"
+
+
+def save_adapter(
+    model: AdapterModel,
+    name: str,
+    directory: str | Path,
+    head: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write adapter ``name`` (and head ``head`` if given) to ``directory`` atomically."""
+    from adapter_fusion import __version__
+
+    manager = model.adapters
+    state = manager.adapter_state_dict(name)
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        write_json(
+            tmp / ADAPTER_CONFIG,
+            {
+                "name": name,
+                "adapter": manager.configs[name].to_dict(),
+                "hidden_size": manager.hidden_size,
+                "num_layers": manager.num_layers,
+                "model_type": manager.model_type,
+                "base_model": model.name_or_path,
+                "library_version": __version__,
+                "metadata": metadata or {},
+            },
+        )
+        save_tensors(tmp / ADAPTER_WEIGHTS, state, metadata={"format": "pt", "adapter": name})
+        if head is not None:
+            head_name = model._check_head(head)
+            model.head_config(head_name).save(tmp / HEAD_CONFIG)
+            save_tensors(tmp / HEAD_WEIGHTS, dict(model.heads[head_name].state_dict()), metadata={"format": "pt"})
+    return directory
+
+
+def read_adapter_config(directory: str | Path) -> dict[str, Any]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"adapter directory {directory} does not exist")
+    for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if not (directory / required).is_file():
+            present = sorted(p.name for p in directory.iterdir())
+            raise FileNotFoundError(
+                f"adapter directory {directory} is missing {required}; it holds {present or 'nothing'}"
+            )
+    return read_json(directory / ADAPTER_CONFIG)
+
+
+def load_adapter(
+    model: AdapterModel,
+    directory: str | Path,
+    name: str | None = None,
+    *,
+    load_head: bool = True,
+    activate: bool = True,
+) -> str:
+    """Load an adapter directory into ``model``; returns the adapter's name in the model."""
+    directory = Path(directory)
+    info = read_adapter_config(directory)
+    manager = model.adapters
+    if info["hidden_size"] != manager.hidden_size:
+        raise ValueError(
+            f"adapter at {directory} was trained for hidden size {info['hidden_size']}, "
+            f"but the model has hidden size {manager.hidden_size}"
+        )
+    if info["model_type"] != manager.model_type:
+        raise ValueError(
+            f"adapter at {directory} holds weights for a {info['model_type']!r} model, "
+            f"but the model is a {manager.model_type!r}"
+        )
+    if info["num_layers"] != manager.num_layers:
+        raise ValueError(
+            f"adapter at {directory} was trained for {info['num_layers']} layers, the model has {manager.num_layers}"
+        )
+    name = name or info["name"]
+    config = AdapterConfig.from_dict(info["adapter"])
+    weights = load_tensors(directory / ADAPTER_WEIGHTS)
+    with_head = load_head and (directory / HEAD_CONFIG).is_file()
+    if with_head and name in model.heads:
+        raise ValueError(f"a head named {name!r} already exists in the model; load with another name")
+    manager.add_adapter(name, config, activate=False)
+    try:
+        _load_exact(manager.adapters[name], weights, f"adapter at {directory}")
+        if with_head:
+            head = model.add_head(name, HeadConfig.load(directory / HEAD_CONFIG), activate=False)
+            _load_exact(head, load_tensors(directory / HEAD_WEIGHTS), f"head at {directory}")
+    except Exception:
+        # a failed load leaves the model as it was: no half-loaded adapter or head
+        manager.remove_adapter(name)
+        if with_head and name in model.heads:
+            del model.heads[name]
+        raise
+    if activate:
+        manager.set_active(name)
+        if with_head:
+            model.active_head = name
+    return name
+
+
+def _load_exact(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{what} does not fit this model: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+        )
+    for key, tensor in weights.items():
+        if tensor.shape != expected[key].shape:
+            raise ValueError(
+                f"{what}: weight {key!r} has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(expected[key].shape)}"
+            )
+    module.load_state_dict(weights, strict=True)

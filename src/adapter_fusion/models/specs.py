@@ -1,0 +1,102 @@
+"""Per-architecture specs: where the layers and sub-layer outputs of a Hugging Face model are.
+
+Supporting a new model family means adding one ``ArchitectureSpec`` (a few dotted paths) and a test row.
+Paths are relative to ``model.base_model`` so the same spec serves ``AutoModel`` and ``AutoModelFor...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from adapter_fusion.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchitectureSpec:
+    """Where adapters attach in one model family.
+
+    ``ffn_output`` and ``attention_output`` name the module whose output is the sub-layer's output before the
+    residual connection and layer norm; ``ffn_input`` names the module whose first positional input is the
+    feed-forward block's input (read by parallel adapters).
+    """
+
+    family: str
+    layers: str
+    attention_output: str
+    ffn_input: str
+    ffn_output: str
+    hidden_size_attribute: str = "hidden_size"
+    is_decoder: bool = False
+
+
+ARCHITECTURES: Registry[ArchitectureSpec] = Registry("model type")
+
+_BERT_LIKE = dict(
+    layers="encoder.layer",
+    attention_output="attention.output.dense",
+    ffn_input="intermediate",
+    ffn_output="output.dense",
+)
+ARCHITECTURES.register("bert", ArchitectureSpec(family="bert", **_BERT_LIKE))
+ARCHITECTURES.register("roberta", ArchitectureSpec(family="roberta", **_BERT_LIKE))
+ARCHITECTURES.register("xlm-roberta", ArchitectureSpec(family="xlm-roberta", **_BERT_LIKE))
+ARCHITECTURES.register("electra", ArchitectureSpec(family="electra", **_BERT_LIKE))
+ARCHITECTURES.register(
+    "distilbert",
+    ArchitectureSpec(
+        family="distilbert",
+        layers="transformer.layer",
+        attention_output="attention.out_lin",
+        ffn_input="ffn",
+        ffn_output="ffn.lin2",
+        hidden_size_attribute="dim",
+    ),
+)
+ARCHITECTURES.register(
+    "gpt2",
+    ArchitectureSpec(
+        family="gpt2",
+        layers="h",
+        attention_output="attn.c_proj",
+        ffn_input="mlp",
+        ffn_output="mlp.c_proj",
+        hidden_size_attribute="n_embd",
+        is_decoder=True,
+    ),
+)
+_LLAMA_LIKE = dict(
+    layers="layers",
+    attention_output="self_attn.o_proj",
+    ffn_input="mlp",
+    ffn_output="mlp.down_proj",
+    is_decoder=True,
+)
+for _family in ("llama", "mistral", "qwen2"):
+    ARCHITECTURES.register(_family, ArchitectureSpec(family=_family, **_LLAMA_LIKE))
+
+
+def spec_for(model: nn.Module) -> ArchitectureSpec:
+    """The spec for a Hugging Face model, by ``config.model_type``."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type is None:
+        raise TypeError(f"expected a Hugging Face PreTrainedModel with a config; got {type(model).__name__}")
+    try:
+        return ARCHITECTURES.get(model_type)
+    except KeyError:
+        raise ValueError(
+            f"model type {model_type!r} is not supported yet; supported: {', '.join(ARCHITECTURES.names())}. "
+            "Add an ArchitectureSpec in adapter_fusion/models/specs.py."
+        ) from None
+
+
+def hidden_size_of(model: nn.Module, spec: ArchitectureSpec) -> int:
+    return int(getattr(model.config, spec.hidden_size_attribute))
+
+
+def layer_modules(model: nn.Module, spec: ArchitectureSpec) -> list[nn.Module]:
+    base = getattr(model, "base_model", model)
+    layers = base.get_submodule(spec.layers)
+    return list(layers)

@@ -1,0 +1,37 @@
+"""Sentence and sentence-pair tasks: a registry of task specs, split loading (local files or the Hub), metrics.
+
+>>> spec = get_task("sentiment")          # -> the "sst2" TaskSpec
+>>> train = load_task_split(spec, "train", max_examples=1000)   # columns text_a, text_b, label
+>>> compute_metrics(spec, predictions=[1, 0], references=[1, 1])
+{'accuracy': 0.5}
+"""
+
+from adapter_fusion.tasks import classification as _classification  # noqa: F401  (registers the tasks)
+from adapter_fusion.tasks.base import (
+    CARVE_SEED,
+    DATA_DIR_ENV,
+    SPLITS,
+    TASKS,
+    TaskSpec,
+    get_task,
+    list_tasks,
+    load_task_split,
+    register_task,
+    resolve_data_dir,
+)
+from adapter_fusion.tasks.metrics import METRICS, compute_metrics
+
+__all__ = [
+    "CARVE_SEED",
+    "DATA_DIR_ENV",
+    "METRICS",
+    "SPLITS",
+    "TASKS",
+    "TaskSpec",
+    "compute_metrics",
+    "get_task",
+    "list_tasks",
+    "load_task_split",
+    "register_task",
+    "resolve_data_dir",
+]

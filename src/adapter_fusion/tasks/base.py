@@ -1,0 +1,372 @@
+"""Task specifications, the task registry, and loading a task's split from local files or the Hugging Face Hub.
+
+Every split comes back as a ``datasets.Dataset`` with the same schema: ``text_a`` (str), ``text_b`` (str, ``""``
+for single-sentence tasks) and ``label`` (a ``ClassLabel`` id, or a float32 score for regression).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from adapter_fusion.config import check_choice
+from adapter_fusion.registry import Registry
+from adapter_fusion.tasks.metrics import METRICS
+from adapter_fusion.tasks.readers import RawColumns, Reader
+
+SPLITS = ("train", "validation", "test")
+TASK_TYPES = ("classification", "regression")
+DATA_DIR_ENV = "ADAPTER_FUSION_DATA_DIR"
+LabelMap = Mapping[str | int, str]
+"""Raw label (as in the file or on the Hub; compared as a lower-cased string) -> label name."""
+CARVE_SEED = 42
+"""Seed of every carved split. Fixed, and independent of ``load_task_split(seed=...)``, so that carved
+validation/test sets never move and never overlap the training part."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A labelled source under the data directory."""
+
+    paths: tuple[str, ...]
+    """File path(s) relative to the data directory, as the reader expects them."""
+    reader: Reader
+    """Turns the files into raw columns (see ``adapter_fusion.tasks.readers``)."""
+    label_map: LabelMap | None = None
+    """Raw label -> label name, where the file's ids differ from the task's label order; None: raw labels are
+    label names or class ids in ``TaskSpec.label_names`` order."""
+
+
+@dataclass(frozen=True)
+class Carve:
+    """A split taken from a deterministic partition (seed ``CARVE_SEED``) of a bigger source.
+
+    The parts in ``sizes`` take their share of a fixed permutation in order; ``remainder`` gets the rest. Each part
+    keeps the source's row order.
+    """
+
+    source: LocalFile | str
+    """What to partition: a ``LocalFile`` (local data) or a Hub split name (Hub data)."""
+    part: str
+    """Which part of the partition this split is."""
+    sizes: tuple[tuple[str, float | int], ...]
+    """``(part, size)`` pairs; a float in (0, 1) is a fraction of the source, an int a number of rows."""
+    remainder: str = "train"
+    """The part that gets the rows left over."""
+
+    def __post_init__(self) -> None:
+        parts = [name for name, _ in self.sizes] + [self.remainder]
+        for name in parts:
+            check_choice("carved part", name, SPLITS)
+        if len(set(parts)) != len(parts):
+            raise ValueError(f"carved parts must be distinct; got {parts}")
+        check_choice("part", self.part, parts)
+
+    def indices(self, num_rows: int) -> list[int]:
+        """Row indices of ``self.part`` in a source of ``num_rows`` rows."""
+        order = np.random.default_rng(CARVE_SEED).permutation(num_rows)
+        start = 0
+        for name, size in self.sizes:
+            count = round(size * num_rows) if isinstance(size, float) else size
+            if count < 1 or start + count >= num_rows:
+                raise ValueError(f"cannot carve {name!r} of size {size!r} out of {num_rows} rows ({self.sizes})")
+            if name == self.part:
+                return sorted(order[start : start + count].tolist())
+            start += count
+        return sorted(order[start:].tolist())
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """Where a task's splits live under the data directory."""
+
+    splits: Mapping[str, LocalFile | Carve]
+    """Split name -> labelled file, or a carved part of one."""
+    unlabelled: Mapping[str, str] = field(default_factory=dict)
+    """Split name -> relative path of a file that exists but has no labels (not offered)."""
+
+    def __post_init__(self) -> None:
+        for split in (*self.splits, *self.unlabelled):
+            check_choice("local split", split, SPLITS)
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """How to load a task from the Hugging Face Hub with ``datasets.load_dataset(path, config, split=...)``."""
+
+    path: str
+    """Dataset repository, e.g. ``"nyu-mll/glue"``."""
+    config: str | None
+    """Configuration name, e.g. ``"sst2"``; None for datasets without configurations."""
+    text_a: str
+    """Column of the first text."""
+    text_b: str | None = None
+    """Column of the second text, or None for single-sentence tasks."""
+    label: str = "label"
+    """Column of the label."""
+    splits: Mapping[str, str | Carve] = field(
+        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
+    )
+    """Our split name -> Hub split name, or a part carved out of a Hub split."""
+    unlabelled: tuple[str, ...] = ()
+    """Splits whose Hub labels are hidden (GLUE test sets): refused without downloading."""
+    label_map: LabelMap | None = None
+    """Hub label -> label name where the Hub's ids differ from ``TaskSpec.label_names`` order."""
+    missing_label: object = -1
+    """Label value of rows without a gold label (dropped; e.g. SNLI's -1)."""
+
+    def __post_init__(self) -> None:
+        for split in (*self.splits, *self.unlabelled):
+            check_choice("hub split", split, SPLITS)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered sentence or sentence-pair task: its labels, metrics and data sources."""
+
+    name: str
+    """Canonical lower-case name, e.g. ``"sst2"``."""
+    task_type: str
+    """``"classification"`` or ``"regression"``."""
+    label_names: tuple[str, ...]
+    """Human-readable name of each class id (index = id); ``()`` for regression."""
+    is_pair: bool
+    """Whether examples are sentence pairs (``text_b`` non-empty)."""
+    metrics: tuple[str, ...]
+    """Names of the metrics reported by ``compute_metrics`` (see ``METRICS``)."""
+    main_metric: str
+    """The metric that selects the best checkpoint (higher is better)."""
+    description: str
+    """What the task is and where its splits come from (local layout, carved splits, Hub source)."""
+    aliases: tuple[str, ...] = ()
+    """Other accepted names; lookups also ignore case, dashes, underscores and spaces."""
+    local: LocalSource | None = field(default=None, repr=False, compare=False)
+    """The task's files under a local data directory."""
+    hub: HubSource | None = field(default=None, repr=False, compare=False)
+    """The task's Hugging Face Hub dataset."""
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.lower():
+            raise ValueError(f"task name must be non-empty and lower-case; got {self.name!r}")
+        check_choice("task_type", self.task_type, TASK_TYPES)
+        if self.task_type == "regression" and self.label_names:
+            raise ValueError(f"task {self.name!r}: a regression task has label_names=(); got {self.label_names}")
+        lowered = [label.lower() for label in self.label_names]
+        if self.task_type == "classification" and (len(lowered) < 2 or len(set(lowered)) != len(lowered)):
+            raise ValueError(f"task {self.name!r}: needs at least 2 distinct label_names; got {self.label_names}")
+        if not self.metrics:
+            raise ValueError(f"task {self.name!r}: metrics must not be empty")
+        for metric in self.metrics:
+            check_choice("metric", metric, METRICS.names())
+        check_choice("main_metric", self.main_metric, self.metrics)
+        entries = [*(self.local.splits.values() if self.local else ()), self.hub]
+        sources = [entry.source if isinstance(entry, Carve) else entry for entry in entries]
+        for label_map in filter(None, (getattr(source, "label_map", None) for source in sources)):
+            for name in label_map.values():
+                check_choice(f"task {self.name!r} label_map value", name.lower(), lowered)
+
+    @property
+    def num_labels(self) -> int:
+        """Number of model outputs: the number of classes, or 1 for regression."""
+        return len(self.label_names) if self.task_type == "classification" else 1
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Class id -> label name (empty for regression), as ``transformers`` configs expect."""
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        """Label name -> class id (empty for regression)."""
+        return {name: index for index, name in enumerate(self.label_names)}
+
+
+TASKS: Registry[TaskSpec] = Registry("task")
+
+
+def _compact(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add ``spec`` to ``TASKS`` under its name, its aliases and their compact forms (no dashes/underscores)."""
+    keys = {alias.lower() for alias in spec.aliases} | {_compact(n) for n in (spec.name, *spec.aliases)}
+    TASKS.register(spec.name, spec, aliases=tuple(sorted(keys - {spec.name})))
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called ``name`` (case-insensitive; aliases and dash/underscore variants accepted)."""
+    if not isinstance(name, str):
+        raise TypeError(f"task name must be a str; got {name!r} ({type(name).__name__})")
+    for key in (name.strip(), _compact(name)):
+        if key in TASKS:
+            return TASKS.get(key)
+    aliases = sorted(alias for spec in list_tasks() for alias in spec.aliases)
+    raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASKS.names())}; aliases: {', '.join(aliases)}")
+
+
+def list_tasks() -> list[TaskSpec]:
+    """All registered tasks, sorted by name."""
+    return [spec for _, spec in TASKS.items()]
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
+    """The local data directory to read, or None to use the Hugging Face Hub.
+
+    Order: ``data_dir`` if given; else ``$ADAPTER_FUSION_DATA_DIR`` if set; else the first existing of ``./data``
+    and ``../shared/data`` (relative to the working directory); else None. A given directory (argument or
+    environment variable) that does not exist raises ``FileNotFoundError``.
+    """
+    env_value = os.environ.get(DATA_DIR_ENV)
+    if data_dir is not None:
+        given, origin = Path(data_dir), "data_dir"
+    elif env_value:
+        given, origin = Path(env_value), f"${DATA_DIR_ENV}"
+    else:
+        candidates = (Path("data"), Path("..") / "shared" / "data")
+        return next((path.resolve() for path in candidates if path.is_dir()), None)
+    given = given.expanduser()
+    if not given.is_dir():
+        raise FileNotFoundError(f"{origin}: data directory {str(given)!r} does not exist or is not a directory")
+    return given.resolve()
+
+
+def load_hub_dataset(path: str, config: str | None, split: str) -> datasets.Dataset:
+    """The single call that reaches the Hugging Face Hub (tests replace it)."""
+    return datasets.load_dataset(path, config, split=split)
+
+
+def load_task_split(task: str | TaskSpec, split: str, data_dir: str | Path | None = None,
+                    max_examples: int | None = None, seed: int = 42) -> datasets.Dataset:
+    """Load one split of a task as a ``datasets.Dataset`` with columns ``text_a``, ``text_b``, ``label``.
+
+    Args:
+        task: a task name/alias or a ``TaskSpec``.
+        split: ``"train"``, ``"validation"`` or ``"test"``. Unlabelled splits (GLUE test files) are refused.
+        data_dir: local data directory (see ``resolve_data_dir``); when none is found the Hub is used.
+        max_examples: if smaller than the split, a deterministic subsample: shuffle with ``seed``, take the first
+            ``max_examples`` rows.
+        seed: seed of that subsample (carved splits always use ``CARVE_SEED``).
+    """
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    check_choice("split", split, SPLITS)
+    if max_examples is not None and (isinstance(max_examples, bool) or not isinstance(max_examples, int)
+                                     or max_examples < 1):
+        raise ValueError(f"max_examples must be a positive int or None; got {max_examples!r}")
+    root = resolve_data_dir(data_dir)
+    dataset = _load_hub(spec, split) if root is None else _load_local(spec, split, root)
+    if max_examples is not None and max_examples < len(dataset):
+        dataset = dataset.shuffle(seed=seed).select(range(max_examples))
+    return dataset
+
+
+def _load_local(spec: TaskSpec, split: str, root: Path) -> datasets.Dataset:
+    source = spec.local
+    if source is None:
+        raise ValueError(f"task {spec.name!r} has no local data layout; load it from the Hub (no data directory)")
+    offered = ", ".join(source.splits)
+    if split in source.unlabelled:
+        raise ValueError(
+            f"task {spec.name!r}: the local {split!r} split ({source.unlabelled[split]}) has no labels and is not "
+            f"offered; labelled local splits: {offered}"
+        )
+    if split not in source.splits:
+        raise ValueError(f"task {spec.name!r} has no local {split!r} split under {root}; local splits: {offered}")
+    entry = source.splits[split]
+    file = entry.source if isinstance(entry, Carve) else entry
+    assert isinstance(file, LocalFile), f"a local Carve must partition a LocalFile; got {file!r}"
+    paths = [root / relative for relative in file.paths]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"task {spec.name!r}, split {split!r}: data file {str(path)!r} not found")
+    origin = " + ".join(str(path) for path in paths)
+    dataset = _to_dataset(spec, file.reader(paths), file.label_map, origin)
+    return dataset.select(entry.indices(len(dataset))) if isinstance(entry, Carve) else dataset
+
+
+def _load_hub(spec: TaskSpec, split: str) -> datasets.Dataset:
+    hub = spec.hub
+    if hub is None:
+        raise ValueError(f"task {spec.name!r} has no Hub source; pass data_dir or set ${DATA_DIR_ENV}")
+    offered = ", ".join(s for s in hub.splits if s not in hub.unlabelled)
+    if split in hub.unlabelled or split not in hub.splits:
+        raise ValueError(f"task {spec.name!r}: the Hub has no labelled {split!r} split; labelled splits: {offered}")
+    entry = hub.splits[split]
+    hub_split = entry.source if isinstance(entry, Carve) else entry
+    assert isinstance(hub_split, str), f"a Hub Carve must partition a Hub split name; got {hub_split!r}"
+    origin = f"Hub dataset {hub.path!r} (config {hub.config!r}, split {hub_split!r})"
+    raw = load_hub_dataset(hub.path, hub.config, hub_split)
+    wanted = [column for column in (hub.text_a, hub.text_b, hub.label) if column is not None]
+    missing = [column for column in wanted if column not in raw.column_names]
+    if missing:
+        raise ValueError(f"{origin} lacks columns {missing}; it has {raw.column_names}")
+    labels = list(raw[hub.label])
+    keep = [index for index, label in enumerate(labels) if label != hub.missing_label]
+    if not keep:
+        raise ValueError(f"task {spec.name!r}: {origin} has no gold labels; labelled splits: {offered}")
+    if len(keep) < len(labels):
+        raw, labels = raw.select(keep), [labels[index] for index in keep]
+    text_b = [str(text) for text in raw[hub.text_b]] if hub.text_b else [""] * len(raw)
+    columns = RawColumns([str(text) for text in raw[hub.text_a]], text_b, labels)
+    dataset = _to_dataset(spec, columns, hub.label_map, origin)
+    return dataset.select(entry.indices(len(dataset))) if isinstance(entry, Carve) else dataset
+
+
+def _to_dataset(spec: TaskSpec, columns: RawColumns, label_map: LabelMap | None, origin: str
+                ) -> datasets.Dataset:
+    """Encode raw labels and build the in-memory dataset with the uniform schema."""
+    if spec.task_type == "classification":
+        label_feature = datasets.ClassLabel(names=list(spec.label_names))
+        labels: list[int] | list[float] = _class_ids(spec, columns.labels, label_map, origin)
+    else:
+        label_feature = datasets.Value("float32")
+        labels = _scores(spec, columns.labels, origin)
+    features = datasets.Features(
+        {"text_a": datasets.Value("string"), "text_b": datasets.Value("string"), "label": label_feature}
+    )
+    data = {"text_a": columns.text_a, "text_b": columns.text_b, "label": labels}
+    return datasets.Dataset.from_dict(data, features=features)
+
+
+def _normalise_label(raw: object) -> str:
+    return str(raw).strip().lower()
+
+
+def _class_ids(spec: TaskSpec, raw_labels: list[object], label_map: LabelMap | None, origin: str
+               ) -> list[int]:
+    """Map raw labels (names, digit strings, ints) to class ids in ``spec.label_names`` order."""
+    by_name = {name.lower(): index for index, name in enumerate(spec.label_names)}
+    if label_map is None:
+        table = {**by_name, **{str(index): index for index in range(len(spec.label_names))}}
+    else:
+        table = {_normalise_label(raw): by_name[name.lower()] for raw, name in label_map.items()}
+    try:
+        return [table[_normalise_label(raw)] for raw in raw_labels]
+    except KeyError:
+        bad = next(raw for raw in raw_labels if _normalise_label(raw) not in table)
+        raise ValueError(
+            f"task {spec.name!r}: label {bad!r} in {origin} is not an allowed label; allowed: {sorted(table)} "
+            f"(label names: {list(spec.label_names)})"
+        ) from None
+
+
+def _scores(spec: TaskSpec, raw_labels: list[object], origin: str) -> list[float]:
+    """Parse regression targets, refusing anything that is not a finite number."""
+    scores = []
+    for raw in raw_labels:
+        try:
+            score = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            score = math.nan
+        if not math.isfinite(score):
+            raise ValueError(f"task {spec.name!r}: label {raw!r} in {origin} is not a finite number")
+        scores.append(score)
+    return scores

@@ -1,0 +1,137 @@
+"""Readers for the local file formats of the task data directory (see ``/work/shared/data/README.md``).
+
+A reader is a small frozen dataclass, called with the file paths of one split, that returns the raw columns
+``(text_a, text_b, labels)``. Readers keep labels raw (strings or ints as in the file); mapping them to class ids
+is the loader's job. Nothing is cached: every call re-reads the files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+
+class RawColumns(NamedTuple):
+    """One split as read from disk: texts (``text_b`` is ``""`` for single sentences) and raw labels."""
+
+    text_a: list[str]
+    text_b: list[str]
+    labels: list[object]
+
+
+class Reader(Protocol):
+    def __call__(self, paths: Sequence[Path]) -> RawColumns: ...
+
+
+def _single(paths: Sequence[Path], reader: str) -> Path:
+    if len(paths) != 1:
+        raise ValueError(f"{reader} reads exactly one file; got {len(paths)}: {[str(p) for p in paths]}")
+    return paths[0]
+
+
+@dataclass(frozen=True)
+class TsvReader:
+    """Tab-separated values as in GLUE: no quoting (texts contain quotes), optional header, optional BOM.
+
+    Columns are header names when ``header`` is true, else 0-based indices.
+    """
+
+    text_a: str | int
+    """Column of the first sentence."""
+    label: str | int
+    """Column of the label."""
+    text_b: str | int | None = None
+    """Column of the second sentence, or None for single-sentence tasks."""
+    header: bool = True
+    """Whether the first row names the columns."""
+
+    def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        path = _single(paths, "TsvReader")
+        text_a: list[str] = []
+        text_b: list[str] = []
+        labels: list[object] = []
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            names = next(rows, None) if self.header else None
+            if self.header and names is None:
+                raise ValueError(f"{path}: empty file, expected a header row")
+            col_a, col_label = self._index(self.text_a, names, path), self._index(self.label, names, path)
+            col_b = None if self.text_b is None else self._index(self.text_b, names, path)
+            width = max(col for col in (col_a, col_b, col_label) if col is not None) + 1
+            for row in rows:
+                if not row:
+                    continue
+                if len(row) < width:
+                    raise ValueError(
+                        f"{path}:{rows.line_num}: expected at least {width} tab-separated fields, got {len(row)}"
+                    )
+                text_a.append(row[col_a].strip())
+                text_b.append("" if col_b is None else row[col_b].strip())
+                labels.append(row[col_label].strip())
+        return RawColumns(text_a, text_b, labels)
+
+    def _index(self, column: str | int, names: list[str] | None, path: Path) -> int:
+        if isinstance(column, int):
+            return column
+        if names is None or column not in names:
+            raise ValueError(f"{path}: no column {column!r}; header columns: {names}")
+        return names.index(column)
+
+
+@dataclass(frozen=True)
+class JsonReader:
+    """LM-BFF / PCP JSON: an object ``{"0": {record}, "1": {record}, ...}`` (or a list of records).
+
+    A missing, null or ``"None"`` second text becomes ``""``.
+    """
+
+    text_a: str = "text_a"
+    """Field of the first text (``"ori"`` in the PCP ``{ori, label}`` files)."""
+    text_b: str | None = "text_b"
+    """Field of the second text, or None for single-text files."""
+    label: str = "label"
+    """Field of the label."""
+
+    def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        path = _single(paths, "JsonReader")
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+        if isinstance(data, dict):
+            records = list(data.items())
+        elif isinstance(data, list):
+            records = list(enumerate(data))
+        else:
+            raise ValueError(f"{path}: expected a JSON object or list of records, got {type(data).__name__}")
+        text_a: list[str] = []
+        text_b: list[str] = []
+        labels: list[object] = []
+        for key, record in records:
+            if not isinstance(record, dict) or self.text_a not in record or self.label not in record:
+                raise ValueError(f"{path}: record {key!r} needs fields {self.text_a!r} and {self.label!r}: {record!r}")
+            second = record.get(self.text_b) if self.text_b is not None else None
+            text_a.append(str(record[self.text_a]).strip())
+            text_b.append("" if second is None or second == "None" else str(second).strip())
+            labels.append(record[self.label])
+        return RawColumns(text_a, text_b, labels)
+
+
+@dataclass(frozen=True)
+class AlignedLinesReader:
+    """Three parallel plain-text files, one example per line: first sentences, second sentences, labels
+    (the e-SNLI layout ``s1.dev``, ``s2.dev``, ``labels.dev``)."""
+
+    def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        if len(paths) != 3:
+            raise ValueError(f"AlignedLinesReader reads 3 files (s1, s2, labels); got {[str(p) for p in paths]}")
+        columns = []
+        for path in paths:
+            with path.open(encoding="utf-8") as handle:
+                columns.append([line.strip() for line in handle])
+        lengths = {str(path): len(column) for path, column in zip(paths, columns)}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"aligned files have different numbers of lines: {lengths}")
+        return RawColumns(columns[0], columns[1], list(columns[2]))

@@ -1,0 +1,103 @@
+"""Model and training configs shared by adapter, fusion and joint training."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_range
+from adapter_fusion.heads.base import POOLINGS
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(JsonConfig):
+    """Which base model to load and how inputs are tokenised."""
+
+    config_type: ClassVar[str] = "model"
+
+    model_name_or_path: str = "default"
+    """Hub id or local path of the base model; 'default' is the bundled all-MiniLM-L6-v2."""
+    max_seq_length: int = 128
+    """Inputs are truncated to this many tokens."""
+    pooling: str = "mean"
+    """How the classification head pools token states: 'cls', 'mean' or 'last'."""
+
+    def __post_init__(self) -> None:
+        check_positive("max_seq_length", self.max_seq_length, integer=True)
+        check_choice("pooling", self.pooling, POOLINGS)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(JsonConfig):
+    """How one training run goes: budget, learning rates per parameter group, evaluation and checkpoints."""
+
+    config_type: ClassVar[str] = "training"
+
+    output_dir: str = "outputs/run"
+    """Where checkpoints and logs go."""
+    num_train_epochs: float = 3.0
+    """Number of passes over the training data (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: use num_train_epochs)."""
+    max_train_minutes: float | None = None
+    """Stop after this much wall time (the last state is evaluated and saved)."""
+    batch_size: int = 32
+    """Training examples per step."""
+    eval_batch_size: int = 128
+    """Examples per evaluation batch."""
+    adapter_learning_rate: float = 1e-3
+    """Learning rate of adapter weights."""
+    fusion_learning_rate: float = 5e-5
+    """Learning rate of fusion weights."""
+    head_learning_rate: float | None = None
+    """Learning rate of head weights (default: the adapter learning rate, or the base one in full fine-tuning)."""
+    base_learning_rate: float = 2e-5
+    """Learning rate of the base model's weights (full fine-tuning only)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (not applied to biases and layer norms)."""
+    warmup_ratio: float = 0.06
+    """Fraction of steps with linear warm-up."""
+    eval_steps: int | None = None
+    """Evaluate (and checkpoint) every this many steps; once per epoch when unset."""
+    logging_steps: int = 50
+    """Log the training loss every this many steps."""
+    seed: int = 42
+    """Seed for initialisation, shuffling and dropout."""
+    max_train_examples: int | None = None
+    """Use a fixed random subset of the training data of this size."""
+    max_eval_examples: int | None = None
+    """Use a fixed random subset of the evaluation data of this size."""
+    full_finetune: bool = False
+    """Train the whole base model instead of an adapter (the baseline adapters are compared against)."""
+    load_best_model_at_end: bool = True
+    """Keep the checkpoint with the best main metric of the task."""
+    save_total_limit: int = 2
+    """How many checkpoints to keep on disk."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding, faster on CPU)."""
+    resume_from_checkpoint: str | None = None
+    """A checkpoint directory to resume from, or 'last' for the newest in output_dir."""
+    disable_tqdm: bool = False
+    """Hide progress bars."""
+
+    def __post_init__(self) -> None:
+        check_positive("num_train_epochs", self.num_train_epochs)
+        if not isinstance(self.max_steps, int) or (self.max_steps < 1 and self.max_steps != -1):
+            raise ValueError(f"max_steps must be -1 or a positive integer; got {self.max_steps!r}")
+        if self.max_train_minutes is not None:
+            check_positive("max_train_minutes", self.max_train_minutes)
+        check_positive("batch_size", self.batch_size, integer=True)
+        check_positive("eval_batch_size", self.eval_batch_size, integer=True)
+        for name in ("adapter_learning_rate", "fusion_learning_rate", "base_learning_rate"):
+            check_positive(name, getattr(self, name))
+        if self.head_learning_rate is not None:
+            check_positive("head_learning_rate", self.head_learning_rate)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_range("warmup_ratio", self.warmup_ratio, 0.0, 1.0)
+        if self.eval_steps is not None:
+            check_positive("eval_steps", self.eval_steps, integer=True)
+        check_positive("logging_steps", self.logging_steps, integer=True)
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name), integer=True)
+        check_positive("save_total_limit", self.save_total_limit, integer=True)

@@ -1,0 +1,201 @@
+"""One training path for adapters, fusion and full fine-tuning, on ``transformers.Trainer``.
+
+What trains is decided by ``requires_grad`` (set by module type on the model); the optimizer gets one
+parameter group per module kind (adapter / fusion / head / base), each with its own learning rate.
+Checkpoints hold only the trainable weights, as safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+
+from adapter_fusion.adapters import BottleneckAdapter
+from adapter_fusion.io import load_tensors, save_tensors, write_json
+from adapter_fusion.training.config import TrainingConfig
+
+TRAINABLE_WEIGHTS = "trainable.safetensors"
+PARAM_GROUPS = ("adapter", "fusion", "head", "base")
+
+
+def parameter_kind(model: nn.Module) -> dict[str, str]:
+    """Map each parameter name to its kind, by the type of the module that owns it."""
+    from adapter_fusion.fusion.base import FusionLayer  # local import: fusion builds on training-free core
+
+    kinds: dict[str, str] = {}
+    heads = getattr(model, "heads", None)
+    head_ids = {id(m) for m in heads.modules()} if isinstance(heads, nn.Module) else set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, BottleneckAdapter):
+            kind = "adapter"
+        elif isinstance(module, FusionLayer):
+            kind = "fusion"
+        elif id(module) in head_ids and module is not heads:
+            kind = "head"
+        else:
+            continue
+        for param_name, _ in module.named_parameters():
+            kinds.setdefault(f"{module_name}.{param_name}" if module_name else param_name, kind)
+    for name, _ in model.named_parameters():
+        kinds.setdefault(name, "base")
+    return kinds
+
+
+def learning_rates(config: TrainingConfig) -> dict[str, float]:
+    head = config.head_learning_rate or (
+        config.base_learning_rate if config.full_finetune else config.adapter_learning_rate
+    )
+    return {
+        "adapter": config.adapter_learning_rate,
+        "fusion": config.fusion_learning_rate,
+        "head": head,
+        "base": config.base_learning_rate,
+    }
+
+
+class TimeBudgetCallback(transformers.TrainerCallback):
+    """Stop training after ``minutes`` of wall time; evaluate and save the state it stopped at."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60.0
+        self.start = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if time.monotonic() - self.start > self.seconds:
+            control.should_training_stop = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
+
+
+class ModularTrainer(transformers.Trainer):
+    """``transformers.Trainer`` with per-kind learning rates and trainable-only safetensors checkpoints."""
+
+    def __init__(self, *args: Any, learning_rates: dict[str, float] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_learning_rates = learning_rates or {}
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is not None:
+            return self.optimizer
+        model = self.model if model is None else model
+        kinds = parameter_kind(model)
+        decay_names = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault((kinds[name], name in decay_names), []).append(parameter)
+        param_groups = [
+            {
+                "params": params,
+                "lr": self.group_learning_rates.get(kind, self.args.learning_rate),
+                "weight_decay": self.args.weight_decay if decay else 0.0,
+                "name": f"{kind}{'' if decay else '_no_decay'}",
+            }
+            for (kind, decay), params in sorted(groups.items())
+        ]
+        if not param_groups:
+            raise ValueError("nothing to train: no parameter of the model requires grad")
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        optimizer_kwargs.pop("lr", None)
+        self.optimizer = optimizer_cls(param_groups, lr=self.args.learning_rate, **optimizer_kwargs)
+        return self.optimizer
+
+    # ---------------------------------------------------------------- checkpoints: trainable weights only
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.model.state_dict().items() if k in names}
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        path = Path(output_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        save_tensors(path / TRAINABLE_WEIGHTS, self._trainable_state(), metadata={"format": "pt"})
+        write_json(path / "trainable_keys.json", sorted(self._trainable_state()))
+
+    def _load_trainable(self, directory: str) -> None:
+        weights = load_tensors(Path(directory) / TRAINABLE_WEIGHTS)
+        expected = set(self._trainable_state())
+        if set(weights) != expected:
+            missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
+            raise ValueError(
+                f"checkpoint {directory} does not match the model: missing {missing[:5]}, extra {extra[:5]}"
+            )
+        result = self.model.load_state_dict(weights, strict=False)
+        assert not result.unexpected_keys, result.unexpected_keys
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        self._load_trainable(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        if self.state.best_model_checkpoint is not None:
+            self._load_trainable(self.state.best_model_checkpoint)
+
+
+def training_arguments(config: TrainingConfig, main_metric: str | None, greater_is_better: bool = True) -> Any:
+    """``transformers.TrainingArguments`` from a ``TrainingConfig``."""
+    strategy = "steps" if config.eval_steps else "epoch"
+    kwargs: dict[str, Any] = dict(
+        output_dir=config.output_dir,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.base_learning_rate if config.full_finetune else config.adapter_learning_rate,
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        eval_strategy=strategy if main_metric else "no",
+        save_strategy=strategy,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=config.load_best_model_at_end and main_metric is not None,
+        metric_for_best_model=f"eval_{main_metric}" if main_metric else None,
+        greater_is_better=greater_is_better,
+        seed=config.seed,
+        data_seed=config.seed,
+        group_by_length=config.group_by_length,
+        report_to="none",
+        disable_tqdm=config.disable_tqdm,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        save_safetensors=True,
+        remove_unused_columns=False,
+    )
+    # transformers 5 takes a ratio in warmup_steps; 4.x has warmup_ratio
+    kwargs["warmup_ratio" if _accepts_argument("warmup_ratio") else "warmup_steps"] = config.warmup_ratio
+    if config.eval_steps:
+        kwargs["eval_steps"] = config.eval_steps
+        kwargs["save_steps"] = config.eval_steps
+    return transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if _accepts_argument(k)})
+
+
+def _accepts_argument(name: str) -> bool:
+    return name in transformers.TrainingArguments.__dataclass_fields__
+
+
+def resolve_resume(config: TrainingConfig) -> str | None:
+    if config.resume_from_checkpoint != "last":
+        return config.resume_from_checkpoint
+    checkpoints = sorted(
+        (p for p in Path(config.output_dir).glob("checkpoint-*") if p.is_dir()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    if not checkpoints:
+        raise FileNotFoundError(f"resume_from_checkpoint='last' but {config.output_dir} holds no checkpoint-* folder")
+    return str(checkpoints[-1])
+
+
+def write_run_record(directory: Path, record: dict[str, Any]) -> None:
+    write_json(directory / "run.json", json.loads(json.dumps(record, default=str)))
+
+
+__all__ = ["ModularTrainer", "TimeBudgetCallback", "learning_rates", "parameter_kind", "training_arguments"]
