@@ -73,6 +73,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[JsonConfig],
         group.add_argument(
             f"--{field.name.replace('_', '-')}",
             dest=f"{cls.config_type}.{field.name}",
+            metavar=field.name.upper(),
             type=value_type,
             default=argparse.SUPPRESS,
             help=f"{docs.get(field.name, '')} (default: {default!r})",

@@ -73,7 +73,11 @@ def read_adapter_config(directory: str | Path) -> dict[str, Any]:
             raise FileNotFoundError(
                 f"adapter directory {directory} is missing {required}; it holds {present or 'nothing'}"
             )
-    return read_json(directory / ADAPTER_CONFIG)
+    info = read_json(directory / ADAPTER_CONFIG)
+    missing = [key for key in ("name", "adapter", "hidden_size", "num_layers", "model_type") if key not in info]
+    if missing:
+        raise ValueError(f"{directory / ADAPTER_CONFIG} lacks the keys {missing}; is it an adapter-fusion adapter?")
+    return info
 
 
 def load_adapter(

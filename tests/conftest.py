@@ -1,0 +1,150 @@
+"""Shared fixtures: tiny random models of every supported family, small padded batches, the data directory.
+
+Every model is built from ``AutoConfig.for_model`` with hidden size 32, 2 layers, 4 heads and a 100-token
+vocabulary, under a fixed seed, in eval mode. Adding a model family to ``adapter_fusion.models.specs`` means
+adding one row to ``TINY_CONFIGS`` (``test_every_registered_family_has_a_tiny_config`` enforces it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel
+
+HIDDEN = 32
+LAYERS = 2
+HEADS = 4
+VOCAB = 100
+MAX_POSITIONS = 64
+
+_BERT_LIKE: dict[str, Any] = dict(
+    hidden_size=HIDDEN,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=HEADS,
+    intermediate_size=2 * HIDDEN,
+    vocab_size=VOCAB,
+    max_position_embeddings=MAX_POSITIONS,
+)
+_LLAMA_LIKE: dict[str, Any] = dict(
+    hidden_size=HIDDEN,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=HEADS,
+    num_key_value_heads=2,
+    intermediate_size=2 * HIDDEN,
+    vocab_size=VOCAB,
+    max_position_embeddings=MAX_POSITIONS,
+)
+
+# model_type -> kwargs of AutoConfig.for_model; one row per family registered in adapter_fusion.models.specs
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "bert": _BERT_LIKE,
+    "roberta": {**_BERT_LIKE, "pad_token_id": 1},
+    "xlm-roberta": {**_BERT_LIKE, "pad_token_id": 1},
+    "electra": {**_BERT_LIKE, "embedding_size": HIDDEN},
+    "distilbert": dict(
+        dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=2 * HIDDEN, vocab_size=VOCAB,
+        max_position_embeddings=MAX_POSITIONS,
+    ),
+    "gpt2": dict(
+        n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, vocab_size=VOCAB, n_positions=MAX_POSITIONS,
+        bos_token_id=0, eos_token_id=0,
+    ),
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
+}
+FAMILIES = tuple(TINY_CONFIGS)
+PLACEMENTS = ("pfeiffer", "houlsby", "parallel")
+
+
+def build_tiny_model(model_type: str, seed: int = 0, **overrides: Any) -> nn.Module:
+    """A tiny random ``AutoModel`` of ``model_type`` (seeded, eval mode, eager attention)."""
+    config = AutoConfig.for_model(model_type, **{**TINY_CONFIGS[model_type], **overrides})
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    return model.eval()
+
+
+def make_batch(
+    vocab_size: int = VOCAB, pad_token_id: int | None = 0, batch: int = 3, length: int = 7, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """``input_ids`` / ``attention_mask`` ``[batch, length]``, right-padded: row i has ``length - 2 * i`` tokens."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, vocab_size, (batch, length), generator=generator)
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    for row in range(1, batch):
+        real = max(1, length - 2 * row)
+        attention_mask[row, real:] = 0
+        input_ids[row, real:] = pad_token_id if pad_token_id is not None else 0
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def batch_for(model: nn.Module, **kwargs: Any) -> dict[str, torch.Tensor]:
+    config = model.config
+    return make_batch(config.vocab_size, getattr(config, "pad_token_id", None), **kwargs)
+
+
+@torch.no_grad()
+def randomise_(module: nn.Module, seed: int = 1, std: float = 0.2) -> nn.Module:
+    """Overwrite every parameter of ``module`` with N(0, std) noise from a fixed seed (in place)."""
+    generator = torch.Generator().manual_seed(seed)
+    for parameter in module.parameters():
+        parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+    return module
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(params=PLACEMENTS)
+def placement(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny_model(family: str) -> nn.Module:
+    return build_tiny_model(family)
+
+
+@pytest.fixture(scope="session")
+def make_model() -> Callable[..., nn.Module]:
+    return build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_configs() -> dict[str, dict[str, Any]]:
+    return TINY_CONFIGS
+
+
+@pytest.fixture(scope="session")
+def randomise() -> Callable[..., nn.Module]:
+    return randomise_
+
+
+@pytest.fixture(scope="session")
+def inputs_for() -> Callable[..., dict[str, torch.Tensor]]:
+    return batch_for
+
+
+@pytest.fixture
+def batch(tiny_model: nn.Module) -> dict[str, torch.Tensor]:
+    return batch_for(tiny_model)
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """``$ADAPTER_FUSION_DATA_DIR`` or ``<repo>/../shared/data``; skips the test when it does not exist."""
+    env = os.environ.get("ADAPTER_FUSION_DATA_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"data directory {path} not found (set ADAPTER_FUSION_DATA_DIR)")
+    return path

@@ -1,0 +1,64 @@
+"""Real model (bundled all-MiniLM-L6-v2) and real data (../shared/data): a CLI smoke run whose loss falls,
+then evaluate / predict on the saved adapter, and save/reload equality on the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from adapter_fusion.cli import main
+from adapter_fusion.inference import FusionPipeline
+
+pytestmark = pytest.mark.realdata
+
+
+def test_cli_train_evaluate_predict_on_sst2(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    adapter_dir = tmp_path / "sst2"
+    runs = tmp_path / "runs"
+    code = main([
+        "train-adapter", "--task", "sst2", "--data-dir", str(data_dir), "--output", str(adapter_dir),
+        "--output-dir", str(runs), "--max-train-examples", "640", "--max-eval-examples", "128",
+        "--num-train-epochs", "1", "--logging-steps", "2", "--disable-tqdm", "true", "--seed", "0",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "0.498% of the base model's 22,713,216" in out  # the parameter count is printed
+    state = json.loads(next(runs.glob("checkpoint-*/trainer_state.json")).read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert len(losses) >= 8 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the loss falls
+    assert sorted(p.name for p in adapter_dir.iterdir()) == [
+        "adapter.safetensors", "adapter_config.json", "head.safetensors", "head_config.json",
+    ]
+
+    assert main(["evaluate", "--adapter", str(adapter_dir), "--data-dir", str(data_dir), "--max-examples", "64"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["task"] == "sst2" and metrics["examples"] == 64 and 0.0 <= metrics["accuracy"] <= 1.0
+
+    assert main(["predict", "--adapter", str(adapter_dir), "a gorgeous, witty film", "a tired, dull mess"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["label"] for line in lines] == ["positive", "negative"]
+
+
+def test_pipeline_reload_gives_identical_logits(data_dir: Path, tmp_path: Path) -> None:
+    from adapter_fusion import AdapterModel, save_adapter
+    from adapter_fusion.models import load_tokenizer
+
+    torch.manual_seed(0)
+    model = AdapterModel.from_pretrained().eval()
+    model.add_adapter("sst2")
+    model.add_classification_head("sst2", 2, label_names=("negative", "positive"), task="sst2")
+    with torch.no_grad():
+        for parameter in model.adapters.adapters["sst2"].parameters():
+            parameter.normal_(std=0.05)
+    save_adapter(model, "sst2", tmp_path / "sst2", head="sst2")
+    tokenizer = load_tokenizer()
+    batch = tokenizer(["one film", "another, longer film review"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch).logits
+        torch.manual_seed(123)
+        pipeline = FusionPipeline.from_pretrained(tmp_path / "sst2")
+        assert torch.equal(pipeline.model(**batch, head=pipeline._head_for("sentiment")).logits, expected)
