@@ -21,6 +21,7 @@ changes what ``forward`` returns, and it is dropped on copy and pickling.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any, NamedTuple
@@ -116,10 +117,9 @@ class FusionLayer(nn.Module):
 
     def regularization_loss(self) -> torch.Tensor:
         """This layer's term of the training loss (0 unless the method regularises)."""
-        reference = next(iter(self.parameters()), None)
-        if reference is None:
-            reference = next(iter(self.buffers()), torch.zeros(()))
-        return reference.new_zeros(())
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.new_zeros(())
+        return torch.zeros(())
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -162,10 +162,11 @@ class FusionLayer(nn.Module):
             pre, extra = rows[:, : pack.total], rows[:, pack.total :]
         else:
             pre = pack.down(h, x, products["down_weight"], products["down_bias"])
-            extra = F.linear(h, products["extra_weight"], products.get("extra_bias"))
+            extra_weight = products["extra_weight"]
+            extra = F.linear(h, extra_weight, products.get("extra_bias")) if len(extra_weight) else h[:, :0]
         activations = pack.activate(pre)
         delta, weights = self._mix(activations, extra, pack, products)
-        out = delta.view(hidden.shape)
+        out = delta.reshape(hidden.shape)
         if residual:
             out = hidden + out
         if not return_weights:
@@ -208,8 +209,7 @@ class FusionLayer(nn.Module):
         needs_graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         if self.training or needs_graph:
             return self._all_products(pack)
-        static = (
-            type(self),
+        static: tuple[Hashable, ...] = (
             pack.signature(),
             self.temperature,
             torch.is_inference_mode_enabled(),

@@ -1,0 +1,263 @@
+"""``Fuse``: the composition that runs a fusion at every fused adapter point of an ``AdapterManager``.
+
+Set as ``manager.composition`` (``add_fusion`` does it), it replaces the "stack the active adapters" rule: at a
+fused point it fuses the adapters present there; everywhere else it returns the sub-layer output unchanged.
+
+Why non-fusion layers apply no adapter (rather than stacking or averaging them): each adapter was trained
+alone, so stacking N of them feeds every later layer a sum it never saw, and averaging is itself a fixed
+fusion (``fusion_method="weighted"`` with ``learnable_weights=False`` expresses it explicitly). Skipping keeps
+``fusion_layers`` a clean ablation knob: ``fusion_layers=()`` is exactly the base model.
+
+Because ``manager.composition`` is an ``nn.Module`` attribute of the manager, the fusion's weights are part of
+the model (``adapters.composition.layers.<layer>_<location>.*``): they move with ``.to()``, follow
+``train()``/``eval()``, and the trainer finds them by module type (``FusionLayer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from torch import nn
+
+from adapter_fusion.adapters import BottleneckAdapter
+from adapter_fusion.fusion.base import FusionLayer
+from adapter_fusion.fusion.config import FusionConfig
+from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint
+from adapter_fusion.models.manager import LOCATIONS, AdapterManager, point_key
+
+if TYPE_CHECKING:
+    from adapter_fusion.models.model import AdapterModel
+
+
+class Fuse(nn.Module):
+    """A fusion over named adapters: one ``FusionLayer`` per fused adapter point.
+
+    Call signature (``manager.composition``): ``(manager, layer, location, hidden, ffn_input) -> hidden``.
+
+    Analysis (opt-in, no second pass): with ``collect_weights = True`` (or inside ``record_weights()``),
+    every forward stores each fused point's weights over adapters in ``last_weights[point key]``
+    (``[batch, seq, n_adapters]``, or ``[batch, seq, heads, n_adapters]`` for multi-head attention), still
+    attached to the graph so they can enter a loss; detach them to keep.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        adapter_names: Sequence[str],
+        layers: Mapping[str, FusionLayer],
+        point_adapters: Mapping[str, Sequence[str]],
+        config: FusionConfig | None = None,
+    ) -> None:
+        super().__init__()
+        if set(layers) != set(point_adapters):
+            raise ValueError(
+                f"layers and point_adapters must have the same keys; got {sorted(layers)} and {sorted(point_adapters)}"
+            )
+        self.name = name
+        self.adapter_names = tuple(adapter_names)
+        self.layers = nn.ModuleDict(dict(layers))
+        self.point_adapters = {key: tuple(names) for key, names in point_adapters.items()}
+        self.config = config
+        self.collect_weights = False
+        self.last_weights: dict[str, torch.Tensor] = {}
+
+    def forward(
+        self,
+        manager: AdapterManager,
+        layer: int,
+        location: str,
+        hidden: torch.Tensor,
+        ffn_input: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Fuse at ``(layer, location)``; unchanged ``hidden`` ``[batch, seq, d]`` at points that don't fuse."""
+        key = point_key(layer, location)
+        if key not in self.layers:
+            return hidden
+        names = self.point_adapters[key]
+        adapters = []
+        for name in names:
+            module = manager.adapter_module(name, layer, location) if name in manager else None
+            if module is None:
+                raise KeyError(
+                    f"fusion {self.name!r} fuses adapter {name!r} at point {key!r}, but the model has no such "
+                    f"adapter there; adapters: {manager.list_adapters()}"
+                )
+            adapters.append(module)
+        reads_ffn_input, residual = point_inputs(manager, names)
+        output = cast(FusionLayer, self.layers[key])(
+            hidden,
+            adapters,
+            ffn_input,
+            reads_ffn_input=reads_ffn_input,
+            residual=residual,
+            return_weights=self.collect_weights,
+        )
+        if self.collect_weights and output.weights is not None:
+            self.last_weights[key] = output.weights
+        return output.hidden
+
+    def fusion_layers(self) -> dict[str, FusionLayer]:
+        """The fusion layer of every fused point, by point key (``"3_ffn"``)."""
+        return {key: cast(FusionLayer, layer) for key, layer in self.layers.items()}
+
+    @contextmanager
+    def record_weights(self) -> Iterator[dict[str, torch.Tensor]]:
+        """``with fuse.record_weights() as weights: model(...)`` fills ``weights`` (``last_weights``)."""
+        previous = self.collect_weights
+        self.collect_weights = True
+        self.last_weights.clear()
+        try:
+            yield self.last_weights
+        finally:
+            self.collect_weights = previous
+
+    def regularization_loss(self) -> torch.Tensor:
+        """Sum of every fusion layer's regulariser (attention: ``lambda * ||I - V||_F^2`` per layer)."""
+        losses = [layer.regularization_loss() for layer in self.fusion_layers().values()]
+        if not losses:
+            return torch.zeros(())
+        return torch.stack(losses).sum()
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set every layer's softmax temperature (the trainer's schedule; forward never changes it)."""
+        for layer in self.fusion_layers().values():
+            layer.set_temperature(temperature)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, adapters={list(self.adapter_names)}"
+
+
+def point_inputs(manager: AdapterManager, names: Sequence[str]) -> tuple[tuple[bool, ...], bool]:
+    """Per adapter whether it reads the feed-forward input, and the shared residual flag (mixed -> ValueError)."""
+    configs = [manager.configs[name] for name in names]
+    reads = tuple(config.placement == "parallel" for config in configs)
+    residuals = {name: config.placement == "parallel" or config.residual for name, config in zip(names, configs)}
+    if len(set(residuals.values())) > 1:
+        raise ValueError(
+            "fused adapters must agree on residual (parallel adapters always add the residual); got "
+            + ", ".join(f"{name}: residual={flag}" for name, flag in residuals.items())
+        )
+    return reads, next(iter(residuals.values()))
+
+
+def build_fusion(config: FusionConfig, manager: AdapterManager, adapter_names: Sequence[str] | None = None) -> Fuse:
+    """Build (not attach) a ``Fuse`` for ``manager`` from ``config``.
+
+    ``adapter_names`` overrides ``config.adapter_names``. Raises ``ValueError``/``KeyError`` naming the bad value:
+    no adapters, an unknown or repeated adapter name, mixed residual flags, adapters of another hidden size,
+    fusion layers out of range or holding none of the adapters, wrong number of fixed weights; the method's
+    module raises for its own settings (e.g. attention heads that don't divide the hidden size).
+    """
+    if not isinstance(config, FusionConfig):
+        raise TypeError(f"config must be a FusionConfig; got {type(config).__name__}")
+    names = tuple(adapter_names) if adapter_names is not None else config.adapter_names
+    if not names:
+        raise ValueError(
+            "a fusion needs at least one adapter; got adapter_names=() (set adapter_names or adapter_paths)"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"adapter names must be distinct; got {list(names)}")
+    missing = [name for name in names if name not in manager]
+    if missing:
+        raise KeyError(f"no adapter named {missing[0]!r} in the model; available: {manager.list_adapters() or 'none'}")
+    for name in names:
+        for key, module in manager.adapters[name].named_children():
+            if isinstance(module, BottleneckAdapter) and module.hidden_size != manager.hidden_size:
+                raise ValueError(
+                    f"adapter {name!r} at point {key!r} has hidden size {module.hidden_size}; the model and the "
+                    f"fusion have {manager.hidden_size}"
+                )
+    point_inputs(manager, names)  # mixed residual flags -> ValueError
+    if config.fixed_weights is not None and len(config.fixed_weights) != len(names):
+        raise ValueError(
+            f"fixed_weights has {len(config.fixed_weights)} weights for {len(names)} adapters {list(names)}"
+        )
+    if config.fusion_layers is None:
+        layer_indices: Sequence[int] = range(manager.num_layers)
+    else:
+        layer_indices = config.fusion_layers
+        bad = [i for i in layer_indices if not 0 <= i < manager.num_layers]
+        if bad:
+            raise ValueError(f"fusion_layers holds {bad}; the model has layers 0..{manager.num_layers - 1}")
+
+    method = FUSION_METHODS.get(config.fusion_method)
+    shared: dict[str, Any] = {}
+    layers: dict[str, FusionLayer] = {}
+    point_adapters: dict[str, tuple[str, ...]] = {}
+    for layer in layer_indices:
+        found = False
+        for location in LOCATIONS:
+            present = [i for i, name in enumerate(names) if manager.adapter_module(name, layer, location) is not None]
+            if not present:
+                continue
+            found = True
+            key = point_key(layer, location)
+            point = FusionPoint(key, manager.hidden_size, tuple(present), len(names))
+            layers[key] = method.build(config, point, shared)
+            point_adapters[key] = tuple(names[i] for i in present)
+        if not found and config.fusion_layers is not None:
+            raise ValueError(
+                f"fusion layer {layer} holds none of the adapters {list(names)}; drop it from fusion_layers"
+            )
+    fuse = Fuse(config.name, names, layers, point_adapters, config)
+    reference = next(manager.base_model.parameters(), None)
+    if reference is not None:
+        fuse.to(device=reference.device, dtype=reference.dtype if reference.is_floating_point() else None)
+    fuse.train(manager.training)
+    return fuse
+
+
+def _manager_of(target: AdapterModel | AdapterManager) -> AdapterManager:
+    manager = target if isinstance(target, AdapterManager) else getattr(target, "adapters", None)
+    if not isinstance(manager, AdapterManager):
+        raise TypeError(f"expected an AdapterModel or AdapterManager; got {type(target).__name__}")
+    return manager
+
+
+def load_fusion_adapters(model: AdapterModel, config: FusionConfig) -> tuple[str, ...]:
+    """Load ``config.adapter_paths`` into ``model`` (inactive, without heads); returns their names in order."""
+    from adapter_fusion.models.saving import load_adapter
+
+    names = []
+    for index, path in enumerate(config.adapter_paths):
+        name = config.adapter_names[index] if config.adapter_names else None
+        names.append(load_adapter(model, path, name, load_head=False, activate=False))
+    return tuple(names)
+
+
+def add_fusion(target: AdapterModel | AdapterManager, config: FusionConfig, *, activate: bool = True) -> Fuse:
+    """Build the fusion ``config`` describes (loading ``adapter_paths`` first) and make it the composition."""
+    manager = _manager_of(target)
+    names = config.adapter_names
+    if config.adapter_paths:
+        if isinstance(target, AdapterManager):
+            raise TypeError("loading adapter_paths needs the AdapterModel, not its AdapterManager")
+        names = load_fusion_adapters(target, config)
+    fuse = build_fusion(config, manager, names)
+    if activate:
+        manager.composition = fuse
+    return fuse
+
+
+def remove_fusion(target: AdapterModel | AdapterManager) -> None:
+    """Drop the composition: the manager goes back to stacking its active adapters."""
+    manager = _manager_of(target)
+    # Unregister the child module too, so that a plain function can be set as composition afterwards
+    # (nn.Module refuses a non-module value for a name it holds as a submodule, even a None one).
+    delattr(manager, "composition")
+    manager.composition = None
+
+
+def train_fusion(target: AdapterModel | AdapterManager, fuse: Fuse, *, freeze_adapters: bool | None = None) -> None:
+    """Make ``fuse``'s weights trainable; freeze (or unfreeze) its adapters (default: its config's
+    ``freeze_adapters_during_fusion``, else frozen). Heads and the base model are the caller's business."""
+    manager = _manager_of(target)
+    if freeze_adapters is None:
+        freeze_adapters = fuse.config.freeze_adapters_during_fusion if fuse.config is not None else True
+    for parameter in fuse.parameters():
+        parameter.requires_grad_(True)
+    for name in fuse.adapter_names:
+        manager.freeze(name, frozen=freeze_adapters)

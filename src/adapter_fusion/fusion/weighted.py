@@ -1,0 +1,162 @@
+"""Weighted fusion: a learned (or fixed) convex combination of the adapters' contributions.
+
+``out = residual + sum_i w_i up_i`` with ``w = softmax(logits / T)`` per layer (or one set of logits shared
+by every fused point), or fixed weights normalised to sum to 1. The weights don't depend on the token, so
+they fold into the up-projection once per forward: ``out = residual + (U diag(w)) a + C w``, i.e. the cost of
+running the N adapters as one wide adapter (``2 R d`` per token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products
+from adapter_fusion.fusion.packing import AdapterPack
+from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
+
+if TYPE_CHECKING:
+    from adapter_fusion.adapters import BottleneckAdapter
+    from adapter_fusion.fusion.config import FusionConfig
+
+WEIGHT_INITIALIZATIONS = ("uniform", "normal")
+
+
+class WeightedFusion(FusionLayer):
+    """``h + sum_i w_i up_i`` with one weight per adapter.
+
+    Args:
+        hidden_size: ``d``.
+        num_adapters: ``N``.
+        logits: a ``[N]`` parameter to use (the builder passes the same one to every point for shared
+            weights); a new one, initialised by ``initialization``, when ``None``.
+        learnable: learn ``logits``; otherwise use ``fixed_weights`` (a buffer).
+        initialization: ``"uniform"`` (zero logits) or ``"normal"`` (``N(0, 0.02)`` logits).
+        fixed_weights: ``N`` non-negative weights (normalised to sum 1); ``None`` = uniform.
+        temperature: ``w = softmax(logits / T)`` (no effect on fixed weights).
+    """
+
+    logits: nn.Parameter
+    fixed_weights: torch.Tensor
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_adapters: int,
+        *,
+        logits: nn.Parameter | None = None,
+        learnable: bool = True,
+        initialization: str = "uniform",
+        fixed_weights: Sequence[float] | None = None,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__(hidden_size, num_adapters, temperature)
+        self.learnable = learnable
+        if learnable:
+            if fixed_weights is not None:
+                raise ValueError("fixed_weights is only used with learnable weights off (learnable_weights=False)")
+            if logits is None:
+                logits = nn.Parameter(torch.empty(num_adapters))
+                init_logits_(logits, initialization)
+            if tuple(logits.shape) != (num_adapters,):
+                raise ValueError(f"logits must have shape ({num_adapters},); got {tuple(logits.shape)}")
+            self.logits = logits
+        else:
+            weights = (
+                torch.ones(num_adapters) if fixed_weights is None else torch.tensor(fixed_weights, dtype=torch.float)
+            )
+            if tuple(weights.shape) != (num_adapters,) or (weights < 0).any() or not weights.sum() > 0:
+                raise ValueError(
+                    f"fixed_weights must be {num_adapters} non-negative numbers with a positive sum; "
+                    f"got {fixed_weights!r}"
+                )
+            self.register_buffer("fixed_weights", weights / weights.sum())
+
+    def mixing_weights(self) -> torch.Tensor:
+        """The current weights over adapters, ``[N]``, summing to 1."""
+        if self.learnable:
+            return torch.softmax(self.logits / self.temperature, dim=-1)
+        return self.fixed_weights
+
+    def _products(self, pack: AdapterPack) -> Products:
+        w = self.mixing_weights()
+        return {
+            "weights": w,
+            "up_weight": pack.scale(pack.up_weight(), w),  # [d, R]: column block i scaled by w_i
+            "up_bias": pack.up_bias_columns() @ w,  # [d]
+            "extra_weight": w.new_zeros(0, self.hidden_size),
+        }
+
+    def _mix(
+        self, activations: torch.Tensor, extra: torch.Tensor, pack: AdapterPack, products: Products
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        delta = F.linear(activations, products["up_weight"], products["up_bias"])
+        return delta, products["weights"].expand(activations.shape[0], pack.n)
+
+
+def init_logits_(logits: torch.Tensor, initialization: str) -> None:
+    if initialization == "uniform":
+        nn.init.zeros_(logits)
+    elif initialization == "normal":
+        nn.init.normal_(logits, std=0.02)
+    else:
+        raise ValueError(f"weight_initialization must be one of {WEIGHT_INITIALIZATIONS}; got {initialization!r}")
+
+
+def reference_weighted(
+    layer: WeightedFusion,
+    hidden: torch.Tensor,
+    adapters: Sequence[BottleneckAdapter],
+    ffn_input: torch.Tensor | None = None,
+    *,
+    reads_ffn_input: Sequence[bool] | None = None,
+    residual: bool = True,
+) -> FusionOutput:
+    """Run every adapter, then weight and sum. For tests and benchmarks."""
+    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input)  # [..., N, d]
+    w = torch.softmax(layer.logits / layer.temperature, -1) if layer.learnable else layer.fixed_weights
+    mixed = (w.unsqueeze(-1) * ups).sum(-2)
+    out = hidden + mixed if residual else mixed
+    return FusionOutput(out, w.expand(*hidden.shape[:-1], len(adapters)))
+
+
+def build_weighted(config: FusionConfig, point: FusionPoint, shared: dict[str, Any]) -> WeightedFusion:
+    fixed = None
+    if config.fixed_weights is not None:
+        fixed = [config.fixed_weights[i] for i in point.adapter_indices]
+    logits = None
+    if config.learnable_weights and config.weight_sharing == "shared":
+        if point.num_adapters != point.num_fused:
+            raise ValueError(
+                f"weight_sharing='shared' needs every fused adapter at every fused point, but point {point.key!r} "
+                f"holds {point.num_adapters} of {point.num_fused}; use weight_sharing='per_layer'"
+            )
+        if "logits" not in shared:
+            shared["logits"] = nn.Parameter(torch.empty(point.num_fused))
+            init_logits_(shared["logits"], config.weight_initialization)
+        logits = shared["logits"]
+    return WeightedFusion(
+        point.hidden_size,
+        point.num_adapters,
+        logits=logits,
+        learnable=config.learnable_weights,
+        initialization=config.weight_initialization,
+        fixed_weights=fixed,
+        temperature=config.temperature,
+    )
+
+
+FUSION_METHODS.register(
+    "weighted",
+    FusionMethod(
+        layer_class=WeightedFusion,
+        build=build_weighted,
+        reference=reference_weighted,
+        single_adapter_identity={},
+        description="a softmax-normalised weight per adapter (per layer or shared), or fixed weights",
+    ),
+)
