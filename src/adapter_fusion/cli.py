@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.cli_args import add_config_arguments, build_config, load_config_file
@@ -59,6 +60,45 @@ def _train_adapter(args: argparse.Namespace) -> int:
     if not training_config.full_finetune:
         trainer.save_adapter(output)
         print(f"saved adapter to {output}")
+    if args.metrics_file:
+        from adapter_fusion.io import write_json
+
+        write_json(Path(args.metrics_file), metrics)
+    return 0
+
+
+def _train_fusion(args: argparse.Namespace) -> int:
+    from adapter_fusion.fusion import FusionConfig
+    from adapter_fusion.training.fusion_trainer import FusionTrainer
+
+    file_data = load_config_file(args.config)
+    task = args.task or file_data.get("task")
+    adapters = args.adapters or file_data.get("adapters")
+    if not task or not adapters:
+        raise SystemExit("train-fusion: --task and --adapters DIR [DIR ...] are required")
+    method = args.method or file_data.get("method")
+    output = Path(args.output or file_data.get("output") or f"fusions/{task}-{method or 'attention'}")
+    forced: dict[str, Any] = {"adapter_paths": tuple(adapters), "fusion_method": method}
+    if args.strategy:
+        forced["freeze_adapters_during_fusion"] = args.strategy == "sequential"
+    fusion_config = build_config(FusionConfig, file_data, args, **forced)
+    model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
+    training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
+    training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    trainer = FusionTrainer(task, fusion_config, model_config, training_config, data_dir=args.data_dir)
+    assert trainer.model is not None
+    fuse = trainer.model.fusion
+    assert fuse is not None
+    strategy = "sequential" if fusion_config.freeze_adapters_during_fusion else "joint"
+    print(
+        f"{fusion_config.fusion_method} fusion of {list(fuse.adapter_names)} for {trainer.task.name} ({strategy}): "
+        f"{sum(p.numel() for p in fuse.parameters()):,} fusion parameters at {len(fuse.layers)} points; "
+        f"{trainer.model.trainable_parameters():,} trainable"
+    )
+    metrics = trainer.train_fusion()
+    print(json.dumps(metrics, indent=2, default=str))
+    trainer.save_fusion(output)
+    print(f"saved fusion to {output}")
     if args.metrics_file:
         from adapter_fusion.io import write_json
 
@@ -119,9 +159,31 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(train, cls, skip)
     train.set_defaults(func=_train_adapter)
 
-    evaluate = sub.add_parser("evaluate", help="score a saved adapter on a task split")
+    fusion = sub.add_parser("train-fusion", help="learn a fusion of saved adapters for a target task")
+    _common(fusion)
+    fusion.add_argument("--task", help="target task name or alias (see list-tasks)")
+    fusion.add_argument("--adapters", nargs="+", help="directories of the saved adapters to fuse")
+    fusion.add_argument("--method", help="fusion method: attention, weighted or gating (default: attention)")
+    fusion.add_argument(
+        "--strategy",
+        choices=("sequential", "joint"),
+        help="sequential: adapters frozen (the paper); joint: adapters train too, at adapter-learning-rate",
+    )
+    fusion.add_argument("--output", help="fusion directory to write (default: fusions/TASK-METHOD)")
+    fusion.add_argument("--metrics-file", help="also write the final metrics as JSON here")
+    from adapter_fusion.fusion import FusionConfig
+
+    for cls, skip in (
+        (FusionConfig, ("adapter_paths", "fusion_method", "freeze_adapters_during_fusion")),
+        (TrainingConfig, ()),
+        (ModelConfig, ("model_name_or_path",)),
+    ):
+        add_config_arguments(fusion, cls, skip)
+    fusion.set_defaults(func=_train_fusion)
+
+    evaluate = sub.add_parser("evaluate", help="score a saved adapter or fusion on a task split")
     _common(evaluate)
-    evaluate.add_argument("--adapter", required=True, help="adapter directory")
+    evaluate.add_argument("--adapter", required=True, help="adapter or fusion directory")
     evaluate.add_argument("--task", help="task (default: the one the adapter was trained for)")
     evaluate.add_argument("--split", default="validation", help="train, validation or test (default: validation)")
     evaluate.add_argument("--max-examples", type=int, help="evaluate on a fixed random subset of this size")

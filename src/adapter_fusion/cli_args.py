@@ -43,7 +43,9 @@ def _parser_for(annotation: Any) -> tuple[Any, dict[str, Any]]:
     """argparse ``type`` and extra kwargs for a field annotation (strings, as written in the source)."""
     text = str(annotation)
     if "tuple" in text:
-        return int, {"nargs": "+"}
+        element = text.split("tuple[", 1)[1]
+        kind = float if element.startswith("float") else str if element.startswith("str") else int
+        return kind, {"nargs": "+"}
     if text.startswith("bool"):
         return _parse_bool, {}
     if text.startswith("int"):

@@ -1,5 +1,6 @@
-"""Evaluation of saved adapters (and, later, fusions) on task splits."""
+"""Evaluation of saved adapters and fusions on task splits, and their side-by-side comparison."""
 
+from adapter_fusion.evaluation.compare import FusionEvaluator
 from adapter_fusion.evaluation.evaluate import evaluate_adapter
 
-__all__ = ["evaluate_adapter"]
+__all__ = ["FusionEvaluator", "evaluate_adapter"]

@@ -19,8 +19,10 @@ def evaluate_adapter(
     max_examples: int | None = None,
     seed: int = 42,
 ) -> dict[str, float]:
-    """Metrics of the adapter (and head) saved in ``directory`` on ``task``'s ``split``."""
-    info = read_adapter_config(directory)
+    """Metrics of the adapter or fusion (and head) saved in ``directory`` on ``task``'s ``split``."""
+    from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
+
+    info = read_fusion_config(directory) if is_fusion_directory(directory) else read_adapter_config(directory)
     task_name = task or info.get("metadata", {}).get("task")
     if not task_name:
         raise ValueError(f"adapter at {directory} records no task; pass task=")

@@ -16,11 +16,7 @@ from adapter_fusion.models.loading import resolve_model_name
 
 
 def _base_model_for(recorded: str | None, override: str | None) -> str:
-    if override:
-        return override
-    if recorded and (Path(recorded).exists() or not Path(recorded).is_absolute()):
-        return recorded
-    return resolve_model_name(None)
+    return resolve_model_name(override or recorded)
 
 
 class FusionPipeline:
@@ -33,7 +29,15 @@ class FusionPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, model: str | None = None, max_length: int = 128) -> FusionPipeline:
+        """Load a fusion directory (``FusionModel.save_fusion``) or an adapter directory (``save_adapter``)."""
+        from adapter_fusion.fusion.saving import is_fusion_directory, load_fusion, read_fusion_config
+
         directory = Path(directory)
+        if is_fusion_directory(directory):
+            info = read_fusion_config(directory)
+            fusion_model = load_fusion(directory, model=model)
+            recorded = info.get("metadata", {}).get("model_config", {}).get("max_seq_length")
+            return cls(fusion_model, load_tokenizer(fusion_model.name_or_path), max_length=recorded or max_length)
         info = read_adapter_config(directory)
         base_name = _base_model_for(info.get("base_model"), model)
         adapter_model = AdapterModel.from_pretrained(base_name)

@@ -50,7 +50,7 @@ def save_adapter(
                 "hidden_size": manager.hidden_size,
                 "num_layers": manager.num_layers,
                 "model_type": manager.model_type,
-                "base_model": model.name_or_path,
+                "base_model": recorded_model_name(model.name_or_path),
                 "library_version": __version__,
                 "metadata": metadata or {},
             },
@@ -61,6 +61,14 @@ def save_adapter(
             model.head_config(head_name).save(tmp / HEAD_CONFIG)
             save_tensors(tmp / HEAD_WEIGHTS, dict(model.heads[head_name].state_dict()), metadata={"format": "pt"})
     return directory
+
+
+def recorded_model_name(name_or_path: str | None) -> str | None:
+    """How a base model is recorded in saved files: 'default' for the bundled model (its path differs per
+    machine), else the Hub id or path as given."""
+    from adapter_fusion.models.loading import default_model_path
+
+    return "default" if name_or_path == default_model_path() else name_or_path
 
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:
@@ -114,10 +122,10 @@ def load_adapter(
         raise ValueError(f"a head named {name!r} already exists in the model; load with another name")
     manager.add_adapter(name, config, activate=False)
     try:
-        _load_exact(manager.adapters[name], weights, f"adapter at {directory}")
+        load_exact(manager.adapters[name], weights, f"adapter at {directory}")
         if with_head:
             head = model.add_head(name, HeadConfig.load(directory / HEAD_CONFIG), activate=False)
-            _load_exact(head, load_tensors(directory / HEAD_WEIGHTS), f"head at {directory}")
+            load_exact(head, load_tensors(directory / HEAD_WEIGHTS), f"head at {directory}")
     except Exception:
         # a failed load leaves the model as it was: no half-loaded adapter or head
         manager.remove_adapter(name)
@@ -131,7 +139,7 @@ def load_adapter(
     return name
 
 
-def _load_exact(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+def load_exact(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
     expected = module.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

@@ -9,31 +9,18 @@ With ``TrainingConfig(full_finetune=True)`` the same path fine-tunes the whole m
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
-from typing import Any
-
-import torch
-import transformers
 
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
-from adapter_fusion.tasks import TaskSpec, compute_metrics, get_task, load_task_split
+from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
-from adapter_fusion.training.data import collator, predictions_from_logits, tokenize
-from adapter_fusion.training.trainer import (
-    ModularTrainer,
-    TimeBudgetCallback,
-    learning_rates,
-    resolve_resume,
-    training_arguments,
-)
+from adapter_fusion.training.task_trainer import TaskTrainer, evaluate_model
 
-logger = logging.getLogger(__name__)
+__all__ = ["AdapterTrainer", "evaluate_model"]
 
 
-class AdapterTrainer:
+class AdapterTrainer(TaskTrainer):
     """Train, evaluate and save one task adapter."""
 
     def __init__(
@@ -45,96 +32,17 @@ class AdapterTrainer:
         data_dir: str | Path | None = None,
         adapter_name: str | None = None,
     ) -> None:
-        self.task = task if isinstance(task, TaskSpec) else get_task(task)
-        self.model_config = model_config or ModelConfig()
+        super().__init__(task, model_config, training_config, data_dir)
         self.adapter_config = adapter_config or AdapterConfig()
-        self.training_config = training_config or TrainingConfig()
-        self.data_dir = data_dir
-        self.adapter_name = adapter_name or self.task.name
-        transformers.set_seed(self.training_config.seed)
+        self.adapter_name = self.head_name = adapter_name or self.task.name
         self.tokenizer = load_tokenizer(self.model_config.model_name_or_path)
         self.model = AdapterModel.from_pretrained(self.model_config.model_name_or_path)
-        self.model.add_classification_head(
-            self.adapter_name,
-            num_labels=self.task.num_labels,
-            label_names=self.task.label_names,
-            pooling=self.model_config.pooling,
-            problem_type="regression" if self.task.task_type == "regression" else "single_label_classification",
-            task=self.task.name,
-        )
+        self.add_task_head(self.adapter_name)
         if self.training_config.full_finetune:
             self.model.freeze_base(False)
         else:
             self.model.add_adapter(self.adapter_name, self.adapter_config)
             self.model.train_adapter(self.adapter_name)
-        self.trainer: ModularTrainer | None = None
-        self.metrics: dict[str, Any] = {}
-
-    # ----------------------------------------------------------------- data
-    def load_split(self, split: str, max_examples: int | None = None) -> Any:
-        return load_task_split(
-            self.task, split, self.data_dir, max_examples=max_examples, seed=self.training_config.seed
-        )
-
-    def _prepare(self, dataset: Any) -> Any:
-        return tokenize(dataset, self.tokenizer, self.task, self.model_config.max_seq_length)
-
-    def _compute_metrics(self, prediction: Any) -> dict[str, float]:
-        predictions = predictions_from_logits(prediction.predictions, self.task)
-        return compute_metrics(self.task, predictions, prediction.label_ids)
-
-    # ----------------------------------------------------------------- training
-    def train(self, train_dataset: Any = None, eval_dataset: Any = None) -> dict[str, Any]:
-        """Train on ``train_dataset`` (default: the task's train split); evaluate on ``eval_dataset``
-        (default: its validation split). Returns the final metrics (of the best checkpoint)."""
-        config = self.training_config
-        if train_dataset is None:
-            train_dataset = self.load_split("train", config.max_train_examples)
-        if eval_dataset is None:
-            eval_dataset = self.load_split("validation", config.max_eval_examples)
-        train_tok, eval_tok = self._prepare(train_dataset), self._prepare(eval_dataset)
-        args = training_arguments(config, self.task.main_metric)
-        callbacks = [TimeBudgetCallback(config.max_train_minutes)] if config.max_train_minutes else []
-        self.trainer = ModularTrainer(
-            model=self.model,
-            args=args,
-            train_dataset=train_tok,
-            eval_dataset=eval_tok,
-            data_collator=collator(self.tokenizer),
-            compute_metrics=self._compute_metrics,
-            callbacks=callbacks,
-            learning_rates=learning_rates(config),
-        )
-        logger.info("trainable parameters: %s", f"{self.model.trainable_parameters():,}")
-        start = time.monotonic()
-        result = self.trainer.train(resume_from_checkpoint=resolve_resume(config))
-        train_seconds = time.monotonic() - start
-        eval_metrics = self.trainer.evaluate()
-        self.metrics = {
-            "task": self.task.name,
-            "train_examples": len(train_dataset),
-            "eval_examples": len(eval_dataset),
-            "train_seconds": round(train_seconds, 1),
-            "global_step": result.global_step,
-            "train_loss": result.training_loss,
-            "trainable_parameters": self.model.trainable_parameters(),
-            **{k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
-        }
-        return self.metrics
-
-    def evaluate(self, dataset: Any = None, split: str = "validation") -> dict[str, float]:
-        """Metrics of the current model on ``dataset`` (default: the task's ``split``)."""
-        if dataset is None:
-            dataset = self.load_split(split, self.training_config.max_eval_examples)
-        return evaluate_model(
-            self.model,
-            self.tokenizer,
-            self.task,
-            dataset,
-            self.model_config.max_seq_length,
-            self.training_config.eval_batch_size,
-            head=self.adapter_name,
-        )
 
     def save_adapter(self, directory: str | Path) -> Path:
         """Save the adapter, its head (with label names), and the run's configs and metrics."""
@@ -142,41 +50,6 @@ class AdapterTrainer:
             raise ValueError(
                 "this trainer fine-tuned the whole model (full_finetune=True): there is no adapter to save"
             )
-        metadata = {
-            "task": self.task.name,
-            "model_config": self.model_config.to_dict(),
-            "training_config": self.training_config.to_dict(),
-            "metrics": self.metrics,
-        }
-        return save_adapter(self.model, self.adapter_name, directory, head=self.adapter_name, metadata=metadata)
-
-
-@torch.no_grad()
-def evaluate_model(
-    model: AdapterModel,
-    tokenizer: Any,
-    task: TaskSpec,
-    dataset: Any,
-    max_length: int = 128,
-    batch_size: int = 128,
-    head: str | None = None,
-    adapter_names: Any = None,
-) -> dict[str, float]:
-    """Score ``model`` on a text_a/text_b/label dataset with the task's metrics (no Trainer needed)."""
-    tokenized = tokenize(dataset, tokenizer, task, max_length)
-    collate = collator(tokenizer)
-    was_training = model.training
-    model.eval()
-    all_logits, all_labels = [], []
-    try:
-        for start in range(0, len(tokenized), batch_size):
-            batch = collate([tokenized[i] for i in range(start, min(start + batch_size, len(tokenized)))])
-            labels = batch.pop("labels")
-            output = model(**batch, head=head, adapter_names=adapter_names)
-            all_logits.append(output.logits.float().cpu())
-            all_labels.append(labels.cpu())
-    finally:
-        model.train(was_training)
-    logits = torch.cat(all_logits).numpy()
-    predictions = predictions_from_logits(logits, task)
-    return compute_metrics(task, predictions, torch.cat(all_labels).numpy())
+        return save_adapter(
+            self.model, self.adapter_name, directory, head=self.adapter_name, metadata=self.run_metadata()
+        )

@@ -109,6 +109,22 @@ class ModularTrainer(transformers.Trainer):
         self.optimizer = optimizer_cls(param_groups, lr=self.args.learning_rate, **optimizer_kwargs)
         return self.optimizer
 
+    def compute_loss(
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+    ) -> Any:
+        """The task loss, plus the fusion's regulariser (e.g. ``lambda * ||I - V||^2``) while training."""
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        regularizer = getattr(self.accelerator.unwrap_model(model), "regularization_loss", None)
+        if not model.training or regularizer is None:
+            return result
+        penalty = regularizer()
+        if penalty is None:
+            return result
+        if return_outputs:
+            loss, outputs = result
+            return loss + penalty.to(loss.dtype), outputs
+        return result + penalty.to(result.dtype)
+
     # ---------------------------------------------------------------- checkpoints: trainable weights only
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         names = {n for n, p in self.model.named_parameters() if p.requires_grad}

@@ -1,0 +1,151 @@
+"""``FusionModel``: a base model, the adapters it fuses, a fusion in the chosen layers, and a head per task.
+
+model = FusionModel.from_adapters(["adapters/sst2", "adapters/mnli", "adapters/rte"],
+                                  FusionConfig(fusion_method="attention"))
+model.add_classification_head("rte", 2)
+out = model(**batch, return_fusion_weights=True)   # out.fusion_weights: {point: [batch, seq, n_adapters]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from adapter_fusion.fusion import Fuse, FusionConfig, add_fusion, remove_fusion, train_fusion
+from adapter_fusion.models.model import AdapterModel
+from adapter_fusion.models.saving import read_adapter_config
+
+
+@dataclass
+class FusionModelOutput(SequenceClassifierOutput):
+    """``SequenceClassifierOutput`` plus ``fusion_weights``: per fused point ``[batch, seq, n_adapters]``
+    (``[batch, seq, heads, n_adapters]`` for multi-head attention), when asked for."""
+
+    fusion_weights: dict[str, torch.Tensor] | None = None
+
+
+class FusionModel(AdapterModel):
+    """An ``AdapterModel`` whose adapters run through a fusion (``self.fusion``) instead of being stacked."""
+
+    @classmethod
+    def from_adapters(
+        cls, adapter_paths: Sequence[str | Path], config: FusionConfig | None = None, model: str | None = None
+    ) -> FusionModel:
+        """Load the base model the first adapter was trained on (or ``model``), the adapters, and the fusion."""
+        if not adapter_paths:
+            raise ValueError("from_adapters needs at least one adapter directory; got none")
+        info = read_adapter_config(adapter_paths[0])
+        fusion_model = cls.from_pretrained(model or info.get("base_model"))
+        config = (config or FusionConfig()).replace(adapter_paths=tuple(str(p) for p in adapter_paths))
+        fusion_model.add_fusion(config)
+        return fusion_model
+
+    @property
+    def fusion(self) -> Fuse | None:
+        composition = self.adapters.composition
+        return composition if isinstance(composition, Fuse) else None
+
+    def add_fusion(self, config: FusionConfig) -> Fuse:
+        """Build the fusion ``config`` describes (loading its ``adapter_paths``) and make it active."""
+        if self.fusion is not None:
+            raise ValueError(f"this model already has fusion {self.fusion.name!r}; remove_fusion() first")
+        return add_fusion(self, config)
+
+    def remove_fusion(self) -> None:
+        remove_fusion(self)
+
+    def _require_fusion(self) -> Fuse:
+        if self.fusion is None:
+            raise ValueError("this model has no fusion: call add_fusion(FusionConfig(...)) first")
+        return self.fusion
+
+    def train_fusion(self, head: str | None = None, *, freeze_adapters: bool | None = None) -> None:
+        """Make the fusion and ``head`` trainable; the base model stays frozen; the adapters stay frozen
+        (sequential training) unless ``freeze_adapters`` is False or the config says so (joint training)."""
+        fuse = self._require_fusion()
+        self.freeze_base(True)
+        for name in self.adapters.list_adapters():
+            self.adapters.freeze(name)
+        train_fusion(self, fuse, freeze_adapters=freeze_adapters)
+        head = self._check_head(head)
+        for head_name, module in self.heads.items():
+            for parameter in module.parameters():
+                parameter.requires_grad_(head_name == head)
+        self.active_head = head
+
+    def get_fusion_parameters(self) -> list[nn.Parameter]:
+        return list(self._require_fusion().parameters())
+
+    def get_adapter_parameters(self, names: Iterable[str] | None = None) -> list[nn.Parameter]:
+        names = list(names) if names is not None else list(self._require_fusion().adapter_names)
+        return [p for name in names for p in self.adapters.adapters[name].parameters()]
+
+    def regularization_loss(self) -> torch.Tensor | None:
+        fuse = self.fusion
+        return fuse.regularization_loss() if fuse is not None else None
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        adapter_names: Iterable[str] | str | None = None,
+        head: str | None = None,
+        return_fusion_weights: bool = False,
+        **kwargs: Any,
+    ) -> FusionModelOutput:
+        fuse = self.fusion
+        if adapter_names is not None and fuse is not None:
+            requested = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+            if sorted(requested) != sorted(fuse.adapter_names):
+                raise ValueError(
+                    f"adapter_names {requested} differ from the adapters fusion {fuse.name!r} fuses "
+                    f"{list(fuse.adapter_names)}; remove_fusion() to run other adapters"
+                )
+            adapter_names = None
+        if return_fusion_weights:
+            fuse = self._require_fusion()
+            with fuse.record_weights() as weights:
+                output = super().forward(
+                    input_ids, attention_mask, token_type_ids, labels, adapter_names, head, **kwargs
+                )
+                collected = dict(weights)
+        else:
+            output = super().forward(input_ids, attention_mask, token_type_ids, labels, adapter_names, head, **kwargs)
+            collected = None
+        return FusionModelOutput(
+            loss=output.loss, logits=output.logits, hidden_states=output.hidden_states, fusion_weights=collected
+        )
+
+    def save_fusion(self, directory: str | Path, heads: Iterable[str] | None = None, **metadata: Any) -> Path:
+        """Write the whole setup (fusion, the adapters it fuses, heads) to ``directory``; see ``fusion.saving``."""
+        from adapter_fusion.fusion.saving import save_fusion
+
+        return save_fusion(self, directory, heads=heads, metadata=metadata)
+
+    @classmethod
+    def load_fusion(cls, directory: str | Path, model: str | None = None) -> FusionModel:
+        from adapter_fusion.fusion.saving import load_fusion
+
+        return load_fusion(directory, model=model)
+
+    def print_model_info(self) -> str:
+        text = super().print_model_info()
+        fuse = self.fusion
+        if fuse is not None:
+            count = sum(p.numel() for p in fuse.parameters())
+            method = fuse.config.fusion_method if fuse.config is not None else "?"
+            extra = (
+                f"fusion {fuse.name!r} ({method}) over {list(fuse.adapter_names)} at {len(fuse.layers)} points: "
+                f"{count:,} parameters"
+            )
+            print(extra)
+            text += "\n" + extra
+        return text

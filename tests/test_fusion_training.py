@@ -1,0 +1,231 @@
+"""FusionModel on the training path: sequential vs joint training, the regulariser and temperature schedule,
+and saving / reloading a whole fusion setup (every registered method) with identical logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+import torch
+import transformers
+
+from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.fusion import FUSION_METHODS, FusionConfig
+from adapter_fusion.fusion.saving import FUSION_CONFIG, load_fusion
+from adapter_fusion.models import save_adapter
+from adapter_fusion.models.fusion_model import FusionModel
+from adapter_fusion.training.config import TrainingConfig
+from adapter_fusion.training.fusion_trainer import TemperatureScheduleCallback
+from adapter_fusion.training.trainer import ModularTrainer, learning_rates, parameter_kind, training_arguments
+from conftest import build_tiny_model, make_batch, randomise_
+
+ADAPTERS = ("a", "b")
+METHODS = FUSION_METHODS.names()
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT saved to disk, so a fusion directory can name its base model and reload it."""
+    directory = tmp_path_factory.mktemp("tiny_bert")
+    build_tiny_model("bert", seed=0).save_pretrained(directory)
+    return directory
+
+
+def fusion_model(base_dir: Path, method: str, **config: Any) -> FusionModel:
+    transformers.set_seed(0)
+    model = FusionModel.from_pretrained(str(base_dir)).eval()
+    for index, name in enumerate(ADAPTERS):
+        model.add_adapter(name, AdapterConfig(bottleneck_size=4), activate=False)
+        with torch.no_grad():
+            randomise_(model.adapters.adapters[name], seed=index + 1, std=0.3)
+    model.add_fusion(FusionConfig(adapter_names=ADAPTERS, fusion_method=method, **config))
+    model.add_classification_head("target", num_labels=3, label_names=("x", "y", "z"), pooling="mean", dropout=0.0)
+    return model
+
+
+def toy_dataset() -> datasets.Dataset:
+    batch = make_batch(batch=8, length=6, seed=3)
+    rows = [
+        {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": int(ids[0]) % 3}
+        for ids, mask in zip(batch["input_ids"], batch["attention_mask"])
+    ]
+    return datasets.Dataset.from_list(rows * 4)
+
+
+class _Collator:
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {key: torch.tensor([f[key] for f in features]) for key in features[0]}
+
+
+def run_steps(model: FusionModel, tmp_path: Path, steps: int = 4, **config: Any) -> ModularTrainer:
+    training = TrainingConfig(
+        output_dir=str(tmp_path / "run"),
+        max_steps=steps,
+        batch_size=8,
+        adapter_learning_rate=1e-3,
+        fusion_learning_rate=5e-3,
+        head_learning_rate=1e-2,
+        logging_steps=1,
+        disable_tqdm=True,
+        load_best_model_at_end=False,
+        group_by_length=False,
+        **config,
+    )
+    trainer = ModularTrainer(
+        model=model.train(),
+        args=training_arguments(training, None),
+        train_dataset=toy_dataset(),
+        data_collator=_Collator(),
+        learning_rates=learning_rates(training),
+    )
+    trainer.train()
+    return trainer
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed_kinds(model: FusionModel, before: dict[str, torch.Tensor]) -> set[str]:
+    kinds = parameter_kind(model)
+    after = model.state_dict()
+    return {kinds[name] for name in kinds if not torch.equal(before[name], after[name])}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sequential_training_changes_only_fusion_and_head(base_dir: Path, tmp_path: Path, method: str) -> None:
+    model = fusion_model(base_dir, method)
+    model.train_fusion("target")
+    before = snapshot(model)
+    run_steps(model, tmp_path)
+    trains_fusion = {"fusion"} if any(p.requires_grad for p in model.get_fusion_parameters()) else set()
+    assert changed_kinds(model, before) == {"head"} | trains_fusion
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_joint_training_trains_adapters_with_their_own_learning_rate(
+    base_dir: Path, tmp_path: Path, method: str
+) -> None:
+    model = fusion_model(base_dir, method, freeze_adapters_during_fusion=False)
+    model.train_fusion("target")
+    before = snapshot(model)
+    trainer = run_steps(model, tmp_path)
+    kinds = changed_kinds(model, before)
+    assert "adapter" in kinds and "head" in kinds and "base" not in kinds
+    rates = {g["name"].removesuffix("_no_decay"): g["initial_lr"] for g in trainer.optimizer.param_groups}
+    expected = {"adapter": 1e-3, "head": 1e-2, **({"fusion": 5e-3} if model.get_fusion_parameters() else {})}
+    assert rates == expected
+
+
+def test_value_regulariser_enters_the_training_loss(base_dir: Path, tmp_path: Path) -> None:
+    model = fusion_model(base_dir, "attention", value_regularization=0.5)
+    model.train_fusion("target")
+    with torch.no_grad():
+        for layer in model.fusion.fusion_layers().values():
+            layer.value.weight.add_(0.1)
+    penalty = model.regularization_loss()
+    assert penalty is not None and penalty.item() > 0
+    trainer = run_steps(model, tmp_path, steps=1)
+    inputs = _Collator()([toy_dataset()[i] for i in range(8)])
+    model.train()
+    torch.manual_seed(0)
+    with_penalty = trainer.compute_loss(model, dict(inputs)).item()
+    torch.manual_seed(0)
+    plain = model(**inputs).loss.item()
+    torch.testing.assert_close(with_penalty, plain + model.regularization_loss().item(), rtol=1e-5, atol=1e-6)
+    model.eval()
+    assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(model(**inputs).loss.item())
+
+
+def test_temperature_schedule_is_applied_by_the_trainer_not_the_forward(base_dir: Path) -> None:
+    config = FusionConfig(adapter_names=ADAPTERS, temperature=5.0, temperature_decay=1.0, temperature_min=1.0)
+    model = fusion_model(base_dir, "attention", temperature=5.0, temperature_decay=1.0, temperature_min=1.0)
+    temperatures = lambda: {layer.temperature for layer in model.fusion.fusion_layers().values()}  # noqa: E731
+    batch = make_batch(batch=2, length=5)
+    model.train()
+    model(**batch)
+    model(**batch)
+    assert temperatures() == {5.0}  # forward never changes it
+    callback = TemperatureScheduleCallback(model, config)
+    for step, expected in [(0, 5.0), (2, 3.0), (10, 1.0)]:
+        callback.on_step_begin(None, type("S", (), {"global_step": step})(), None)
+        assert temperatures() == {expected}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_save_and_reload_gives_identical_logits(base_dir: Path, tmp_path: Path, method: str) -> None:
+    model = fusion_model(base_dir, method, temperature=2.0)
+    with torch.no_grad():
+        randomise_(model.fusion, seed=7, std=0.2)
+        randomise_(model.heads["target"], seed=8, std=0.2)
+    batch = make_batch(batch=3, length=7)
+    with torch.no_grad():
+        expected = model(**batch, return_fusion_weights=True)
+    model.save_fusion(tmp_path / "fusion")
+    files = sorted(str(p.relative_to(tmp_path / "fusion")) for p in (tmp_path / "fusion").rglob("*") if p.is_file())
+    assert files == sorted(
+        [FUSION_CONFIG, "fusion.safetensors", "heads/target/head.safetensors", "heads/target/head_config.json"]
+        + [f"adapters/{n}/{f}" for n in ADAPTERS for f in ("adapter.safetensors", "adapter_config.json")]
+    )
+    torch.manual_seed(1234)  # another seed: nothing may depend on fresh initialisation
+    reloaded = load_fusion(tmp_path / "fusion")
+    with torch.no_grad():
+        actual = reloaded(**batch, return_fusion_weights=True)
+    assert torch.equal(actual.logits, expected.logits)
+    assert actual.fusion_weights.keys() == expected.fusion_weights.keys()
+    for key, weights in expected.fusion_weights.items():
+        assert torch.equal(actual.fusion_weights[key], weights)
+        if model.fusion.fusion_layers()[key].normalized:
+            torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+    assert reloaded.fusion.adapter_names == ADAPTERS
+
+
+def test_reload_refuses_a_changed_file(base_dir: Path, tmp_path: Path) -> None:
+    model = fusion_model(base_dir, "attention")
+    model.save_fusion(tmp_path / "fusion")
+    weights = tmp_path / "fusion" / "adapters" / "a" / "adapter.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-4] + b"\0\0\0\0")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_fusion(tmp_path / "fusion")
+    weights.write_bytes(original)
+    load_fusion(tmp_path / "fusion")  # intact again
+    (tmp_path / "fusion" / "fusion.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="fusion.safetensors"):
+        load_fusion(tmp_path / "fusion")
+    with pytest.raises(FileNotFoundError, match="no fusion_config.json"):
+        load_fusion(tmp_path)
+
+
+def test_forward_rejects_other_adapter_names(base_dir: Path) -> None:
+    model = fusion_model(base_dir, "weighted")
+    batch = make_batch(batch=2, length=5)
+    model(**batch, adapter_names=["b", "a"])  # the fused set, any order
+    with pytest.raises(ValueError, match=r"adapter_names \['a'\] differ"):
+        model(**batch, adapter_names=["a"])
+
+
+def test_fusion_config_in_saved_directory_names_adapters_in_order(base_dir: Path, tmp_path: Path) -> None:
+    model = fusion_model(base_dir, "gating")
+    model.save_fusion(tmp_path / "f")
+    info = json.loads((tmp_path / "f" / FUSION_CONFIG).read_text())
+    assert info["adapter_names"] == list(ADAPTERS) and info["fusion"]["fusion_method"] == "gating"
+    assert info["fusion"]["adapter_paths"] == []
+
+
+def test_from_adapters_loads_saved_adapters(base_dir: Path, tmp_path: Path) -> None:
+    source = fusion_model(base_dir, "attention")
+    paths = []
+    for name in ADAPTERS:
+        save_adapter(source, name, tmp_path / name)
+        paths.append(str(tmp_path / name))
+    model = FusionModel.from_adapters(paths, FusionConfig(fusion_method="weighted"))
+    assert model.fusion.adapter_names == ADAPTERS and model.fusion.config.fusion_method == "weighted"
+    for name in ADAPTERS:
+        for key, value in source.adapters.adapter_state_dict(name).items():
+            assert torch.equal(model.adapters.adapter_state_dict(name)[key], value)
+    with pytest.raises(ValueError, match="at least one adapter"):
+        FusionModel.from_adapters([])
