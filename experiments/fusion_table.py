@@ -1,0 +1,116 @@
+"""Issue 4's results table: fusions of the six GLUE adapters for RTE and MRPC, every method, 3 seeds,
+against the single RTE / MRPC adapters (the paper reports +5.8 on RTE and +5.1 on MRPC for BERT-base).
+
+Needs the adapters of ``experiments/core_table.py --modes adapter`` in ``experiments/adapters/`` (sst2, mnli,
+qnli, qqp, mrpc, rte). Runs ``adapter-fusion train-fusion`` for every row, sequentially, writing metrics to
+``experiments/results/fusion/<target>__<method>__seed<k>.json`` and the table to
+``experiments/results/fusion_table.md``.
+
+    python experiments/fusion_table.py                       # everything (18 fusion runs)
+    python experiments/fusion_table.py --targets rte --methods attention --seeds 1
+    python experiments/fusion_table.py --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTERS = ROOT / "experiments" / "adapters"
+RESULTS = ROOT / "experiments" / "results" / "fusion"
+CORE = ROOT / "experiments" / "results" / "core"
+SOURCE_TASKS = ("sst2", "mnli", "qnli", "qqp", "mrpc", "rte")
+TARGETS = {"rte": 4, "mrpc": 3}  # target: epochs
+METHODS = ("attention", "weighted", "gating")
+SEEDS = (1, 2, 3)
+WALL_CAP_MINUTES = 25
+
+
+def command(target: str, method: str, seed: int, data_dir: str) -> list[str]:
+    return [
+        "adapter-fusion", "train-fusion", "--task", target, "--method", method, "--strategy", "sequential",
+        "--adapters", *[str(ADAPTERS / task) for task in SOURCE_TASKS], "--data-dir", data_dir,
+        "--output", f"/tmp/adapter-fusion-fusions/{target}-{method}-seed{seed}",
+        "--output-dir", f"/tmp/adapter-fusion-runs/fusion-{target}-{method}-seed{seed}",
+        "--num-train-epochs", str(TARGETS[target]), "--max-train-minutes", str(WALL_CAP_MINUTES),
+        "--batch-size", "32", "--max-seq-length", "128", "--seed", str(seed), "--save-total-limit", "1",
+        "--fusion-learning-rate", "1e-3", "--adapter-learning-rate", "1e-3", "--disable-tqdm", "true",
+        "--metrics-file", str(RESULTS / f"{target}__{method}__seed{seed}.json"),
+    ]  # fmt: skip
+
+
+def write_table() -> Path:
+    rows = ["| target | model | metric | dev score (mean ± std over seeds) | seeds | steps |"]
+    rows.append("|---|---|---|---|---|---|")
+    for target in TARGETS:
+        metric = "f1" if target == "mrpc" else "accuracy"
+        single = CORE / f"{target}__adapter.json"
+        if single.is_file():
+            record = json.loads(single.read_text())
+            rows.append(f"| {target} | single {target} adapter | {metric} | {record[metric]:.4f} | 42 | "
+                        f"{record['global_step']} |")
+        for method in METHODS:
+            records = [
+                json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{target}__{method}__seed*.json"))
+            ]
+            if not records:
+                continue
+            scores = [r[metric] for r in records]
+            spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+            rows.append(
+                f"| {target} | {method} fusion of {len(SOURCE_TASKS)} adapters | {metric} | "
+                f"{statistics.mean(scores):.4f} ± {spread:.4f} | {len(scores)} | {records[0]['global_step']} |"
+            )
+    commands = "\n".join(
+        "    " + shlex.join(command(t, m, s, "../shared/data")).replace(str(ROOT) + "/", "")
+        for t in TARGETS for m in METHODS for s in SEEDS
+    )  # fmt: skip
+    table = ROOT / "experiments" / "results" / "fusion_table.md"
+    table.write_text(
+        "# Fusion results: six GLUE adapters fused for RTE and MRPC (all-MiniLM-L6-v2, 2 CPU cores)\n\n"
+        f"Sequential training (adapters frozen), fusion and head lr 1e-3, batch 32, 128 tokens, {TARGETS} epochs; "
+        "the head starts from the target adapter's head. Adapters: `experiments/core_table.py`.\n\n"
+        + "\n".join(rows) + "\n\nMade by `python experiments/fusion_table.py`, which ran:\n\n" + commands + "\n"
+    )
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    if not args.table_only:
+        missing = [task for task in SOURCE_TASKS if not (ADAPTERS / task / "adapter_config.json").is_file()]
+        if missing:
+            print(f"missing adapters {missing}: run experiments/core_table.py --modes adapter first", file=sys.stderr)
+            return 2
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for target in args.targets:
+            for method in args.methods:
+                for seed in args.seeds:
+                    cmd = command(target, method, seed, args.data_dir)
+                    print("$", shlex.join(cmd), flush=True)
+                    began = time.monotonic()
+                    result = subprocess.run(cmd, cwd=ROOT)
+                    print(f"# {target} {method} seed {seed}: exit {result.returncode} after "
+                          f"{time.monotonic() - began:.0f} s", flush=True)
+                    if result.returncode != 0:
+                        return result.returncode
+                    write_table()
+    print(write_table().read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
