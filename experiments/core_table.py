@@ -31,7 +31,7 @@ ADAPTERS = ROOT / "experiments" / "adapters"
 # same number of epochs and optimizer steps for both modes; a 25-minute wall-time cap per run only guards the
 # table's total CPU time (a run that hits it says so in its step count).
 BUDGETS: dict[str, tuple[float, int | None, int | None]] = {
-    "sst2": (1, None, 500),
+    "sst2": (1, None, 400),
     "rte": (2, None, None),
     "mrpc": (2, None, None),
     "cola": (2, None, None),
@@ -40,20 +40,31 @@ BUDGETS: dict[str, tuple[float, int | None, int | None]] = {
     "qqp": (1, 4000, None),
 }
 WALL_CAP_MINUTES = 25
+SST2_WALL_CAP_MINUTES = 28  # the bar: SST-2 >= 0.88 within 30 minutes of CPU training
 MODES = {
     "adapter": ["--adapter-learning-rate", "1e-3"],
     "full": ["--full-finetune", "true", "--base-learning-rate", "5e-5"],
 }
+# A second SST-2 adapter run for the bar (>= 0.88 within 30 minutes): a wider adapter (reduction factor 8,
+# 223,776 parameters = 0.985% of the base) for 1.25 epochs. Not part of the adapter-vs-full table.
+SST2_WIDE = ["--reduction-factor", "8", "--num-train-epochs", "1.25"]
 
 
 def command(task: str, mode: str, data_dir: str, seed: int) -> list[str]:
+    if mode == "wide":
+        cmd = command(task, "adapter", data_dir, seed)
+        cmd[cmd.index("--output") + 1] = str(ADAPTERS / f"{task}-wide")
+        cmd[cmd.index("--output-dir") + 1] = f"/tmp/adapter-fusion-runs/{task}-wide"
+        cmd[cmd.index("--metrics-file") + 1] = str(RESULTS / f"{task}__wide.json")
+        return cmd + SST2_WIDE
     epochs, max_examples, eval_steps = BUDGETS[task]
+    cap = SST2_WALL_CAP_MINUTES if task == "sst2" else WALL_CAP_MINUTES
     out = RESULTS / f"{task}__{mode}.json"
     cmd = [
         "adapter-fusion", "train-adapter", "--task", task, "--data-dir", data_dir,
         "--output", str(ADAPTERS / task if mode == "adapter" else ADAPTERS / f".{task}-full"),
         "--output-dir", f"/tmp/adapter-fusion-runs/{task}-{mode}",
-        "--num-train-epochs", str(epochs), "--max-train-minutes", str(WALL_CAP_MINUTES),
+        "--num-train-epochs", str(epochs), "--max-train-minutes", str(cap),
         "--batch-size", "32", "--max-seq-length", "128", "--seed", str(seed), "--save-total-limit", "1",
         "--disable-tqdm", "true", "--logging-steps", "50", "--metrics-file", str(out), *MODES[mode],
     ]  # fmt: skip
@@ -96,6 +107,16 @@ def write_table() -> Path:
             f"| {task} | {any_run['train_examples']} | {metric}{extra} | {cells[0]} | {cells[1]} | "
             f"{budget[0]} | {budget[1]} |"
         )
+    wide = RESULTS / "sst2__wide.json"
+    if wide.is_file():
+        record = json.loads(wide.read_text())
+        rows += [
+            "",
+            f"SST-2 with a wider adapter (reduction factor 8, 223,776 parameters = 0.985% of the base), "
+            f"{record['epoch']:.2f} epochs: dev accuracy **{record['accuracy']:.4f}** after {record['global_step']} "
+            f"steps and {record['train_seconds'] / 60:.1f} minutes of training on 2 CPU cores "
+            f"(`{shlex.join(command('sst2', 'wide', '../shared/data', 42)).replace(str(ROOT) + '/', '')}`).",
+        ]
     table = ROOT / "experiments" / "results" / "core_table.md"
     commands = "\n".join(
         "    " + shlex.join(command(t, m, "../shared/data", 42)).replace(str(ROOT) + "/", "")
@@ -120,7 +141,7 @@ def write_table() -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=[*MODES, "wide"])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--table-only", action="store_true")
