@@ -54,7 +54,6 @@ import os
 import platform
 import re
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -64,6 +63,7 @@ from typing import Any
 
 import torch
 import transformers
+from timing import load_average, paired_ratio, print_times, time_interleaved
 from torch import nn
 
 from adapter_fusion.adapters import AdapterConfig
@@ -215,46 +215,6 @@ def setup_training(args: argparse.Namespace, variant: str) -> tuple[AdapterModel
 
 
 # --------------------------------------------------------------------------------------------- timing
-def time_interleaved(
-    variants: dict[str, Callable[[], Any]], *, repeats: int, warmup: int, steps: int
-) -> dict[str, list[float]]:
-    """Seconds per call of each variant, one sample per repeat; variants alternate, order rotating per repeat."""
-    names = list(variants)
-    for _ in range(warmup):
-        for name in names:
-            variants[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()  # a collection inside one timed call would land on one variant only
-    try:
-        for repeat in range(repeats):
-            shift = repeat % len(names)
-            for name in names[shift:] + names[:shift]:
-                start = time.perf_counter()
-                for _ in range(steps):
-                    variants[name]()
-                times[name].append((time.perf_counter() - start) / steps)
-            gc.collect()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
-
-
-def paired_ratio(times: dict[str, list[float]], variant: str, baseline: str) -> float:
-    """Median over repeats of variant/baseline, each pair measured next to each other."""
-    return statistics.median(v / b for v, b in zip(times[variant], times[baseline]))
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def bench_forward(args: argparse.Namespace) -> dict[str, Any]:
     bare, _ = load_base_model(args.model)
     model = build_adapter_model(args)
@@ -405,25 +365,6 @@ def print_environment(args: argparse.Namespace) -> None:
         f"steps per repeat {args.steps}, memory steps {args.memory_steps} x {args.memory_rounds} rounds"
         + ("  [QUICK]" if args.quick else "")
     )
-
-
-def load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def print_times(title: str, times: dict[str, list[float]], baseline: str) -> None:
-    print(f"\n== {title}")
-    print(f"{'variant':<34}{'median ms':>11}{'p25 ms':>10}{'p75 ms':>10}{'min ms':>10}{'ratio':>8}")
-    base_median = statistics.median(times[baseline])
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(
-            f"{name:<34}{1e3 * median:>11.1f}{1e3 * quantile(values, 0.25):>10.1f}"
-            f"{1e3 * quantile(values, 0.75):>10.1f}{1e3 * min(values):>10.1f}{median / base_median:>8.3f}"
-        )
 
 
 def print_memory(memory: dict[str, Any]) -> None:

@@ -61,7 +61,6 @@ Run it (from the repository root, with the package installed)::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -75,6 +74,7 @@ from typing import Any
 
 import torch
 import transformers
+from timing import Variant, load_average, paired_ratio, print_times, time_interleaved
 from torch import nn
 from torch.nn import functional as F
 
@@ -89,8 +89,6 @@ FULL_DEFAULTS = dict(batch_size=32, seq_len=128, repeats=7, warmup=1, adapters=[
 QUICK_DEFAULTS = dict(batch_size=2, seq_len=16, repeats=2, warmup=1, adapters=[1, 2], train_adapters=2)
 BARE, HOOKS, PEER_PLAIN = "bare model", "adapters disabled (hooks only)", "plain AutoModel (diagnostic)"
 SINGLE = "single-adapter step"
-
-Variant = tuple[Callable[[], None] | None, Callable[[], Any]]  # (untimed preparation, timed call)
 
 
 # --------------------------------------------------------------------------------------------- arguments
@@ -189,49 +187,6 @@ def batch_fingerprint(batch: dict[str, torch.Tensor]) -> list[int]:
     """Identifies the batch across processes (same seed and torch version -> same random ids)."""
     ids = batch["input_ids"]
     return [int(ids.sum()), int((ids * torch.arange(ids.numel()).view_as(ids)).sum() % 1_000_003)]
-
-
-def time_interleaved(variants: dict[str, Variant], *, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each variant, one sample per repeat; variants alternate, order rotating per repeat."""
-    names = list(variants)
-    for _ in range(warmup):
-        for name in names:
-            prepare, call = variants[name]
-            if prepare is not None:
-                prepare()
-            call()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()  # a collection inside one timed call would land on one variant only
-    try:
-        for repeat in range(repeats):
-            shift = repeat % len(names)
-            for name in names[shift:] + names[:shift]:
-                prepare, call = variants[name]
-                if prepare is not None:
-                    prepare()
-                start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
-            gc.collect()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times
-
-
-def paired_ratio(times: dict[str, list[float]], variant: str, baseline: str) -> float:
-    """Median over repeats of variant/baseline, each pair measured in the same repeat."""
-    return statistics.median(v / b for v, b in zip(times[variant], times[baseline]))
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def fused_name(n: int) -> str:
@@ -616,13 +571,6 @@ def profile_ours(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------------- report
-def load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
 def op_latency_ms(threads: int) -> float:
     """Median time of one small parallel op (an add of two [4096, 384] tensors, ~0.1 ms on an idle core).
 
@@ -660,18 +608,6 @@ def print_environment(args: argparse.Namespace) -> None:
         f"small-op latency at {args.threads} threads before the run: {latency:.3f} ms"
         + ("  (WARNING: > 1 ms, the cores are contended)" if latency > 1.0 else "")
     )
-
-
-def print_times(title: str, times: dict[str, list[float]], baseline: str) -> None:
-    print(f"\n== {title}")
-    print(f"{'variant':<36}{'median ms':>11}{'p25 ms':>10}{'p75 ms':>10}{'min ms':>10}{'ratio*':>8}")
-    base_median = statistics.median(times[baseline])
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(
-            f"{name:<36}{1e3 * median:>11.1f}{1e3 * quantile(values, 0.25):>10.1f}"
-            f"{1e3 * quantile(values, 0.75):>10.1f}{1e3 * min(values):>10.1f}{median / base_median:>8.3f}"
-        )
 
 
 def fmt(value: float | None) -> str:
@@ -737,10 +673,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"inference forward, {label} ({where}); ratio* = median/median",
                 results[key]["forward"]["times"],
                 results[key]["forward"]["baseline"],
+                label="ratio*",
             )
         if "train" in results[key]:
             print_times(
-                f"training step, {label} ({where})", results[key]["train"]["times"], results[key]["train"]["baseline"]
+                f"training step, {label} ({where})",
+                results[key]["train"]["times"],
+                results[key]["train"]["baseline"],
+                label="ratio*",
             )
     for key, why in skipped.items():
         print(f"\n{labels[key]} skipped: {why}")
