@@ -229,3 +229,14 @@ def test_from_adapters_loads_saved_adapters(base_dir: Path, tmp_path: Path) -> N
             assert torch.equal(model.adapters.adapter_state_dict(name)[key], value)
     with pytest.raises(ValueError, match="at least one adapter"):
         FusionModel.from_adapters([])
+
+
+def test_cli_train_fusion_rejects_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    from adapter_fusion.cli import main
+
+    assert main(["train-fusion", "--task", "rte", "--adapters", str(tmp_path), "--method", "mean"]) == 2
+    assert "'mean'" in capsys.readouterr().err
+    assert main(["train-fusion", "--task", "rte", "--adapters", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train-fusion", "--task", "nope", "--adapters", str(tmp_path)]) == 2
+    assert "'nope'" in capsys.readouterr().err
