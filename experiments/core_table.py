@@ -129,7 +129,8 @@ def write_table() -> Path:
         "of epochs and optimizer steps (see `experiments/core_table.py`), batch 32, 128 tokens, "
         "seed 42. Adapter: Pfeiffer placement, reduction factor 16 (113,040 parameters = 0.50% of the base), "
         "lr 1e-3; full fine-tuning: lr 5e-5. MNLI/QNLI/QQP train on the 9k subsets of `lmbff_pcp/glue_pretrain`; "
-        "QNLI is scored on the official GLUE dev set, MNLI/QQP on the 1k lmbff dev subsets.\n\n"
+        "QNLI is scored on the official GLUE dev set, MNLI/QQP on the 1k lmbff dev subsets. Wall seconds were "
+        "taken while other jobs shared the 2 cores: compare speed with `benchmarks/bench_adapter.py`, not here.\n\n"
         + "\n".join(rows)
         + "\n\nMade by `python experiments/core_table.py` (from the project root, venv active), which ran:\n\n"
         + commands
