@@ -13,6 +13,7 @@ import torch
 
 from adapter_fusion.models import AdapterModel, load_adapter, load_tokenizer, read_adapter_config
 from adapter_fusion.models.loading import resolve_model_name
+from adapter_fusion.tasks import task_type_for_head
 
 
 def _base_model_for(recorded: str | None, override: str | None) -> str:
@@ -68,38 +69,32 @@ class FusionPipeline:
             return tasks[canonical]
         raise KeyError(f"no head for task {task!r}; this pipeline has tasks {sorted(tasks)}")
 
-    @torch.no_grad()
     def predict(
         self,
-        texts: str | list[str],
+        inputs: Any,
         task: str | None = None,
         text_pairs: str | list[str] | None = None,
         batch_size: int = 32,
+        **options: Any,
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Predict one text (returns a dict) or a list (returns a list of dicts with label, score, scores)."""
-        single = isinstance(texts, str)
-        batch_texts = [texts] if single else list(texts)
-        pairs = [text_pairs] if isinstance(text_pairs, str) else text_pairs
-        if not batch_texts or any(not isinstance(t, str) for t in batch_texts):
-            raise ValueError(f"texts must be a non-empty string or list of strings; got {texts!r}")
-        if pairs is not None and len(pairs) != len(batch_texts):
-            raise ValueError(f"got {len(batch_texts)} texts but {len(pairs)} text_pairs")
+        """Predict for one input (returns a dict) or a list of inputs (returns a list of dicts).
+
+        What an input is depends on the task's type (``adapter_fusion.tasks.types``): a text for classification
+        (``text_pairs``: second sentences) and generation (the prompt/source); a text or a list of words for
+        token classification (tags per word); ``{"question", "context"}`` for extractive QA (answer span with
+        character offsets); ``{"context", "question", "options"}`` for multiple choice (the chosen option).
+        ``options`` go to the task type (e.g. ``max_new_tokens`` for generation).
+        """
         head = self._head_for(task)
-        config = self.model.head_config(head)
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(batch_texts), batch_size):
-            chunk = batch_texts[start : start + batch_size]
-            chunk_pairs = pairs[start : start + batch_size] if pairs is not None else None
-            encoded = self.tokenizer(
-                chunk, chunk_pairs, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        task_type = task_type_for_head(self.model.head_config(head))
+        single = task_type.is_single_input(inputs)
+        batch = [inputs] if single else list(inputs)
+        if not batch:
+            raise ValueError(f"inputs must be one input or a non-empty list of inputs; got {inputs!r}")
+        if text_pairs is not None:
+            options["text_pairs"] = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
+        with torch.no_grad():
+            results = task_type.predict(
+                self.model, self.tokenizer, head, batch, max_length=self.max_length, batch_size=batch_size, **options
             )
-            logits = self.model(**encoded, head=head).logits.float()
-            if config.problem_type == "regression":
-                results.extend({"label": None, "score": float(v)} for v in logits.squeeze(-1).tolist())
-                continue
-            probabilities = logits.softmax(dim=-1)
-            names = config.label_names or tuple(str(i) for i in range(config.num_labels))
-            for row in probabilities.tolist():
-                best = max(range(len(row)), key=row.__getitem__)
-                results.append({"label": names[best], "score": row[best], "scores": dict(zip(names, row))})
         return results[0] if single else results

@@ -141,6 +141,12 @@ class AdapterModel(nn.Module):
         **kwargs: Any,
     ) -> SequenceClassifierOutput:
         head_name = self._check_head(head)
+        choices = None
+        if input_ids is not None and input_ids.dim() == 3:  # multiple choice: [batch, choices, seq] -> [b * c, seq]
+            choices = input_ids.shape[:2]
+            input_ids, attention_mask, token_type_ids = (
+                None if t is None else t.flatten(0, 1) for t in (input_ids, attention_mask, token_type_ids)
+            )
         outputs = self.encode(
             adapter_names,
             input_ids=input_ids,
@@ -152,6 +158,8 @@ class AdapterModel(nn.Module):
         )
         head_module = self.heads[head_name]
         logits = head_module(outputs.last_hidden_state, attention_mask)
+        if choices is not None:  # one score per (example, choice): [b * c, 1] -> [b, c]
+            logits = logits.reshape(*choices, -1).squeeze(-1)
         loss = head_module.loss(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None)

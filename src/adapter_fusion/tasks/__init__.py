@@ -1,4 +1,4 @@
-"""Sentence and sentence-pair tasks: a registry of task specs, split loading (local files or the Hub), metrics.
+"""Tasks: a registry of task specs and task types, split loading (local files or the Hub), metrics.
 
 >>> spec = get_task("sentiment")          # -> the "sst2" TaskSpec
 >>> train = load_task_split(spec, "train", max_examples=1000)   # columns text_a, text_b, label
@@ -6,6 +6,7 @@
 {'accuracy': 0.5}
 """
 
+from adapter_fusion.tasks import sequence as _sequence  # noqa: F401, I001  (registers the sentence task types)
 from adapter_fusion.tasks import classification as _classification  # noqa: F401  (registers the tasks)
 from adapter_fusion.tasks.base import (
     CARVE_SEED,
@@ -20,6 +21,7 @@ from adapter_fusion.tasks.base import (
     resolve_data_dir,
 )
 from adapter_fusion.tasks.metrics import METRICS, compute_metrics
+from adapter_fusion.tasks.types import TASK_TYPES, TaskType, get_task_type, register_task_type, task_type_for_head
 
 __all__ = [
     "CARVE_SEED",
@@ -27,11 +29,16 @@ __all__ = [
     "METRICS",
     "SPLITS",
     "TASKS",
+    "TASK_TYPES",
     "TaskSpec",
+    "TaskType",
     "compute_metrics",
     "get_task",
+    "get_task_type",
     "list_tasks",
     "load_task_split",
     "register_task",
+    "register_task_type",
     "resolve_data_dir",
+    "task_type_for_head",
 ]

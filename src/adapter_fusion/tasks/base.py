@@ -1,17 +1,18 @@
 """Task specifications, the task registry, and loading a task's split from local files or the Hugging Face Hub.
 
-Every split comes back as a ``datasets.Dataset`` with the same schema: ``text_a`` (str), ``text_b`` (str, ``""``
-for single-sentence tasks) and ``label`` (a ``ClassLabel`` id, or a float32 score for regression).
+Every split comes back as a ``datasets.Dataset`` in its task type's schema (``adapter_fusion.tasks.types``): for
+sentence(-pair) classification and regression ``text_a`` (str), ``text_b`` (str, ``""`` for single-sentence tasks)
+and ``label`` (a ``ClassLabel`` id, or a float32 score for regression).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -19,10 +20,10 @@ import numpy as np
 from adapter_fusion.config import check_choice
 from adapter_fusion.registry import Registry
 from adapter_fusion.tasks.metrics import METRICS
-from adapter_fusion.tasks.readers import RawColumns, Reader
+from adapter_fusion.tasks.readers import Reader
+from adapter_fusion.tasks.types import TASK_TYPES, get_task_type
 
 SPLITS = ("train", "validation", "test")
-TASK_TYPES = ("classification", "regression")
 DATA_DIR_ENV = "ADAPTER_FUSION_DATA_DIR"
 LabelMap = Mapping[str | int, str]
 """Raw label (as in the file or on the Hub; compared as a lower-cased string) -> label name."""
@@ -37,8 +38,9 @@ class LocalFile:
 
     paths: tuple[str, ...]
     """File path(s) relative to the data directory, as the reader expects them."""
-    reader: Reader
-    """Turns the files into raw columns (see ``adapter_fusion.tasks.readers``)."""
+    reader: Reader | Any
+    """Turns the files into what the task type's ``to_dataset`` reads (``RawColumns`` for classification; see
+    ``adapter_fusion.tasks.readers`` and ``adapter_fusion.tasks.formats``)."""
     label_map: LabelMap | None = None
     """Raw label -> label name, where the file's ids differ from the task's label order; None: raw labels are
     label names or class ids in ``TaskSpec.label_names`` order."""
@@ -105,8 +107,8 @@ class HubSource:
     """Dataset repository, e.g. ``"nyu-mll/glue"``."""
     config: str | None
     """Configuration name, e.g. ``"sst2"``; None for datasets without configurations."""
-    text_a: str
-    """Column of the first text."""
+    text_a: str | None = None
+    """Column of the first text (sentence tasks)."""
     text_b: str | None = None
     """Column of the second text, or None for single-sentence tasks."""
     label: str = "label"
@@ -121,6 +123,9 @@ class HubSource:
     """Hub label -> label name where the Hub's ids differ from ``TaskSpec.label_names`` order."""
     missing_label: object = -1
     """Label value of rows without a gold label (dropped; e.g. SNLI's -1)."""
+    columns: Mapping[str, str] = field(default_factory=dict)
+    """For task types other than sentence classification: our schema field -> Hub column (see the type's
+    ``from_hub``)."""
 
     def __post_init__(self) -> None:
         for split in (*self.splits, *self.unlabelled):
@@ -129,16 +134,18 @@ class HubSource:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A registered sentence or sentence-pair task: its labels, metrics and data sources."""
+    """A registered task: its type, labels, metrics and data sources."""
 
     name: str
     """Canonical lower-case name, e.g. ``"sst2"``."""
     task_type: str
-    """``"classification"`` or ``"regression"``."""
+    """A registered task type (``adapter_fusion.tasks.types.TASK_TYPES``): ``"classification"``,
+    ``"regression"``, ``"token_classification"``, ``"extractive_qa"``, ``"multiple_choice"``, ``"generation"``."""
     label_names: tuple[str, ...]
-    """Human-readable name of each class id (index = id); ``()`` for regression."""
+    """Human-readable name of each class id or tag (index = id); ``()`` where there are none (regression, QA,
+    multiple choice, generation)."""
     is_pair: bool
-    """Whether examples are sentence pairs (``text_b`` non-empty)."""
+    """Whether examples are sentence pairs (``text_b`` non-empty); False for other task types."""
     metrics: tuple[str, ...]
     """Names of the metrics reported by ``compute_metrics`` (see ``METRICS``)."""
     main_metric: str
@@ -155,12 +162,9 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower():
             raise ValueError(f"task name must be non-empty and lower-case; got {self.name!r}")
-        check_choice("task_type", self.task_type, TASK_TYPES)
-        if self.task_type == "regression" and self.label_names:
-            raise ValueError(f"task {self.name!r}: a regression task has label_names=(); got {self.label_names}")
+        check_choice("task_type", self.task_type, TASK_TYPES.names())
+        get_task_type(self).validate_spec(self)
         lowered = [label.lower() for label in self.label_names]
-        if self.task_type == "classification" and (len(lowered) < 2 or len(set(lowered)) != len(lowered)):
-            raise ValueError(f"task {self.name!r}: needs at least 2 distinct label_names; got {self.label_names}")
         if not self.metrics:
             raise ValueError(f"task {self.name!r}: metrics must not be empty")
         for metric in self.metrics:
@@ -174,8 +178,8 @@ class TaskSpec:
 
     @property
     def num_labels(self) -> int:
-        """Number of model outputs: the number of classes, or 1 for regression."""
-        return len(self.label_names) if self.task_type == "classification" else 1
+        """Number of head outputs: the number of classes or tags (1 for regression)."""
+        return get_task_type(self).num_labels(self)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -244,9 +248,15 @@ def load_hub_dataset(path: str, config: str | None, split: str) -> datasets.Data
     return datasets.load_dataset(path, config, split=split)
 
 
-def load_task_split(task: str | TaskSpec, split: str, data_dir: str | Path | None = None,
-                    max_examples: int | None = None, seed: int = 42) -> datasets.Dataset:
-    """Load one split of a task as a ``datasets.Dataset`` with columns ``text_a``, ``text_b``, ``label``.
+def load_task_split(
+    task: str | TaskSpec,
+    split: str,
+    data_dir: str | Path | None = None,
+    max_examples: int | None = None,
+    seed: int = 42,
+) -> datasets.Dataset:
+    """Load one split of a task as a ``datasets.Dataset`` in its task type's schema (sentence tasks: ``text_a``,
+    ``text_b``, ``label``).
 
     Args:
         task: a task name/alias or a ``TaskSpec``.
@@ -258,8 +268,9 @@ def load_task_split(task: str | TaskSpec, split: str, data_dir: str | Path | Non
     """
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     check_choice("split", split, SPLITS)
-    if max_examples is not None and (isinstance(max_examples, bool) or not isinstance(max_examples, int)
-                                     or max_examples < 1):
+    if max_examples is not None and (
+        isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1
+    ):
         raise ValueError(f"max_examples must be a positive int or None; got {max_examples!r}")
     root = resolve_data_dir(data_dir)
     dataset = _load_hub(spec, split) if root is None else _load_local(spec, split, root)
@@ -288,7 +299,7 @@ def _load_local(spec: TaskSpec, split: str, root: Path) -> datasets.Dataset:
         if not path.is_file():
             raise FileNotFoundError(f"task {spec.name!r}, split {split!r}: data file {str(path)!r} not found")
     origin = " + ".join(str(path) for path in paths)
-    dataset = _to_dataset(spec, file.reader(paths), file.label_map, origin)
+    dataset = get_task_type(spec).to_dataset(spec, file.reader(paths), file.label_map, origin)
     return dataset.select(entry.indices(len(dataset))) if isinstance(entry, Carve) else dataset
 
 
@@ -304,69 +315,5 @@ def _load_hub(spec: TaskSpec, split: str) -> datasets.Dataset:
     assert isinstance(hub_split, str), f"a Hub Carve must partition a Hub split name; got {hub_split!r}"
     origin = f"Hub dataset {hub.path!r} (config {hub.config!r}, split {hub_split!r})"
     raw = load_hub_dataset(hub.path, hub.config, hub_split)
-    wanted = [column for column in (hub.text_a, hub.text_b, hub.label) if column is not None]
-    missing = [column for column in wanted if column not in raw.column_names]
-    if missing:
-        raise ValueError(f"{origin} lacks columns {missing}; it has {raw.column_names}")
-    labels = list(raw[hub.label])
-    keep = [index for index, label in enumerate(labels) if label != hub.missing_label]
-    if not keep:
-        raise ValueError(f"task {spec.name!r}: {origin} has no gold labels; labelled splits: {offered}")
-    if len(keep) < len(labels):
-        raw, labels = raw.select(keep), [labels[index] for index in keep]
-    text_b = [str(text) for text in raw[hub.text_b]] if hub.text_b else [""] * len(raw)
-    columns = RawColumns([str(text) for text in raw[hub.text_a]], text_b, labels)
-    dataset = _to_dataset(spec, columns, hub.label_map, origin)
+    dataset = get_task_type(spec).from_hub(spec, hub, raw, origin)
     return dataset.select(entry.indices(len(dataset))) if isinstance(entry, Carve) else dataset
-
-
-def _to_dataset(spec: TaskSpec, columns: RawColumns, label_map: LabelMap | None, origin: str
-                ) -> datasets.Dataset:
-    """Encode raw labels and build the in-memory dataset with the uniform schema."""
-    if spec.task_type == "classification":
-        label_feature = datasets.ClassLabel(names=list(spec.label_names))
-        labels: list[int] | list[float] = _class_ids(spec, columns.labels, label_map, origin)
-    else:
-        label_feature = datasets.Value("float32")
-        labels = _scores(spec, columns.labels, origin)
-    features = datasets.Features(
-        {"text_a": datasets.Value("string"), "text_b": datasets.Value("string"), "label": label_feature}
-    )
-    data = {"text_a": columns.text_a, "text_b": columns.text_b, "label": labels}
-    return datasets.Dataset.from_dict(data, features=features)
-
-
-def _normalise_label(raw: object) -> str:
-    return str(raw).strip().lower()
-
-
-def _class_ids(spec: TaskSpec, raw_labels: list[object], label_map: LabelMap | None, origin: str
-               ) -> list[int]:
-    """Map raw labels (names, digit strings, ints) to class ids in ``spec.label_names`` order."""
-    by_name = {name.lower(): index for index, name in enumerate(spec.label_names)}
-    if label_map is None:
-        table = {**by_name, **{str(index): index for index in range(len(spec.label_names))}}
-    else:
-        table = {_normalise_label(raw): by_name[name.lower()] for raw, name in label_map.items()}
-    try:
-        return [table[_normalise_label(raw)] for raw in raw_labels]
-    except KeyError:
-        bad = next(raw for raw in raw_labels if _normalise_label(raw) not in table)
-        raise ValueError(
-            f"task {spec.name!r}: label {bad!r} in {origin} is not an allowed label; allowed: {sorted(table)} "
-            f"(label names: {list(spec.label_names)})"
-        ) from None
-
-
-def _scores(spec: TaskSpec, raw_labels: list[object], origin: str) -> list[float]:
-    """Parse regression targets, refusing anything that is not a finite number."""
-    scores = []
-    for raw in raw_labels:
-        try:
-            score = float(raw)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            score = math.nan
-        if not math.isfinite(score):
-            raise ValueError(f"task {spec.name!r}: label {raw!r} in {origin} is not a finite number")
-        scores.append(score)
-    return scores

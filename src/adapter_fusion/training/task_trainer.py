@@ -8,13 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import transformers
 
 from adapter_fusion.models import AdapterModel
-from adapter_fusion.tasks import TaskSpec, compute_metrics, get_task, load_task_split
+from adapter_fusion.tasks import TaskSpec, get_task, get_task_type, load_task_split
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
-from adapter_fusion.training.data import collator, predictions_from_logits, tokenize
 from adapter_fusion.training.trainer import (
     ModularTrainer,
     TimeBudgetCallback,
@@ -37,6 +35,7 @@ class TaskTrainer:
         data_dir: str | Path | None = None,
     ) -> None:
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
+        self.task_type = get_task_type(self.task)
         self.model_config = model_config or ModelConfig()
         self.training_config = training_config or TrainingConfig()
         self.data_dir = data_dir
@@ -48,14 +47,7 @@ class TaskTrainer:
         self.head_name: str = self.task.name
 
     def add_task_head(self, name: str) -> None:
-        self.model.add_classification_head(
-            name,
-            num_labels=self.task.num_labels,
-            label_names=self.task.label_names,
-            pooling=self.model_config.pooling,
-            problem_type="regression" if self.task.task_type == "regression" else "single_label_classification",
-            task=self.task.name,
-        )
+        self.model.add_head(name, self.task_type.head_config(self.task, self.model_config.pooling))
 
     # ----------------------------------------------------------------- data
     def load_split(self, split: str, max_examples: int | None = None) -> Any:
@@ -64,11 +56,8 @@ class TaskTrainer:
         )
 
     def _prepare(self, dataset: Any) -> Any:
-        return tokenize(dataset, self.tokenizer, self.task, self.model_config.max_seq_length)
-
-    def _compute_metrics(self, prediction: Any) -> dict[str, float]:
-        predictions = predictions_from_logits(prediction.predictions, self.task)
-        return compute_metrics(self.task, predictions, prediction.label_ids)
+        self.task_type.check_dataset(dataset)
+        return self.task_type.preprocess(self.task, dataset, self.tokenizer, self.model_config.max_seq_length)
 
     def callbacks(self) -> list[transformers.TrainerCallback]:
         minutes = self.training_config.max_train_minutes
@@ -84,13 +73,18 @@ class TaskTrainer:
         if eval_dataset is None:
             eval_dataset = self.load_split("validation", config.max_eval_examples)
         train_tok, eval_tok = self._prepare(train_dataset), self._prepare(eval_dataset)
+        score = self.task_type.metrics_fn(self.task, eval_dataset, eval_tok, self.tokenizer)
+        if score is None:  # metrics need generation: pick checkpoints by eval loss, score at the end
+            arguments = training_arguments(config, "loss", greater_is_better=False)
+        else:
+            arguments = training_arguments(config, self.task.main_metric)
         self.trainer = ModularTrainer(
             model=self.model,
-            args=training_arguments(config, self.task.main_metric),
+            args=arguments,
             train_dataset=train_tok,
             eval_dataset=eval_tok,
-            data_collator=collator(self.tokenizer),
-            compute_metrics=self._compute_metrics,
+            data_collator=self.task_type.collator(self.task, self.tokenizer),
+            compute_metrics=score,
             callbacks=self.callbacks(),
             learning_rates=learning_rates(config),
         )
@@ -99,6 +93,8 @@ class TaskTrainer:
         result = self.trainer.train(resume_from_checkpoint=resolve_resume(config))
         train_seconds = time.monotonic() - start
         eval_metrics = self.trainer.evaluate()
+        if score is None:
+            eval_metrics.update(self.evaluate(eval_dataset))
         self.metrics = {
             "task": self.task.name,
             "train_examples": len(train_dataset),
@@ -135,32 +131,19 @@ class TaskTrainer:
         }
 
 
-@torch.no_grad()
 def evaluate_model(
     model: AdapterModel,
     tokenizer: Any,
-    task: TaskSpec,
+    task: TaskSpec | str,
     dataset: Any,
     max_length: int = 128,
     batch_size: int = 128,
     head: str | None = None,
     adapter_names: Any = None,
 ) -> dict[str, float]:
-    """Score ``model`` on a text_a/text_b/label dataset with the task's metrics (no Trainer needed)."""
-    tokenized = tokenize(dataset, tokenizer, task, max_length)
-    collate = collator(tokenizer)
-    was_training = model.training
-    model.eval()
-    all_logits, all_labels = [], []
-    try:
-        for start in range(0, len(tokenized), batch_size):
-            batch = collate([tokenized[i] for i in range(start, min(start + batch_size, len(tokenized)))])
-            labels = batch.pop("labels")
-            output = model(**batch, head=head, adapter_names=adapter_names)
-            all_logits.append(output.logits.float().cpu())
-            all_labels.append(labels.cpu())
-    finally:
-        model.train(was_training)
-    logits = torch.cat(all_logits).numpy()
-    predictions = predictions_from_logits(logits, task)
-    return compute_metrics(task, predictions, torch.cat(all_labels).numpy())
+    """Score ``model`` on a task dataset with the task's metrics (no Trainer needed; see ``TaskType.evaluate``)."""
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    return get_task_type(spec).evaluate(
+        model, tokenizer, spec, dataset, max_length=max_length, batch_size=batch_size, head=head,
+        adapter_names=adapter_names,
+    )  # fmt: skip
