@@ -8,6 +8,7 @@
 
 from adapter_fusion.tasks import sequence as _sequence  # noqa: F401, I001  (registers the sentence task types)
 from adapter_fusion.tasks import classification as _classification  # noqa: F401  (registers the tasks)
+from adapter_fusion.tasks import generation as _generation  # noqa: F401  (registers generation tasks)
 from adapter_fusion.tasks.base import (
     CARVE_SEED,
     DATA_DIR_ENV,

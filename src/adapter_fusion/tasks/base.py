@@ -19,7 +19,6 @@ import numpy as np
 
 from adapter_fusion.config import check_choice
 from adapter_fusion.registry import Registry
-from adapter_fusion.tasks.metrics import METRICS
 from adapter_fusion.tasks.readers import Reader
 from adapter_fusion.tasks.types import TASK_TYPES, get_task_type
 
@@ -84,6 +83,11 @@ class Carve:
             start += count
         return sorted(order[start:].tolist())
 
+    def select(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """This part of ``dataset`` (the whole source, in its task type's schema). Subclasses may override it to
+        partition by something other than rows (extractive QA carves by article)."""
+        return dataset.select(self.indices(len(dataset)))
+
 
 @dataclass(frozen=True)
 class LocalSource:
@@ -147,7 +151,7 @@ class TaskSpec:
     is_pair: bool
     """Whether examples are sentence pairs (``text_b`` non-empty); False for other task types."""
     metrics: tuple[str, ...]
-    """Names of the metrics reported by ``compute_metrics`` (see ``METRICS``)."""
+    """Names of the metrics the task reports (allowed: its task type's ``metric_names()``)."""
     main_metric: str
     """The metric that selects the best checkpoint (higher is better)."""
     description: str
@@ -168,7 +172,7 @@ class TaskSpec:
         if not self.metrics:
             raise ValueError(f"task {self.name!r}: metrics must not be empty")
         for metric in self.metrics:
-            check_choice("metric", metric, METRICS.names())
+            check_choice("metric", metric, get_task_type(self).metric_names())
         check_choice("main_metric", self.main_metric, self.metrics)
         entries = [*(self.local.splits.values() if self.local else ()), self.hub]
         sources = [entry.source if isinstance(entry, Carve) else entry for entry in entries]
@@ -300,7 +304,7 @@ def _load_local(spec: TaskSpec, split: str, root: Path) -> datasets.Dataset:
             raise FileNotFoundError(f"task {spec.name!r}, split {split!r}: data file {str(path)!r} not found")
     origin = " + ".join(str(path) for path in paths)
     dataset = get_task_type(spec).to_dataset(spec, file.reader(paths), file.label_map, origin)
-    return dataset.select(entry.indices(len(dataset))) if isinstance(entry, Carve) else dataset
+    return entry.select(dataset) if isinstance(entry, Carve) else dataset
 
 
 def _load_hub(spec: TaskSpec, split: str) -> datasets.Dataset:
@@ -316,4 +320,4 @@ def _load_hub(spec: TaskSpec, split: str) -> datasets.Dataset:
     origin = f"Hub dataset {hub.path!r} (config {hub.config!r}, split {hub_split!r})"
     raw = load_hub_dataset(hub.path, hub.config, hub_split)
     dataset = get_task_type(spec).from_hub(spec, hub, raw, origin)
-    return dataset.select(entry.indices(len(dataset))) if isinstance(entry, Carve) else dataset
+    return entry.select(dataset) if isinstance(entry, Carve) else dataset

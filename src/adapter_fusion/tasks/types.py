@@ -42,12 +42,20 @@ class TaskType:
     """The head type (``adapter_fusion.heads.HEADS``) this family trains."""
     columns: ClassVar[tuple[str, ...]]
     """Columns every split of this type has (the schema ``to_dataset`` builds)."""
-    select_by_loss: ClassVar[bool] = False
-    """True when checkpoints are chosen by eval loss (metrics need generation, too slow inside training)."""
+    causal_lm: ClassVar[bool] = False
+    """True when the type needs a causal decoder LM (``AutoModelForCausalLM``) as its base model."""
+    default_model: ClassVar[str | None] = None
+    """Base model used when the user names none (None: the library default, the bundled MiniLM)."""
 
     # ------------------------------------------------------------------ spec
     def validate_spec(self, spec: TaskSpec) -> None:
         """Raise ``ValueError`` naming the field if ``spec`` is inconsistent with this type."""
+
+    def metric_names(self) -> list[str]:
+        """Metrics a task of this type may list in ``TaskSpec.metrics`` (default: the sentence-level ``METRICS``)."""
+        from adapter_fusion.tasks.metrics import METRICS
+
+        return METRICS.names()
 
     def num_labels(self, spec: TaskSpec) -> int:
         return len(spec.label_names)

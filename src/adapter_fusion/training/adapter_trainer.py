@@ -35,8 +35,9 @@ class AdapterTrainer(TaskTrainer):
         super().__init__(task, model_config, training_config, data_dir)
         self.adapter_config = adapter_config or AdapterConfig()
         self.adapter_name = self.head_name = adapter_name or self.task.name
-        self.tokenizer = load_tokenizer(self.model_config.model_name_or_path)
-        self.model = AdapterModel.from_pretrained(self.model_config.model_name_or_path)
+        name = self.base_model_name()
+        self.tokenizer = load_tokenizer(name)
+        self.model = AdapterModel.from_pretrained(name, causal_lm=self.task_type.causal_lm)
         self.add_task_head(self.adapter_name)
         if self.training_config.full_finetune:
             self.model.freeze_base(False)

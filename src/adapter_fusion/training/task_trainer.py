@@ -46,6 +46,13 @@ class TaskTrainer:
         self.tokenizer: Any = None
         self.head_name: str = self.task.name
 
+    def base_model_name(self) -> str:
+        """The configured base model, or the task type's default (a decoder for generation) when none is named."""
+        name = self.model_config.model_name_or_path
+        if name in ("default", "", None) and self.task_type.default_model:
+            return self.task_type.default_model
+        return name
+
     def add_task_head(self, name: str) -> None:
         self.model.add_head(name, self.task_type.head_config(self.task, self.model_config.pooling))
 

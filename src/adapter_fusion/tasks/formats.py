@@ -1,0 +1,553 @@
+"""Readers for the token-classification, extractive-QA, multiple-choice and generation files of the data directory
+(see ``/work/shared/data/README.md``).
+
+A reader is a small frozen dataclass called with the absolute file paths of one split; it returns a list of records,
+one dict per example, in the schema of its task type:
+
+- token classification: ``{"tokens": list[str], "tags": list[str]}`` (tags raw, as in the file);
+- extractive QA: ``{"id", "title", "context", "question", "answers": {"text": [...], "answer_start": [...]}}``;
+- multiple choice: ``{"context": str, "question": str, "options": list[str], "label": int}``;
+- generation: ``{"source": str, "target": str, "references": list[str]}`` (``target`` is ``references[0]``).
+
+Errors: a missing file raises ``FileNotFoundError`` naming it; a malformed line or record raises ``ValueError`` naming
+the file, the line (or record) number and what was expected. Empty examples (no tokens, an empty context, question,
+option, source or target) are errors too, never dropped silently. The one exception is extractive QA, where answers
+whose span cannot be found in the context are dropped and counted (see ``read_squad``). Texts other than QA contexts
+and answers are stripped of surrounding whitespace; QA contexts are kept verbatim because answers index into them.
+Nothing is cached: every call re-reads the files.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+# --------------------------------------------------------------------------------------------------------- helpers
+def _paths(paths: Sequence[Path], reader: str, names: tuple[str, ...] = ("file",)) -> list[Path]:
+    """Check the number of paths and that each exists; return them as ``Path`` objects."""
+    if isinstance(paths, (str, Path)) or len(paths) != len(names):
+        raise ValueError(f"{reader} reads {len(names)} file(s) ({', '.join(names)}); got {paths!r}")
+    checked = [Path(path) for path in paths]
+    for path in checked:
+        if not path.is_file():
+            raise FileNotFoundError(f"{reader}: data file {str(path)!r} does not exist")
+    return checked
+
+
+def _open(path: Path) -> IO[str]:
+    """Open a text file for reading (gunzipped when the name ends in ``.gz``; a leading BOM is dropped)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` pairs (1-based), without the line break."""
+    with _open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            yield number, line.rstrip("\r\n")
+
+
+def _aligned_lines(path: Path) -> list[str]:
+    """The stripped lines of a line-aligned file; blank lines at the end are ignored, elsewhere they are errors."""
+    lines = [line.strip() for _, line in _lines(path)]
+    while lines and not lines[-1]:
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            raise ValueError(f"{path}:{number}: empty line; expected one example per line")
+    return lines
+
+
+def _text(value: object, where: str, what: str) -> str:
+    """``value`` stripped; it must be a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: expected {what} as a non-empty string, got {value!r}")
+    return value.strip()
+
+
+_SKIP = ("", "")
+"""What a line parser returns for a line that holds no word but does not end the sentence either."""
+
+
+def _sentences(path: Path, parse: Any) -> list[Record]:
+    """Group the word lines of ``path`` into sentences at blank lines (or lines holding only whitespace and BOMs).
+    ``parse(number, line)`` returns ``(token, tag)``; ``_SKIP`` for a line to ignore; None for a line to ignore that
+    also ends the sentence."""
+    records: list[Record] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    for number, line in _lines(path):
+        item = parse(number, line) if line.replace("\ufeff", "").strip() else None
+        if item is _SKIP:
+            continue
+        if item is None:
+            if tokens:
+                records.append({"tokens": tokens, "tags": tags})
+            tokens, tags = [], []
+            continue
+        tokens.append(item[0])
+        tags.append(item[1])
+    if tokens:
+        records.append({"tokens": tokens, "tags": tags})
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- token classification
+@dataclass(frozen=True)
+class ConllReader:
+    """CoNLL-2003 (``conll2003/{train,valid}.txt``): one ``token POS chunk NER`` line per token, separated by single
+    spaces, exactly 4 fields; a blank line ends a sentence; ``-DOCSTART-`` lines are skipped."""
+
+    tag_column: int
+    """0-based column of the tag: 1 = Penn Treebank POS, 2 = chunk (IOB), 3 = NER (IOB1: PER, ORG, LOC, MISC)."""
+
+    def __post_init__(self) -> None:
+        if self.tag_column not in (1, 2, 3):
+            raise ValueError(f"tag_column must be 1 (POS), 2 (chunk) or 3 (NER); got {self.tag_column!r}")
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "ConllReader")
+
+        def parse(number: int, line: str) -> tuple[str, str] | None:
+            fields = line.split()
+            if fields[0] == "-DOCSTART-":
+                return None
+            if len(fields) != 4:
+                raise ValueError(f"{path}:{number}: expected 4 space-separated fields (token POS chunk NER): {line!r}")
+            return fields[0], fields[self.tag_column]
+
+        return _sentences(path, parse)
+
+
+@dataclass(frozen=True)
+class TabTagReader:
+    """``token<TAB>tag`` lines, a blank line between sentences: WNUT-17 (``wnut17/wnut17train.conll``,
+    ``emerging.dev.conll``, ``emerging.test.annotated``) and WikiANN (``wikiann_en/{train,dev,test}``).
+
+    A line that is empty, whitespace only (WNUT-17 train separates most sentences with a lone tab) or a lone BOM
+    (the last line of the WNUT-17 dev file) ends a sentence. BOMs (U+FEFF) are removed wherever they are: besides
+    its last line, the WNUT-17 dev file has one glued to the end of a token (``Dubbz``)
+    """
+
+    strip_prefix: str | None = None
+    """Prefix every token must carry and that is removed (``"en:"`` for WikiANN); None: tokens are kept as is."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "TabTagReader")
+        prefix = self.strip_prefix
+
+        def parse(number: int, line: str) -> tuple[str, str]:
+            fields = line.replace("\ufeff", "").split("\t")
+            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                raise ValueError(f"{path}:{number}: expected 'token<TAB>tag' with both non-empty, got {line!r}")
+            token, tag = fields[0].strip(), fields[1].strip()
+            if prefix is not None:
+                if not token.startswith(prefix) or len(token) == len(prefix):
+                    raise ValueError(f"{path}:{number}: expected a token starting with {prefix!r}, got {token!r}")
+                token = token[len(prefix) :]
+            return token, tag
+
+        return _sentences(path, parse)
+
+
+@dataclass(frozen=True)
+class ConlluReader:
+    """CoNLL-U (``ud_english_lines/en_lines-ud-*.conllu``, ``ud_english_ewt/en_ewt-ud-*.conllu``): 10 tab-separated
+    fields per word, ``#`` comment lines, a blank line after each sentence. Multiword-token ranges (``1-2``) and empty
+    nodes (``8.1``) are skipped, so the tokens are the syntactic words (FORM column)."""
+
+    column: str = "upos"
+    """Column giving the tag, by its CoNLL-U name (``upos`` = universal POS, 17 tags; ``xpos``, ``deprel``, ...)."""
+
+    def __post_init__(self) -> None:
+        if self.column not in CONLLU_COLUMNS[2:]:
+            raise ValueError(f"column must be one of {CONLLU_COLUMNS[2:]}; got {self.column!r}")
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "ConlluReader")
+        index = CONLLU_COLUMNS.index(self.column)
+
+        def parse(number: int, line: str) -> tuple[str, str]:
+            if line.startswith("#"):
+                return _SKIP
+            fields = line.split("\t")
+            if len(fields) != 10:
+                raise ValueError(f"{path}:{number}: expected 10 tab-separated CoNLL-U fields, got {len(fields)}")
+            if "-" in fields[0] or "." in fields[0]:
+                return _SKIP
+            if not fields[0].isdigit() or not fields[1] or not fields[index]:
+                raise ValueError(f"{path}:{number}: expected an integer ID, a FORM and a {self.column}: {line!r}")
+            return fields[1], fields[index]
+
+        return _sentences(path, parse)
+
+
+# ------------------------------------------------------------------------------------------------------ extractive QA
+def read_squad(path: Path, realign: bool = False) -> tuple[list[Record], dict[str, int]]:
+    """Read SQuAD v1.1 JSON (``xquad_en/xquad.en.json``, ``covid_qa/200423_covidQA.json``): one record per question.
+
+    ``title`` is the article's title or, where there is none (COVID-QA), the paragraph's ``document_id``; ``id`` is
+    the question id as a string (ids must be unique). Contexts are kept verbatim.
+
+    Answers are checked against the context: ``context[start:start + len(text)] == text``.
+    Without ``realign`` an answer failing the check is dropped. With ``realign`` (for COVID-QA, whose offsets are
+    often off by one to three characters) the answer text is first trimmed of surrounding whitespace (offsets move
+    with it), then an answer failing the check is moved to the occurrence of its text in the context nearest to the
+    given offset (the earlier one on a tie), and dropped only when the text does not occur at all. Empty answers are
+    dropped; a question left without answers is dropped.
+
+    Returns:
+        The records, and counts ``{"questions": read, "answers": read, "mismatched": answers whose offset did not
+        match their text as given, "trimmed": answers trimmed of whitespace, "realigned": answers moved to another
+        offset, "dropped_answers": ..., "dropped_questions": ...}``.
+    """
+    (path,) = _paths([path], "read_squad")
+    with _open(path) as handle:
+        try:
+            data = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); expected SQuAD v1.1 JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f"{path}: expected a JSON object with a 'data' list of articles (SQuAD v1.1)")
+    names = ("questions", "answers", "mismatched", "trimmed", "realigned", "dropped_answers", "dropped_questions")
+    counts = dict.fromkeys(names, 0)
+    records: list[Record] = []
+    seen: set[str] = set()
+    for a, article in enumerate(data["data"]):
+        for p, paragraph in enumerate(article.get("paragraphs", ())):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            context = paragraph.get("context")
+            if not isinstance(context, str) or not context.strip():
+                raise ValueError(f"{where}: expected a non-empty 'context' string")
+            title = str(article.get("title", paragraph.get("document_id", "")))
+            for q, qa in enumerate(paragraph.get("qas", ())):
+                where_q = f"{where}.qas[{q}]"
+                if not isinstance(qa, dict) or "id" not in qa or not isinstance(qa.get("answers"), list):
+                    raise ValueError(f"{where_q}: expected an object with 'id', 'question' and an 'answers' list")
+                qid = str(qa["id"])
+                if qid in seen:
+                    raise ValueError(f"{where_q}: duplicate question id {qid!r}")
+                seen.add(qid)
+                question = _text(qa.get("question"), where_q, "'question'")
+                counts["questions"] += 1
+                texts, starts = [], []
+                for answer in qa["answers"]:
+                    counts["answers"] += 1
+                    span = _answer_span(context, answer, realign, counts, f"{where_q} (id {qid})")
+                    if span is None:
+                        counts["dropped_answers"] += 1
+                    else:
+                        texts.append(span[0])
+                        starts.append(span[1])
+                if not texts:
+                    counts["dropped_questions"] += 1
+                    continue
+                answers = {"text": texts, "answer_start": starts}
+                records.append(
+                    {"id": qid, "title": title, "context": context, "question": question, "answers": answers}
+                )
+    if counts["questions"] == 0:
+        raise ValueError(f"{path}: no questions found")
+    return records, counts
+
+
+def _answer_span(
+    context: str, answer: object, realign: bool, counts: dict[str, int], where: str
+) -> tuple[str, int] | None:
+    """``(text, start)`` of a checked (and with ``realign`` repaired) answer, or None to drop it."""
+    if (
+        not isinstance(answer, dict)
+        or not isinstance(answer.get("text"), str)
+        or type(answer.get("answer_start")) is not int
+    ):
+        raise ValueError(f"{where}: expected answers as {{'text': str, 'answer_start': int}}, got {answer!r}")
+    text, start = answer["text"], answer["answer_start"]
+    matches = start >= 0 and context.startswith(text, start)
+    if not matches:
+        counts["mismatched"] += 1
+    if realign:
+        trimmed = text.strip()
+        if trimmed != text:
+            counts["trimmed"] += 1
+            if matches:
+                start += len(text) - len(text.lstrip())
+            text = trimmed
+        if text and not matches and not (start >= 0 and context.startswith(text, start)):
+            found = _nearest(context, text, start)
+            if found is None:
+                return None
+            counts["realigned"] += 1
+            start = found
+    elif not matches:
+        return None
+    return (text, start) if text.strip() else None
+
+
+def _nearest(context: str, text: str, start: int) -> int | None:
+    """The offset of the occurrence of ``text`` in ``context`` nearest to ``start`` (the earlier one on a tie)."""
+    best = None
+    found = context.find(text)
+    while found != -1:
+        if best is None or abs(found - start) < abs(best - start):
+            best = found
+        found = context.find(text, found + 1)
+    return best
+
+
+@dataclass(frozen=True)
+class SquadReader:
+    """SQuAD v1.1 JSON, one record per question; see ``read_squad`` (the counts it returns are logged)."""
+
+    realign: bool = False
+    """Trim answers and move answers whose offsets do not match the context to the nearest occurrence (COVID-QA)."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "SquadReader")
+        records, counts = read_squad(path, realign=self.realign)
+        dropped = counts["dropped_answers"] or counts["dropped_questions"]
+        (logger.warning if dropped else logger.info)("%s: %s", path, counts)
+        return records
+
+
+def split_by_article(
+    records: Sequence[Record], dev_fraction: float, seed: int = 42
+) -> tuple[list[Record], list[Record]]:
+    """Split QA records into ``(train, dev)`` by article (``title``), so that no article is in both.
+
+    ``round(dev_fraction * number_of_articles)`` articles (at least 1, at most all but 1), drawn by a fixed
+    permutation of the sorted titles under ``seed``, go to dev. Both parts keep the records' order.
+    """
+    if not 0.0 < dev_fraction < 1.0:
+        raise ValueError(f"dev_fraction must be in (0, 1); got {dev_fraction!r}")
+    titles = sorted({record["title"] for record in records})
+    if len(titles) < 2:
+        raise ValueError(f"need at least 2 articles to split by article; got {len(titles)}: {titles}")
+    count = min(max(round(dev_fraction * len(titles)), 1), len(titles) - 1)
+    order = np.random.default_rng(seed).permutation(len(titles))
+    dev_titles = {titles[i] for i in order[:count]}
+    train = [record for record in records if record["title"] not in dev_titles]
+    dev = [record for record in records if record["title"] in dev_titles]
+    return train, dev
+
+
+# ---------------------------------------------------------------------------------------------------- multiple choice
+@dataclass(frozen=True)
+class DreamReader:
+    """DREAM (``dream/{train,dev,test}.json``): a JSON list of ``[dialogue_lines, questions, dialogue_id]`` with
+    questions ``{"question", "choice": [3 options], "answer": option text}``; one record per question. The context is
+    the dialogue lines joined with newlines; the label is the index of the answer among the choices (an answer that is
+    not exactly one of the choices is an error naming the dialogue id)."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "DreamReader")
+        with _open(path) as handle:
+            try:
+                data = json.load(handle)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}: not valid JSON ({error}); expected a list of dialogues") from None
+        if not isinstance(data, list):
+            raise ValueError(
+                f"{path}: expected a JSON list of [dialogue_lines, questions, id], got {type(data).__name__}"
+            )
+        records = []
+        for d, item in enumerate(data):
+            if not (
+                isinstance(item, list) and len(item) == 3 and isinstance(item[0], list) and isinstance(item[1], list)
+            ):
+                raise ValueError(
+                    f"{path}: dialogue {d}: expected [dialogue_lines, questions, id], got {str(item)[:200]}"
+                )
+            lines, questions, dialogue_id = item
+            where = f"{path}: dialogue {d} (id {dialogue_id!r})"
+            context = "\n".join(_text(line, where, "dialogue lines") for line in lines)
+            if not context:
+                raise ValueError(f"{where}: empty dialogue")
+            for q, entry in enumerate(questions):
+                where_q = f"{where}, question {q}"
+                if not isinstance(entry, dict) or not isinstance(entry.get("choice"), list) or not entry["choice"]:
+                    raise ValueError(
+                        f"{where_q}: expected {{'question', 'choice': [options], 'answer'}}, got {entry!r}"
+                    )
+                options = entry["choice"]
+                hits = [i for i, option in enumerate(options) if option == entry.get("answer")]
+                if len(hits) != 1:
+                    found = "not among" if not hits else f"{len(hits)} times among"
+                    raise ValueError(f"{where_q}: answer {entry.get('answer')!r} is {found} the choices {options!r}")
+                records.append(
+                    {
+                        "context": context,
+                        "question": _text(entry.get("question"), where_q, "'question'"),
+                        "options": [_text(option, where_q, "each choice") for option in options],
+                        "label": hits[0],
+                    }
+                )
+        return records
+
+
+@dataclass(frozen=True)
+class CodahReader:
+    """CODAH (``codah/cv_split/fold_k/{train,dev,test}.tsv``, ``codah/full_data.tsv``): TSV without header or
+    quoting, 7 fields: category (one letter, empty on a few rows), prefix, 4 endings, label 0-3. The context is the
+    prefix, the question ``""``; records also carry ``"category"``."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "CodahReader")
+        records = []
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 7 or fields[6].strip() not in ("0", "1", "2", "3"):
+                raise ValueError(
+                    f"{path}:{number}: expected 7 tab-separated fields (category, prefix, 4 endings, label 0-3), "
+                    f"got {len(fields)}: {line[:200]!r}"
+                )
+            where = f"{path}:{number}"
+            records.append(
+                {
+                    "context": _text(fields[1], where, "the prefix"),
+                    "question": "",
+                    "options": [_text(ending, where, "each ending") for ending in fields[2:6]],
+                    "label": int(fields[6]),
+                    "category": fields[0].strip(),
+                }
+            )
+        return records
+
+
+@dataclass(frozen=True)
+class PiqaReader:
+    """PIQA, paths ``(valid.jsonl, valid-labels.lst)``: JSON lines ``{"goal", "sol1", "sol2"}`` and one label (0 or
+    1) per line, aligned line by line. The context is the goal, the question ``""``, the options ``[sol1, sol2]``."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        examples, label_file = _paths(paths, "PiqaReader", ("examples .jsonl", "labels .lst"))
+        lines, labels = _aligned_lines(examples), _aligned_lines(label_file)
+        if len(lines) != len(labels):
+            raise ValueError(f"{examples} has {len(lines)} examples but {label_file} has {len(labels)} labels")
+        records = []
+        for number, (line, label) in enumerate(zip(lines, labels), start=1):
+            item = _json_object(line, f"{examples}:{number}", ("goal", "sol1", "sol2"))
+            if label not in ("0", "1"):
+                raise ValueError(f"{label_file}:{number}: expected a label 0 or 1, got {label!r}")
+            where = f"{examples}:{number}"
+            records.append(
+                {
+                    "context": _text(item["goal"], where, "'goal'"),
+                    "question": "",
+                    "options": [_text(item["sol1"], where, "'sol1'"), _text(item["sol2"], where, "'sol2'")],
+                    "label": int(label),
+                }
+            )
+        return records
+
+
+def _json_object(line: str, where: str, fields: tuple[str, ...], python_literal: bool = False) -> dict[str, Any]:
+    """Parse one line holding a JSON object (or, with ``python_literal``, a Python dict literal) with ``fields``."""
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError:
+        if not python_literal:
+            raise ValueError(f"{where}: expected a JSON object with fields {fields}, got {line[:200]!r}") from None
+        try:
+            item = ast.literal_eval(line)  # literals only: never eval
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise ValueError(
+                f"{where}: expected a JSON object or Python dict literal with fields {fields}, got {line[:200]!r}"
+            ) from None
+    if not isinstance(item, dict) or any(field not in item for field in fields):
+        raise ValueError(f"{where}: expected an object with fields {fields}, got {line[:200]!r}")
+    return item
+
+
+# --------------------------------------------------------------------------------------------------------- generation
+@dataclass(frozen=True)
+class DialogSumReader:
+    """DialogSum: ``dialogsum/dialogsum.train.jsonl.gz`` (gzipped, one Python dict literal per line, single quotes)
+    and ``dialogsum/dialogsum.dev.jsonl`` (JSON lines), fields ``fname``, ``dialogue``, ``summary``, ``topic``. Files
+    ending in ``.gz`` are gunzipped; each line is parsed as JSON, else with ``ast.literal_eval``. The source is the
+    dialogue (turns separated by newlines); the reference is ``summary``, or ``summary1``, ``summary2``, ... where a
+    file has several (the DialogSum test release)."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "DialogSumReader")
+        records = []
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            item = _json_object(line, where, ("dialogue",), python_literal=True)
+            numbered = [key for key in item if key.startswith("summary") and key[7:].isdigit()]
+            keys = ["summary"] if "summary" in item else sorted(numbered, key=lambda key: int(key[7:]))
+            if not keys:
+                raise ValueError(f"{where}: expected a 'summary' (or 'summary1', ...) field, got fields {list(item)}")
+            references = [_text(item[key], where, repr(key)) for key in keys]
+            records.append(
+                {
+                    "source": _text(item["dialogue"], where, "'dialogue'"),
+                    "target": references[0],
+                    "references": references,
+                }
+            )
+        return records
+
+
+@dataclass(frozen=True)
+class SciTldrReader:
+    """SciTLDR-A (``scitldr/{train,dev}.jsonl``): JSON lines with ``source`` (list of abstract sentences) and
+    ``target`` (list of reference TLDRs; 1 in train, 1-4 in dev). The source is the non-empty sentences joined with
+    spaces (one train abstract has an empty sentence); the references are the non-empty TLDRs, the target the first."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        (path,) = _paths(paths, "SciTldrReader")
+        records = []
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            item = _json_object(line, where, ("source", "target"))
+            parts = []
+            for field in ("source", "target"):
+                texts = item[field]
+                if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+                    raise ValueError(f"{where}: expected {field!r} as a list of strings, got {str(texts)[:200]}")
+                parts.append([text.strip() for text in texts if text.strip()])
+                if not parts[-1]:
+                    raise ValueError(f"{where}: {field!r} has no non-empty text")
+            sentences, references = parts
+            records.append({"source": " ".join(sentences), "target": references[0], "references": references})
+        return records
+
+
+@dataclass(frozen=True)
+class ParallelLinesReader:
+    """Line-aligned source and target files, paths ``(source, target)``, gunzipped when the name ends in ``.gz``:
+    Multi30k (``multi30k/{train,val}.{en,de,fr}.gz``). Line i of one file translates line i of the other; the
+    reference is the target line."""
+
+    def __call__(self, paths: Sequence[Path]) -> list[Record]:
+        source_file, target_file = _paths(paths, "ParallelLinesReader", ("source", "target"))
+        sources, targets = _aligned_lines(source_file), _aligned_lines(target_file)
+        if len(sources) != len(targets):
+            raise ValueError(
+                f"{source_file} has {len(sources)} lines but {target_file} has {len(targets)}; "
+                "the files must be aligned line by line"
+            )
+        return [
+            {"source": source, "target": target, "references": [target]} for source, target in zip(sources, targets)
+        ]

@@ -1,0 +1,159 @@
+"""Metrics for token classification, extractive QA, multiple choice and generation.
+
+Unlike ``adapter_fusion.tasks.metrics`` (``(predictions, references) -> float`` on 1-D arrays), these take the
+structured outputs of their task type and return a dict of scores. Scales: ``bleu`` and ``chrf`` are on sacrebleu's
+0-100 scale (as every MT paper reports them); every other score is a fraction in [0, 1] (SQuAD's official script
+reports exact match and F1 in percent: multiply by 100 to compare).
+
+Every function checks that its inputs are non-empty and of equal length, raising ``ValueError`` with the lengths
+it got.
+seqeval, rouge_score and sacrebleu are imported on first use to keep ``import adapter_fusion`` fast.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def _check_lengths(first: str, firsts: Sequence, second: str, seconds: Sequence) -> None:
+    if len(firsts) != len(seconds) or len(firsts) == 0:
+        raise ValueError(
+            f"{first} and {second} must be non-empty and of the same length; got {len(firsts)} {first} "
+            f"and {len(seconds)} {second}"
+        )
+
+
+def _check_references(references: Sequence[Sequence[str]]) -> None:
+    for index, refs in enumerate(references):
+        if isinstance(refs, str) or len(refs) == 0 or not all(isinstance(ref, str) for ref in refs):
+            raise ValueError(f"references[{index}] must be a non-empty list of strings; got {refs!r}")
+
+
+def _check_tags(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> None:
+    _check_lengths("true_tags", true_tags, "pred_tags", pred_tags)
+    for index, (true, pred) in enumerate(zip(true_tags, pred_tags)):
+        if isinstance(true, str) or isinstance(pred, str):
+            raise ValueError(f"sentence {index}: tags must be lists of tag strings, not a string")
+        if len(true) != len(pred):
+            raise ValueError(f"sentence {index}: {len(true)} true tags but {len(pred)} predicted tags")
+
+
+# ---------------------------------------------------------------------------------------------- token classification
+def entity_scores(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Micro-averaged entity-level ``precision``, ``recall`` and ``f1``, exactly as ``seqeval``'s default mode
+    (CoNLL ``conlleval`` semantics): an entity counts only when its type and both boundaries match; IOB1, IOB2 and a
+    stray ``I-`` starting an entity are all accepted. Scores are 0.0 where undefined (no predicted / no true entities).
+
+    Args:
+        true_tags: gold tags per sentence, e.g. ``[["B-PER", "I-PER", "O"], ...]``.
+        pred_tags: predicted tags, the same number per sentence.
+    """
+    from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
+
+    _check_tags(true_tags, pred_tags)
+    true, pred = [list(tags) for tags in true_tags], [list(tags) for tags in pred_tags]
+    precision, recall, f1, _ = precision_recall_fscore_support(true, pred, average="micro", zero_division=0)
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def token_accuracy(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> float:
+    """Fraction of tokens, over all sentences, whose predicted tag equals the gold tag (POS tagging's metric)."""
+    _check_tags(true_tags, pred_tags)
+    total = sum(len(tags) for tags in true_tags)
+    if total == 0:
+        raise ValueError(f"token_accuracy needs at least one token; got {len(true_tags)} empty sentences")
+    correct = sum(t == p for true, pred in zip(true_tags, pred_tags) for t, p in zip(true, pred))
+    return correct / total
+
+
+# ------------------------------------------------------------------------------------------------------ extractive QA
+def normalize_answer(text: str) -> str:
+    """The official SQuAD v1.1 normalisation: lower-case, remove punctuation, remove the articles a/an/the, and
+    collapse whitespace."""
+    text = "".join(char for char in text.lower() if char not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _f1(prediction: str, reference: str) -> float:
+    predicted, gold = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    common = sum((Counter(predicted) & Counter(gold)).values())
+    if common == 0:  # as SQuAD v1.1: also 0 when both are empty
+        return 0.0
+    precision, recall = common / len(predicted), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """SQuAD v1.1 ``exact_match`` and token ``f1`` as fractions in [0, 1] (the official script's percent / 100):
+    each prediction is scored against each of its reference answers after ``normalize_answer``, the best one counts,
+    and the scores are averaged over questions.
+
+    Args:
+        predictions: one answer string per question.
+        references: the gold answer texts of each question (at least one each).
+    """
+    _check_lengths("predictions", predictions, "references", references)
+    _check_references(references)
+    exact = f1 = 0.0
+    for prediction, refs in zip(predictions, references):
+        exact += max(float(normalize_answer(prediction) == normalize_answer(ref)) for ref in refs)
+        f1 += max(_f1(prediction, ref) for ref in refs)
+    return {"exact_match": exact / len(predictions), "f1": f1 / len(predictions)}
+
+
+# ---------------------------------------------------------------------------------------------------- multiple choice
+def choice_accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
+    """Fraction of questions whose predicted option index equals the gold label."""
+    _check_lengths("predictions", predictions, "labels", labels)
+    try:
+        pairs = [(operator.index(p), operator.index(label)) for p, label in zip(predictions, labels)]
+    except TypeError:
+        raise ValueError(
+            f"predictions and labels must be integer option indices; "
+            f"got {list(predictions)[:5]} and {list(labels)[:5]}"
+        ) from None
+    return sum(p == label for p, label in pairs) / len(pairs)
+
+
+# --------------------------------------------------------------------------------------------------------- generation
+def rouge_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures in [0, 1] from Google's ``rouge_score`` (its default tokenizer:
+    lower-cased ASCII alphanumerics, Porter stemming on), taking per example the reference with the best F-measure
+    (separately for each ROUGE type, as ``RougeScorer.score_multi``), averaged over examples. ``rougeL`` is the
+    sentence-level LCS (not ``rougeLsum``)."""
+    from rouge_score.rouge_scorer import RougeScorer
+
+    _check_lengths("predictions", predictions, "references", references)
+    _check_references(references)
+    types = ("rouge1", "rouge2", "rougeL")
+    scorer = RougeScorer(list(types), use_stemmer=True)
+    totals = dict.fromkeys(types, 0.0)
+    for prediction, refs in zip(predictions, references):
+        best = scorer.score_multi(list(refs), prediction)
+        for name in types:
+            totals[name] += best[name].fmeasure
+    return {name: total / len(predictions) for name, total in totals.items()}
+
+
+def bleu_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Corpus ``bleu`` and ``chrf`` from ``sacrebleu`` with its defaults (13a tokenisation, chrF with character
+    6-grams and beta 2), on sacrebleu's 0-100 scale. Examples may have different numbers of references: the
+    reference streams are padded with None, which sacrebleu skips."""
+    import sacrebleu
+
+    _check_lengths("predictions", predictions, "references", references)
+    _check_references(references)
+    width = max(len(refs) for refs in references)
+    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
+    hypotheses = list(predictions)
+    return {
+        "bleu": float(sacrebleu.corpus_bleu(hypotheses, streams).score),
+        "chrf": float(sacrebleu.corpus_chrf(hypotheses, streams).score),
+    }

@@ -1,0 +1,116 @@
+"""Metrics of ``adapter_fusion.tasks.seq_metrics`` on hand-computed examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adapter_fusion.tasks.seq_metrics import (
+    bleu_scores,
+    choice_accuracy,
+    entity_scores,
+    normalize_answer,
+    rouge_scores,
+    squad_scores,
+    token_accuracy,
+)
+
+
+# ---------------------------------------------------------------------------------------------- token classification
+def test_entity_scores_count_a_wrong_boundary_as_wrong() -> None:
+    true = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "O", "O", "B-LOC"], ["B-ORG", "B-MISC"]]
+    # gold: PER[0:2], LOC[3], ORG[0]; predicted: PER[0:1] (boundary wrong), LOC[3], ORG[0], MISC[1] (spurious)
+    scores = entity_scores(true, pred)
+    assert scores == pytest.approx({"precision": 2 / 4, "recall": 2 / 3, "f1": 2 * (1 / 2 * 2 / 3) / (1 / 2 + 2 / 3)})
+
+
+def test_entity_scores_follow_seqeval_default_mode() -> None:
+    # IOB1 (CoNLL-2003): an entity may start with I-; a B- only separates adjacent entities of one type
+    assert entity_scores([["I-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]])["f1"] == 1.0
+    assert entity_scores([["I-PER", "B-PER"]], [["I-PER", "I-PER"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert entity_scores([["B-LOC", "O"]], [["B-PER", "O"]])["f1"] == 0.0  # right span, wrong type
+    assert entity_scores([["O", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}  # undefined
+
+
+def test_token_accuracy() -> None:
+    assert token_accuracy([["NN", "VB"], ["DT"]], [["NN", "NN"], ["DT"]]) == pytest.approx(2 / 3)
+
+
+def test_tag_metrics_validate_lengths() -> None:
+    with pytest.raises(ValueError, match="got 2 true_tags and 1 pred_tags"):
+        entity_scores([["O"], ["O"]], [["O"]])
+    with pytest.raises(ValueError, match="sentence 1: 2 true tags but 1 predicted tags"):
+        token_accuracy([["O"], ["O", "O"]], [["O"], ["O"]])
+    with pytest.raises(ValueError, match="non-empty"):
+        entity_scores([], [])
+    with pytest.raises(ValueError, match="not a string"):
+        token_accuracy(["O"], ["O"])
+
+
+# ------------------------------------------------------------------------------------------------------ extractive QA
+def test_squad_normalisation() -> None:
+    assert normalize_answer("  The Denver   Broncos!") == "denver broncos"
+    assert normalize_answer("an apple, a pear") == "apple pear"
+    assert normalize_answer("Theatre") == "theatre"  # articles only as whole words
+
+
+def test_squad_scores_take_the_best_reference() -> None:
+    predictions = ["The Cat!", "blue house", "nothing"]
+    references = [["cat"], ["the red house", "a house"], ["something"]]
+    # EM: 1, 0, 0. F1: 1; max(2*(1/2*1/2)/1 = 1/2, 2*(1/2*1)/(3/2) = 2/3) = 2/3; 0
+    assert squad_scores(predictions, references) == pytest.approx({"exact_match": 1 / 3, "f1": (1 + 2 / 3) / 3})
+    assert squad_scores(["a"], [["the"]]) == {"exact_match": 1.0, "f1": 0.0}  # as SQuAD v1.1: both empty -> F1 0
+
+
+def test_squad_scores_validate_inputs() -> None:
+    with pytest.raises(ValueError, match="got 1 predictions and 2 references"):
+        squad_scores(["x"], [["x"], ["y"]])
+    with pytest.raises(ValueError, match=r"references\[0\] must be a non-empty list of strings; got 'x'"):
+        squad_scores(["x"], ["x"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"references\[0\] must be a non-empty list"):
+        squad_scores(["x"], [[]])
+
+
+# ---------------------------------------------------------------------------------------------------- multiple choice
+def test_choice_accuracy() -> None:
+    assert choice_accuracy([1, 2, 0, 0], np.array([1, 2, 1, 0])) == 0.75
+    with pytest.raises(ValueError, match="got 2 predictions and 1 labels"):
+        choice_accuracy([1, 2], [1])
+    with pytest.raises(ValueError, match="integer option indices"):
+        choice_accuracy([1.5], [1])
+
+
+# --------------------------------------------------------------------------------------------------------- generation
+def test_rouge_scores() -> None:
+    # stemming: "cats" ~ "cat"; the best of the two references counts
+    assert rouge_scores(["the cats sat"], [["the cat sat", "dogs bark"]]) == pytest.approx(
+        {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
+    )
+    # prediction "a b c d", reference "a c b e": unigrams 3/4 each side; bigrams none shared; LCS "a b" or "a c" = 2
+    scores = rouge_scores(["a b c d"], [["a c b e"]])
+    assert scores == pytest.approx({"rouge1": 0.75, "rouge2": 0.0, "rougeL": 0.5})
+    # averaged over examples
+    assert rouge_scores(["x y", "p q"], [["x y"], ["r s"]])["rouge1"] == pytest.approx(0.5)
+
+
+def test_bleu_scores() -> None:
+    identical = bleu_scores(["the cat sat on the mat", "a dog runs in the park"],
+                            [["the cat sat on the mat"], ["a dog runs in the park"]])  # fmt: skip
+    assert identical == pytest.approx({"bleu": 100.0, "chrf": 100.0})
+    assert bleu_scores(["completely different words here"], [["the cat sat on the mat"]])["bleu"] == 0.0
+
+
+def test_bleu_scores_allow_different_numbers_of_references() -> None:
+    import sacrebleu
+
+    predictions = ["the cat sat on the mat", "there is a dog in the park"]
+    references = [["the cat sat on the mat"], ["a dog is in the park", "there is a dog in the park"]]
+    scores = bleu_scores(predictions, references)
+    assert scores == pytest.approx({"bleu": 100.0, "chrf": 100.0})  # the second reference of example 2 matches
+    # the same as sacrebleu on None-padded streams, and different from the first references alone
+    streams = [["the cat sat on the mat", "a dog is in the park"], [None, "there is a dog in the park"]]
+    assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, streams).score)
+    assert bleu_scores(predictions, [refs[:1] for refs in references])["bleu"] < 100.0
+    with pytest.raises(ValueError, match="got 2 predictions and 1 references"):
+        bleu_scores(predictions, references[:1])
