@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from runner import ADAPTERS, ROOT, run, shown
+
 RESULTS = ROOT / "experiments" / "results" / "core"
-ADAPTERS = ROOT / "experiments" / "adapters"
 
 # task: (epochs, max train examples or None for all, eval_steps or None for once per epoch). The budget is the
 # same number of epochs and optimizer steps for both modes; a 25-minute wall-time cap per run only guards the
@@ -130,14 +127,10 @@ def write_table() -> Path:
             "",
             f"SST-2 with {description}, {record['epoch']:.2f} epochs: dev accuracy **{record['accuracy']:.4f}** after "
             f"{record['global_step']} steps and {record['train_seconds'] / 60:.1f} minutes of training on 2 CPU cores "
-            f"(`{shlex.join(command('sst2', variant, '../shared/data', 42)).replace(str(ROOT) + '/', '')}`).",
+            f"(`{shown(command('sst2', variant, '../shared/data', 42))}`).",
         ]
     table = ROOT / "experiments" / "results" / "core_table.md"
-    commands = "\n".join(
-        "    " + shlex.join(command(t, m, "../shared/data", 42)).replace(str(ROOT) + "/", "")
-        for t in BUDGETS
-        for m in MODES
-    )
+    commands = "\n".join("    " + shown(command(t, m, "../shared/data", 42)) for t in BUDGETS for m in MODES)
     table.write_text(
         "# Core results: one adapter per task vs full fine-tuning (all-MiniLM-L6-v2, 2 CPU cores)\n\n"
         "Dev-set scores of the best evaluated checkpoint. Same budget for both columns of a row: the same number "
@@ -168,12 +161,9 @@ def main() -> int:
         order = [(t, m) for m in args.modes for t in args.tasks]
         for task, mode in order:
             cmd = command(task, mode, args.data_dir, args.seed)
-            print("$", shlex.join(cmd), flush=True)
-            began = time.monotonic()
-            result = subprocess.run(cmd, cwd=ROOT)
-            print(f"# {task} {mode}: exit {result.returncode} after {time.monotonic() - began:.0f} s", flush=True)
-            if result.returncode != 0:
-                return result.returncode
+            status = run(cmd, f"{task} {mode}")
+            if status != 0:
+                return status
             write_table()
     print(write_table().read_text())
     return 0

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ADAPTERS = ROOT / "experiments" / "adapters"
+from runner import ADAPTERS, ROOT, run, shown
+
 RESULTS = ROOT / "experiments" / "results" / "fusion"
 CORE = ROOT / "experiments" / "results" / "core"
 SOURCE_TASKS = ("sst2", "mnli", "qnli", "qqp", "mrpc", "rte")
@@ -54,12 +51,12 @@ def write_table() -> Path:
         single = CORE / f"{target}__adapter.json"
         if single.is_file():
             record = json.loads(single.read_text())
-            rows.append(f"| {target} | single {target} adapter | {metric} | {record[metric]:.4f} | 42 | "
-                        f"{record['global_step']} |")
+            rows.append(
+                f"| {target} | single {target} adapter | {metric} | {record[metric]:.4f} | 42 | "
+                f"{record['global_step']} |"
+            )
         for method in METHODS:
-            records = [
-                json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{target}__{method}__seed*.json"))
-            ]
+            records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{target}__{method}__seed*.json"))]
             if not records:
                 continue
             scores = [r[metric] for r in records]
@@ -69,7 +66,7 @@ def write_table() -> Path:
                 f"{statistics.mean(scores):.4f} ± {spread:.4f} | {len(scores)} | {records[0]['global_step']} |"
             )
     commands = "\n".join(
-        "    " + shlex.join(command(t, m, s, "../shared/data")).replace(str(ROOT) + "/", "")
+        "    " + shown(command(t, m, s, "../shared/data"))
         for t in TARGETS for m in METHODS for s in SEEDS
     )  # fmt: skip
     table = ROOT / "experiments" / "results" / "fusion_table.md"
@@ -77,7 +74,10 @@ def write_table() -> Path:
         "# Fusion results: six GLUE adapters fused for RTE and MRPC (all-MiniLM-L6-v2, 2 CPU cores)\n\n"
         f"Sequential training (adapters frozen), fusion and head lr 1e-3, batch 32, 128 tokens, {TARGETS} epochs; "
         "the head starts from the target adapter's head. Adapters: `experiments/core_table.py`.\n\n"
-        + "\n".join(rows) + "\n\nMade by `python experiments/fusion_table.py`, which ran:\n\n" + commands + "\n"
+        + "\n".join(rows)
+        + "\n\nMade by `python experiments/fusion_table.py`, which ran:\n\n"
+        + commands
+        + "\n"
     )
     return table
 
@@ -100,13 +100,9 @@ def main() -> int:
             for target in args.targets:
                 for method in args.methods:
                     cmd = command(target, method, seed, args.data_dir)
-                    print("$", shlex.join(cmd), flush=True)
-                    began = time.monotonic()
-                    result = subprocess.run(cmd, cwd=ROOT)
-                    print(f"# {target} {method} seed {seed}: exit {result.returncode} after "
-                          f"{time.monotonic() - began:.0f} s", flush=True)
-                    if result.returncode != 0:
-                        return result.returncode
+                    status = run(cmd, f"{target} {method} seed {seed}")
+                    if status != 0:
+                        return status
                     write_table()
     print(write_table().read_text())
     return 0

@@ -32,3 +32,36 @@ def evaluate_adapter(
     dataset = load_task_split(spec, split, data_dir, max_examples=max_examples, seed=seed)
     metrics = evaluate_model(pipeline.model, pipeline.tokenizer, spec, dataset, pipeline.max_length, head=head)
     return {"task": spec.name, "split": split, "examples": len(dataset), **metrics}
+
+
+def evaluate_base(
+    task: str,
+    split: str = "validation",
+    data_dir: str | Path | None = None,
+    model: str | None = None,
+    max_examples: int | None = None,
+    seed: int = 42,
+    max_length: int = 128,
+) -> dict[str, float]:
+    """Zero-shot metrics of the bare base model (no adapter) on ``task``'s ``split``: the baseline an adapter or a
+    fusion must beat. Only for task types whose head needs no training (generation: the base model's own LM head);
+    a classification head would be random."""
+    from adapter_fusion.heads import build_head
+    from adapter_fusion.models import AdapterModel, load_tokenizer
+    from adapter_fusion.models.loading import resolve_model_name
+    from adapter_fusion.tasks import get_task_type
+
+    spec = get_task(task)
+    task_type = get_task_type(spec)
+    head_config = task_type.head_config(spec)
+    if list(build_head(head_config, hidden_size=8).parameters()):
+        raise ValueError(
+            f"task {spec.name!r} ({spec.task_type}) has a {head_config.head_type!r} head that must be trained; "
+            "a zero-shot base model is only defined for task types whose head has no weights (generation)"
+        )
+    name = resolve_model_name(model or task_type.default_model)
+    base = AdapterModel.from_pretrained(name, causal_lm=task_type.causal_lm)
+    base.add_head(spec.name, head_config)
+    dataset = load_task_split(spec, split, data_dir, max_examples=max_examples, seed=seed)
+    metrics = evaluate_model(base, load_tokenizer(name), spec, dataset, max_length, head=spec.name)
+    return {"task": spec.name, "split": split, "examples": len(dataset), "model": name, **metrics}

@@ -8,6 +8,7 @@
 
 from adapter_fusion.tasks import sequence as _sequence  # noqa: F401, I001  (registers the sentence task types)
 from adapter_fusion.tasks import classification as _classification  # noqa: F401  (registers the tasks)
+from adapter_fusion.tasks import qa as _qa  # noqa: F401  (registers extractive QA: xquad, covid_qa)
 from adapter_fusion.tasks import choice as _choice  # noqa: F401  (registers multiple choice: codah, dream, piqa)
 from adapter_fusion.tasks import tagging as _tagging  # noqa: F401  (registers token classification and its tasks)
 from adapter_fusion.tasks import generation as _generation  # noqa: F401  (registers generation tasks)

@@ -1,0 +1,146 @@
+"""Issue 5's results table: every task type on real data — tagging, extractive QA, multiple choice (bundled
+MiniLM) and generation (bundled SmolLM2-135M-Instruct) — with a single adapter per task, a fusion of related
+adapters, and for generation the zero-shot base model.
+
+Each row runs the CLI exactly as a user would (``adapter-fusion train-adapter`` / ``train-fusion``; the zero-shot
+rows call ``adapter_fusion.evaluation.evaluate_base``), writing metrics to
+``experiments/results/tasks/<task>__<mode>.json`` and the table to ``experiments/results/task_table.md``. Budgets
+are small (2 shared CPU cores): see ``ADAPTER_BUDGETS``; every row's command is listed in the table.
+
+    python experiments/task_table.py --groups tagging          # one group (tagging, qa, choice, generation)
+    python experiments/task_table.py --tasks wnut17 --modes adapter fusion
+    python experiments/task_table.py --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from runner import ADAPTERS, ROOT, run, shown
+
+RESULTS = ROOT / "experiments" / "results" / "tasks"
+COMMON = ["--seed", "42", "--save-total-limit", "1", "--disable-tqdm", "true", "--logging-steps", "20"]
+# task: (group, CLI flags of the adapter run). The fusion run of a task reuses its flags (epochs, lengths, subsets).
+ADAPTER_BUDGETS: dict[str, tuple[str, list[str]]] = {
+    "conll2003_ner": ("tagging", ["--num-train-epochs", "1", "--batch-size", "32", "--max-seq-length", "128"]),
+    "conll2003_pos": ("tagging", ["--num-train-epochs", "1", "--batch-size", "32", "--max-seq-length", "128"]),
+    "wnut17": ("tagging", ["--num-train-epochs", "3", "--batch-size", "32", "--max-seq-length", "128"]),
+    "wikiann_en": ("tagging", ["--num-train-epochs", "1", "--batch-size", "32", "--max-seq-length", "128",
+                               "--max-eval-examples", "2000"]),
+    "ud_english_lines_pos": ("tagging", ["--num-train-epochs", "3", "--batch-size", "32", "--max-seq-length", "128"]),
+    "xquad": ("qa", ["--num-train-epochs", "3", "--batch-size", "16", "--max-seq-length", "384"]),
+    "covid_qa": ("qa", ["--num-train-epochs", "1", "--batch-size", "16", "--max-seq-length", "384",
+                        "--max-train-examples", "400", "--max-eval-examples", "100"]),
+    "codah": ("choice", ["--num-train-epochs", "3", "--batch-size", "16", "--max-seq-length", "64"]),
+    "dream": ("choice", ["--num-train-epochs", "1", "--batch-size", "16", "--max-seq-length", "128",
+                         "--max-train-examples", "2000", "--max-eval-examples", "500"]),
+    "piqa": ("choice", ["--num-train-epochs", "3", "--batch-size", "16", "--max-seq-length", "96"]),
+    "dialogsum": ("generation", ["--num-train-epochs", "1", "--batch-size", "8", "--max-train-examples", "1000",
+                                 "--max-eval-examples", "200"]),
+    "scitldr": ("generation", ["--num-train-epochs", "1", "--batch-size", "8", "--max-train-examples", "1000",
+                               "--max-eval-examples", "200"]),
+    "multi30k_en_de": ("generation", ["--num-train-epochs", "1", "--batch-size", "16", "--max-train-examples", "2000",
+                                      "--max-eval-examples", "300"]),
+    "multi30k_en_fr": ("generation", ["--num-train-epochs", "1", "--batch-size", "16", "--max-train-examples", "2000",
+                                      "--max-eval-examples", "300"]),
+}  # fmt: skip
+# target task: the adapters its fusion combines (the target's own adapter included, as in the paper)
+FUSIONS: dict[str, tuple[str, ...]] = {
+    "wnut17": ("conll2003_ner", "wikiann_en", "wnut17"),
+    "covid_qa": ("xquad", "covid_qa"),
+    "piqa": ("codah", "dream", "piqa"),
+    "codah": ("codah", "dream", "piqa"),
+    "multi30k_en_de": ("multi30k_en_de", "multi30k_en_fr"),
+    "multi30k_en_fr": ("multi30k_en_de", "multi30k_en_fr"),
+    "dialogsum": ("dialogsum", "scitldr"),
+    "scitldr": ("dialogsum", "scitldr"),
+}
+MODES = ("base", "adapter", "fusion")
+METRICS = {"tagging": ("f1", "accuracy"), "qa": ("exact_match", "f1"), "choice": ("accuracy",),
+           "generation": ("rouge1", "rouge2", "rougeL", "bleu", "chrf")}  # fmt: skip
+
+
+def adapter_dir(task: str) -> str:
+    return str(ADAPTERS / "tasks" / task)
+
+
+def command(task: str, mode: str, data_dir: str) -> list[str]:
+    group, flags = ADAPTER_BUDGETS[task]
+    metrics = ["--metrics-file", str(RESULTS / f"{task}__{mode}.json")]
+    if mode == "adapter":
+        return ["adapter-fusion", "train-adapter", "--task", task, "--data-dir", data_dir, "--output",
+                adapter_dir(task), "--output-dir", f"/tmp/adapter-fusion-runs/tasks-{task}", "--adapter-learning-rate",
+                "1e-3", *COMMON, *flags, *metrics]  # fmt: skip
+    if mode == "fusion":
+        return ["adapter-fusion", "train-fusion", "--task", task, "--method", "attention", "--strategy",
+                "sequential", "--adapters", *[adapter_dir(t) for t in FUSIONS[task]], "--data-dir", data_dir,
+                "--output", str(ADAPTERS / "tasks" / f"fusion-{task}"), "--output-dir",
+                f"/tmp/adapter-fusion-runs/tasks-fusion-{task}", "--fusion-learning-rate", "1e-3",
+                "--adapter-learning-rate", "1e-3", *COMMON, *flags, *metrics]  # fmt: skip
+    examples = flags[flags.index("--max-eval-examples") + 1 :][:1] if "--max-eval-examples" in flags else []
+    return ["adapter-fusion", "evaluate", "--base", "--task", task, "--data-dir", data_dir,
+            *(["--max-examples", *examples] if examples else []), *metrics]  # fmt: skip
+
+
+def applies(task: str, mode: str) -> bool:
+    group = ADAPTER_BUDGETS[task][0]
+    return mode == "adapter" or (mode == "fusion" and task in FUSIONS) or (mode == "base" and group == "generation")
+
+
+def write_table() -> str:
+    lines = ["# Every task type on real data: single adapter vs fusion (vs zero-shot base for generation)", "",
+             "Tagging, QA and multiple choice on the bundled all-MiniLM-L6-v2; generation on the bundled "
+             "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantised to float32). Adapters: Pfeiffer, reduction factor 16, "
+             "lr 1e-3; fusions: attention, sequential, lr 1e-3, same budget as the target's adapter; seed 42. "
+             "Training budgets (examples, epochs) are in the commands below; wall seconds were taken on 2 CPU cores "
+             "shared with other jobs.", "",
+             "| task | mode | train examples | epochs / steps | train s | metrics |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for task, (group, _) in ADAPTER_BUDGETS.items():
+        for mode in MODES:
+            file = RESULTS / f"{task}__{mode}.json"
+            if not file.is_file():
+                continue
+            record = json.loads(file.read_text())
+            scores = ", ".join(f"{k} {record[k]:.4f}" for k in METRICS[group] if k in record)
+            extra = f" ({record.get('examples')} eval examples)" if mode == "base" else ""
+            fused = f" of {', '.join(FUSIONS[task])}" if mode == "fusion" else ""
+            steps = f"{record.get('epoch', 0):.2f} / {record.get('global_step', '–')}" if mode != "base" else "–"
+            lines.append(f"| {task} | {mode}{fused} | {record.get('train_examples', '–')} | {steps} | "
+                         f"{record.get('train_seconds', '–')} | {scores}{extra} |")  # fmt: skip
+    lines += ["", "Made by `python experiments/task_table.py` (from the project root, venv active), which runs:", ""]
+    for task in ADAPTER_BUDGETS:
+        for mode in MODES:
+            if applies(task, mode):
+                lines.append("    " + shown(command(task, mode, "../shared/data")))
+    text = "\n".join(lines) + "\n"
+    (ROOT / "experiments" / "results" / "task_table.md").write_text(text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    groups = sorted({group for group, _ in ADAPTER_BUDGETS.values()})
+    parser.add_argument("--groups", nargs="+", choices=groups, default=groups)
+    parser.add_argument("--tasks", nargs="+", choices=list(ADAPTER_BUDGETS))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    if not args.table_only:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        tasks = args.tasks or [t for t, (g, _) in ADAPTER_BUDGETS.items() if g in args.groups]
+        # adapters first: fusions need them
+        for mode in sorted(args.modes, key=("base", "adapter", "fusion").index):
+            for task in tasks:
+                if applies(task, mode) and run(command(task, mode, args.data_dir), f"{task} {mode}") != 0:
+                    return 1
+                write_table()
+    print(write_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
