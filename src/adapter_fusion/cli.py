@@ -106,23 +106,74 @@ def _train_fusion(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from adapter_fusion.evaluation import evaluate_adapter
+def _train_multitask(args: argparse.Namespace) -> int:
+    from adapter_fusion.training.multitask import MultiTaskConfig, MultiTaskTrainer
 
-    metrics = evaluate_adapter(
-        args.adapter,
-        task=args.task,
-        split=args.split,
-        data_dir=args.data_dir,
-        model=args.model,
-        max_examples=args.max_examples,
+    file_data = load_config_file(args.config)
+    tasks = args.tasks or file_data.get("tasks")
+    if not tasks:
+        raise SystemExit("train-multitask: --tasks NAME [NAME ...] is required (see `adapter-fusion list-tasks`)")
+    output = Path(args.output or file_data.get("output") or f"adapters/multitask-{'-'.join(tasks)}")
+    model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
+    adapter_config = build_config(AdapterConfig, file_data, args)
+    multitask_config = build_config(MultiTaskConfig, file_data, args)
+    training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
+    training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    trainer = MultiTaskTrainer(
+        list(tasks), model_config, adapter_config, training_config, data_dir=args.data_dir,
+        sampling=multitask_config.sampling, temperature=multitask_config.temperature,
+        adapter_per_task=multitask_config.adapter_per_task,
+    )  # fmt: skip
+    base = sum(p.numel() for p in trainer.model.base.parameters())
+    adapters = trainer.model.adapters.parameter_counts()
+    print(
+        f"multi-task training of {trainer.tasks} ({multitask_config.sampling} sampling): "
+        f"{len(adapters)} adapter(s) of {max(adapters.values(), default=0):,} parameters "
+        f"(base model: {base:,}); {trainer.model.trainable_parameters():,} trainable"
     )
+    metrics = trainer.train()
+    print(json.dumps(metrics, indent=2, default=str))
+    if not training_config.full_finetune:
+        saved = trainer.save(output)
+        print(f"saved adapters to {', '.join(str(path) for path in saved.values())}")
+    if args.metrics_file:
+        from adapter_fusion.io import write_json
+
+        write_json(Path(args.metrics_file), metrics)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from adapter_fusion.evaluation import evaluate_adapter, evaluate_base
+
+    if args.base == bool(args.adapter):
+        raise SystemExit("evaluate: give --adapter DIR, or --base with --task (the zero-shot base model)")
+    if args.base:
+        if not args.task:
+            raise SystemExit("evaluate --base: --task is required")
+        metrics = evaluate_base(
+            args.task, split=args.split, data_dir=args.data_dir, model=args.model, max_examples=args.max_examples
+        )
+    else:
+        metrics = evaluate_adapter(
+            args.adapter,
+            task=args.task,
+            split=args.split,
+            data_dir=args.data_dir,
+            model=args.model,
+            max_examples=args.max_examples,
+        )
     print(json.dumps(metrics, indent=2))
+    if args.metrics_file:
+        from adapter_fusion.io import write_json
+
+        write_json(Path(args.metrics_file), metrics)
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from adapter_fusion.inference import FusionPipeline
+    from adapter_fusion.tasks import task_type_for_head
 
     texts = list(args.texts)
     if args.input:
@@ -130,7 +181,12 @@ def _predict(args: argparse.Namespace) -> int:
     if not texts:
         raise SystemExit("predict: give texts as arguments or --input FILE (one text per line)")
     pipeline = FusionPipeline.from_pretrained(args.adapter, model=args.model)
-    for text, result in zip(texts, pipeline.predict(texts, task=args.task)):
+    task_type = task_type_for_head(pipeline.model.head_config(pipeline._head_for(args.task)))
+    if task_type.is_single_input(texts):  # token classification reads a list of str as ONE pre-split sentence
+        results = [pipeline.predict(text, task=args.task) for text in texts]
+    else:
+        results = pipeline.predict(texts, task=args.task)
+    for text, result in zip(texts, results):
         print(json.dumps({"text": text, **result}))
     return 0
 
@@ -181,9 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(fusion, cls, skip)
     fusion.set_defaults(func=_train_fusion)
 
+    multitask = sub.add_parser("train-multitask", help="train adapters + heads on several tasks at once")
+    _common(multitask)
+    multitask.add_argument("--tasks", nargs="+", help="task names or aliases (see list-tasks)")
+    multitask.add_argument("--output", help="directory to write one adapter directory per task into")
+    multitask.add_argument("--metrics-file", help="also write the final metrics as JSON here")
+    from adapter_fusion.training.multitask import MultiTaskConfig
+
+    for cls, skip in (
+        (MultiTaskConfig, ()),
+        (AdapterConfig, ()),
+        (TrainingConfig, ("group_by_length",)),  # batches are built per task by the sampler
+        (ModelConfig, ("model_name_or_path",)),
+    ):
+        add_config_arguments(multitask, cls, skip)
+    multitask.set_defaults(func=_train_multitask)
+
     evaluate = sub.add_parser("evaluate", help="score a saved adapter or fusion on a task split")
     _common(evaluate)
-    evaluate.add_argument("--adapter", required=True, help="adapter or fusion directory")
+    evaluate.add_argument("--adapter", help="adapter or fusion directory")
+    evaluate.add_argument(
+        "--base", action="store_true", help="score the bare base model zero-shot instead (generation tasks)"
+    )
+    evaluate.add_argument("--metrics-file", help="also write the metrics as JSON here")
     evaluate.add_argument("--task", help="task (default: the one the adapter was trained for)")
     evaluate.add_argument("--split", default="validation", help="train, validation or test (default: validation)")
     evaluate.add_argument("--max-examples", type=int, help="evaluate on a fixed random subset of this size")

@@ -136,6 +136,7 @@ class TaskType:
         if score is None:
             raise NotImplementedError(f"task type {self.name!r} must override evaluate()")
         collate = self.collator(spec, tokenizer)
+        device = next(model.parameters()).device
         was_training = model.training
         model.eval()
         logits, labels = [], []
@@ -143,6 +144,7 @@ class TaskType:
             for start in range(0, len(features), batch_size):
                 batch = collate([features[i] for i in range(start, min(start + batch_size, len(features)))])
                 batch_labels = batch.pop("labels", None)
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                 output = model(**batch, head=head, adapter_names=adapter_names)
                 logits.append(output.logits.float().cpu().numpy())
                 if batch_labels is not None:

@@ -1,0 +1,440 @@
+"""``MultiTaskTrainer``: train adapters (one per task, or one shared) and a head per task on several tasks at once,
+on the one training path (``ModularTrainer``, per-kind learning rates, trainable-only checkpoints).
+
+    trainer = MultiTaskTrainer(["sst2", "mrpc", "rte"], sampling="temperature", temperature=2.0)
+    metrics = trainer.train()      # each task's train/validation split from the data dir
+    trainer.save("adapters/mt")    # adapters/mt/sst2, adapters/mt/mrpc, adapters/mt/rte: standard adapter dirs
+
+Every batch holds one task (``adapter_fusion.tasks.multitask``: a task drawn by the sampling strategy, then that
+task's next batch, collated by its own task type) and names its head and adapter. The Trainer logs a running mean
+of each task's training loss (``loss_<task>``); evaluation scores every task's dev split with its task type's
+``evaluate`` (``eval_<task>_<metric>``) and keeps the checkpoint with the best mean of the tasks' main metrics
+(``eval_mean_main``). Tasks whose metrics need more than logits (generation: ``metrics_fn`` is None) are tracked
+by dev loss during training (``eval_<task>_loss``, ``eval_mean_loss``; the selection metric when every task is
+such) and scored fully at the end (the final ``mean_main`` then includes them).
+
+With one shared adapter this is the multi-task adapter baseline (MT-A) of AdapterFusion,
+https://arxiv.org/abs/2005.00247; temperature sampling: https://arxiv.org/abs/1907.05019.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import transformers
+from torch import nn
+
+from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.config import JsonConfig
+from adapter_fusion.io import read_json, write_json
+from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
+from adapter_fusion.models.saving import ADAPTER_CONFIG
+from adapter_fusion.tasks import TaskSpec, get_task_type
+from adapter_fusion.tasks.multitask import (
+    SAMPLING_STRATEGIES,
+    MultiTaskBatches,
+    MultiTaskPreprocessor,
+    TaskSampler,
+    check_temperature,
+    resolve_tasks,
+)
+from adapter_fusion.training.config import ModelConfig, TrainingConfig
+from adapter_fusion.training.trainer import (
+    ModularTrainer,
+    TimeBudgetCallback,
+    learning_rates,
+    resolve_resume,
+    training_arguments,
+    write_run_record,
+)
+
+logger = logging.getLogger(__name__)
+
+SHARED_ADAPTER = "shared"
+"""Name of the one adapter all tasks train when ``adapter_per_task=False``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiTaskConfig(JsonConfig):
+    """How tasks are mixed in multi-task training, and whether they share one adapter."""
+
+    config_type: ClassVar[str] = "multitask"
+
+    sampling: str = "proportional"
+    """How each batch's task is drawn: 'proportional' (p_i ∝ n_i, the task's training features: its examples, or
+    more for QA windows), 'temperature' (p_i ∝ n_i^(1/T)) or 'round_robin' (tasks in turn)."""
+    temperature: float | None = None
+    """T of 'temperature' sampling: 1 is proportional, larger flattens towards uniform (default 2.0); only with
+    sampling='temperature'."""
+    adapter_per_task: bool = True
+    """One adapter per task, each batch using its task's adapter; false: one adapter shared by all tasks (each
+    task keeps its own head)."""
+
+    def __post_init__(self) -> None:
+        check_temperature(self.sampling, self.temperature)
+        if not isinstance(self.adapter_per_task, bool):
+            raise TypeError(f"adapter_per_task must be true or false; got {self.adapter_per_task!r}")
+
+
+class _TaskLosses:
+    """Training losses per task: a window since the last log, and totals over the run (kept as tensors, so no
+    device sync per step)."""
+
+    def __init__(self) -> None:
+        self.window: dict[str, list[Any]] = {}
+        self.total: dict[str, list[Any]] = {}
+
+    def add(self, task: str, loss: torch.Tensor) -> None:
+        value = loss.detach().float()
+        for store in (self.window, self.total):
+            entry = store.setdefault(task, [0.0, 0])
+            entry[0], entry[1] = entry[0] + value, entry[1] + 1
+
+    @staticmethod
+    def _means(store: dict[str, list[Any]]) -> dict[str, float]:
+        return {task: float(total) / count for task, (total, count) in sorted(store.items())}
+
+    def flush(self) -> dict[str, float]:
+        means, self.window = self._means(self.window), {}
+        return means
+
+    def totals(self) -> dict[str, float]:
+        return self._means(self.total)
+
+
+class MultiTaskModularTrainer(ModularTrainer):
+    """``ModularTrainer`` over ``MultiTaskBatches``: logs per-task losses and evaluates with ``scorer`` (task
+    metrics, no ``compute_metrics``)."""
+
+    def __init__(self, *args: Any, scorer: Callable[[], dict[str, float]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scorer = scorer
+        self.task_losses = _TaskLosses()
+
+    def get_train_dataloader(self) -> Any:
+        dataset = self.train_dataset
+        if not isinstance(dataset, MultiTaskBatches):
+            return super().get_train_dataloader()
+        # the dataset yields whole batches; one worker, so that the stream is not duplicated
+        loader = torch.utils.data.DataLoader(dataset, batch_size=None, pin_memory=self.args.dataloader_pin_memory)
+        return self.accelerator.prepare(loader)
+
+    def num_examples(self, dataloader: Any) -> int:
+        dataset = getattr(dataloader, "dataset", None)
+        if isinstance(dataset, MultiTaskBatches):
+            return dataset.num_examples
+        return super().num_examples(dataloader)
+
+    def compute_loss(
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+    ) -> Any:
+        task = inputs.get("head")
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if model.training and isinstance(task, str):
+            self.task_losses.add(task, result[0] if return_outputs else result)
+        return result
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs = {**logs, **{f"loss_{task}": value for task, value in self.task_losses.flush().items()}}
+        elif "train_loss" in logs:
+            logs = {**logs, **{f"train_loss_{task}": value for task, value in self.task_losses.totals().items()}}
+        super().log(logs, start_time)
+
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        """Every task's dev metrics (``<prefix>_<task>_<metric>``) and their mean (``<prefix>_mean_main``)."""
+        if eval_dataset is not None:
+            raise TypeError(
+                "a multi-task trainer evaluates each task's own dev set; pass eval_datasets to "
+                "MultiTaskTrainer.train or call MultiTaskTrainer.evaluate(datasets)"
+            )
+        start = time.monotonic()
+        metrics = {f"{metric_key_prefix}_{key}": value for key, value in self.scorer().items()}
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.monotonic() - start, 4)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+class MultiTaskTrainer:
+    """Train, evaluate and save adapters + heads for several tasks at once (any registered task types).
+
+    ``TrainingConfig`` applies as in single-task training, with ``max_train_examples`` / ``max_eval_examples`` per
+    task and ``batch_size`` per (single-task) batch; an epoch is ``sum_i ceil(n_i / batch_size)`` batches whatever
+    the sampling. ``group_by_length`` does not apply (the sampler builds the batches). One process: the batch
+    stream is not sharded across devices.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str | TaskSpec],
+        model_config: ModelConfig | None = None,
+        adapter_config: AdapterConfig | None = None,
+        training_config: TrainingConfig | None = None,
+        data_dir: str | Path | None = None,
+        sampling: str = "proportional",
+        temperature: float | None = None,
+        adapter_per_task: bool = True,
+    ) -> None:
+        self.multitask_config = MultiTaskConfig(sampling, temperature, adapter_per_task)
+        self.model_config = model_config or ModelConfig()
+        self.adapter_config = adapter_config or AdapterConfig()
+        self.training_config = training_config or TrainingConfig()
+        self.data_dir = data_dir
+        self.specs = resolve_tasks(tasks)
+        if self.training_config.full_finetune and not adapter_per_task:
+            raise ValueError(
+                "adapter_per_task=False shares one adapter, but full_finetune=True trains the whole model and no "
+                "adapter; drop one of them"
+            )
+        transformers.set_seed(self.training_config.seed)
+        name, causal_lm = self._base_model()
+        self.tokenizer = load_tokenizer(name)
+        self.model = AdapterModel.from_pretrained(name, causal_lm=causal_lm)
+        self.preprocessor = MultiTaskPreprocessor(
+            list(self.specs.values()), self.tokenizer, self.model_config.max_seq_length, data_dir,
+            self.training_config.seed,
+        )  # fmt: skip
+        self.task_types = self.preprocessor.task_types
+        for task, spec in self.specs.items():
+            head = self.task_types[task].head_config(spec, self.model_config.pooling)
+            self.model.add_head(task, head, activate=False)
+        if not self.training_config.full_finetune:
+            for adapter in dict.fromkeys(filter(None, map(self.adapter_name, self.specs))):
+                self.model.add_adapter(adapter, self.adapter_config, activate=False)
+        self._set_trainable()
+        self.trainer: MultiTaskModularTrainer | None = None
+        self.metrics: dict[str, Any] = {}
+        self._eval_state: dict[str, Any] = {}
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.specs)
+
+    def adapter_name(self, task: str) -> str | None:
+        """The adapter a task's batches use (None in full fine-tuning)."""
+        if self.training_config.full_finetune:
+            return None
+        return task if self.multitask_config.adapter_per_task else SHARED_ADAPTER
+
+    def routes(self) -> dict[str, dict[str, str]]:
+        """What each task's batches carry besides the features: its head and adapter, by name."""
+        routes = {}
+        for task in self.specs:
+            adapter = self.adapter_name(task)
+            routes[task] = {"head": task, **({"adapter_names": adapter} if adapter else {})}
+        return routes
+
+    def _base_model(self) -> tuple[str, bool]:
+        """The configured base model or the task types' common default; a causal LM if any type needs one."""
+        kinds = {task: get_task_type(spec) for task, spec in self.specs.items()}
+        causal_lm = any(getattr(kind, "causal_lm", False) for kind in kinds.values())
+        name = self.model_config.model_name_or_path
+        if name in ("default", "", None):
+            defaults = {task: getattr(kind, "default_model", None) for task, kind in kinds.items()}
+            named = sorted({model for model in defaults.values() if model})
+            if len(named) > 1:
+                raise ValueError(
+                    f"the tasks' types default to different base models {defaults}; name one with "
+                    "ModelConfig.model_name_or_path (--model)"
+                )
+            name = named[0] if named else name
+        return name, causal_lm
+
+    def _set_trainable(self) -> None:
+        full = self.training_config.full_finetune
+        self.model.freeze_base(not full)
+        mine = {self.adapter_name(task) for task in self.specs}
+        for adapter in self.model.adapters.list_adapters():
+            self.model.adapters.freeze(adapter, adapter not in mine)
+        for head_name, head in self.model.heads.items():
+            for parameter in head.parameters():
+                parameter.requires_grad_(head_name in self.specs)
+        self.model.adapters.set_active()  # every batch names its adapter
+
+    # ----------------------------------------------------------------- training
+    def train(
+        self, train_datasets: Mapping[str, Any] | None = None, eval_datasets: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Train on every task's train split (or ``train_datasets``: task -> Dataset in its type's schema), evaluate
+        on their validation splits (or ``eval_datasets``); returns the best checkpoint's metrics."""
+        config, strategy = self.training_config, self.multitask_config
+        train_raw = self.preprocessor.datasets("train", train_datasets, config.max_train_examples)
+        eval_raw = self.preprocessor.datasets("validation", eval_datasets, config.max_eval_examples)
+        train_features = self.preprocessor.features(train_raw)
+        eval_features = self.preprocessor.features(eval_raw)
+        scorers = self.preprocessor.metrics_fns(eval_raw, eval_features)
+        self._eval_state = {"datasets": eval_raw, "features": eval_features, "by_loss": scorers}
+        sampler = TaskSampler(
+            {task: len(features) for task, features in train_features.items()},
+            strategy.sampling, strategy.temperature, seed=config.seed,
+        )  # fmt: skip
+        batches = MultiTaskBatches(
+            train_features, self.preprocessor.collators(), config.batch_size, sampler, self.routes(), config.seed
+        )
+        if all(score is None for score in scorers.values()):  # no task scores logits: select by mean dev loss
+            arguments = training_arguments(config, "mean_loss", greater_is_better=False)
+        else:
+            arguments = training_arguments(config, "mean_main")
+        minutes = config.max_train_minutes
+        self.trainer = MultiTaskModularTrainer(
+            model=self.model,
+            args=arguments,
+            train_dataset=batches,
+            eval_dataset=eval_raw,
+            callbacks=[TimeBudgetCallback(minutes)] if minutes else [],
+            learning_rates=learning_rates(config),
+            scorer=self._score_during_training,
+        )
+        logger.info("multi-task %s; trainable parameters: %s", sampler, f"{self.model.trainable_parameters():,}")
+        start = time.monotonic()
+        result = self.trainer.train(resume_from_checkpoint=resolve_resume(config))
+        train_seconds = time.monotonic() - start
+        task_losses = self.trainer.task_losses.totals()
+        final = self.evaluate(eval_raw)
+        self.metrics = {
+            "tasks": self.tasks,
+            "sampling": strategy.sampling,
+            "temperature": strategy.temperature,
+            "adapter_per_task": strategy.adapter_per_task,
+            "sampling_probabilities": sampler.probabilities,
+            "train_examples": {task: len(dataset) for task, dataset in train_raw.items()},
+            "eval_examples": {task: len(dataset) for task, dataset in eval_raw.items()},
+            "batches_per_epoch": len(batches),
+            "train_seconds": round(train_seconds, 1),
+            "global_step": result.global_step,
+            "train_loss": result.training_loss,
+            **{f"train_loss_{task}": value for task, value in task_losses.items()},
+            "trainable_parameters": self.model.trainable_parameters(),
+            "seed": config.seed,
+            **final,
+        }
+        return self.metrics
+
+    def _task_metrics(self, task: str, dataset: Any) -> dict[str, float]:
+        route = self.routes()[task]
+        return self.task_types[task].evaluate(
+            self.model, self.tokenizer, self.specs[task], dataset,
+            max_length=self.model_config.max_seq_length, batch_size=self.training_config.eval_batch_size,
+            head=route["head"], adapter_names=route.get("adapter_names"),
+        )  # fmt: skip
+
+    def _main(self, task: str, metrics: Mapping[str, float]) -> float:
+        main = self.specs[task].main_metric
+        if main not in metrics:
+            raise KeyError(f"task {task!r}: its evaluation gave {sorted(metrics)}, not its main metric {main!r}")
+        return float(metrics[main])
+
+    def _score_during_training(self) -> dict[str, float]:
+        state = self._eval_state
+        scores: dict[str, float] = {}
+        mains, losses = [], []
+        for task in self.specs:
+            if state["by_loss"][task] is None:
+                loss = self._dev_loss(task, state["features"][task])
+                scores[f"{task}_loss"] = loss
+                losses.append(loss)
+            else:
+                metrics = self._task_metrics(task, state["datasets"][task])
+                scores.update({f"{task}_{name}": value for name, value in metrics.items()})
+                mains.append(self._main(task, metrics))
+        if mains:
+            scores["mean_main"] = sum(mains) / len(mains)
+        if losses:
+            scores["mean_loss"] = sum(losses) / len(losses)
+        return scores
+
+    @torch.no_grad()
+    def _dev_loss(self, task: str, features: Any) -> float:
+        """Mean loss over ``features`` (batch losses weighted by batch size)."""
+        collate = self.task_types[task].collator(self.specs[task], self.tokenizer)
+        device = next(self.model.parameters()).device
+        size, total, count = self.training_config.eval_batch_size, 0.0, 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(features), size):
+                rows = [features[i] for i in range(start, min(start + size, len(features)))]
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in collate(rows).items()}
+                loss = self.model(**batch, **self.routes()[task]).loss
+                total, count = total + float(loss) * len(rows), count + len(rows)
+        finally:
+            self.model.train(was_training)
+        return total / count if count else math.nan
+
+    def evaluate(self, datasets: Mapping[str, Any] | None = None, split: str = "validation") -> dict[str, float]:
+        """Every task's metrics (``<task>_<metric>``, by its task type's ``evaluate``) on ``datasets`` (task ->
+        Dataset; tasks left out: their ``split``), and the mean of the tasks' main metrics (``mean_main``)."""
+        datasets = self.preprocessor.datasets(split, datasets, self.training_config.max_eval_examples)
+        scores: dict[str, float] = {}
+        mains = []
+        for task, dataset in datasets.items():
+            metrics = self._task_metrics(task, dataset)
+            scores.update({f"{task}_{name}": value for name, value in metrics.items()})
+            mains.append(self._main(task, metrics))
+        scores["mean_main"] = sum(mains) / len(mains)
+        return scores
+
+    # ----------------------------------------------------------------- saving
+    def run_metadata(self, task: str | None = None) -> dict[str, Any]:
+        metrics = self.metrics
+        if task is not None:  # this task's metrics, and what the run shared
+            prefix = f"{task}_"
+            metrics = {k: v for k, v in self.metrics.items() if not isinstance(v, dict) and k.startswith(prefix)}
+            metrics.update({k: self.metrics[k] for k in ("mean_main", "global_step", "seed") if k in self.metrics})
+        return {
+            "task": task,
+            "tasks": self.tasks,
+            "multitask_config": self.multitask_config.to_dict(),
+            "model_config": self.model_config.to_dict(),
+            "training_config": self.training_config.to_dict(),
+            "metrics": metrics,
+        }
+
+    def save(self, directory: str | Path) -> dict[str, Path]:
+        """Save each task's adapter and head as a standard adapter directory ``directory/<task>`` (loadable by
+        ``FusionPipeline.from_pretrained``, ``load_adapter`` and ``train-fusion --adapters``), and the run record
+        as ``directory/run.json``. A shared adapter is saved once per head, under the task's name, with a note in
+        its metadata. Returns task -> directory."""
+        if self.training_config.full_finetune:
+            raise ValueError("this run fine-tuned the whole model (full_finetune=True): there is no adapter to save")
+        directory = Path(directory)
+        saved = {}
+        for task in self.specs:
+            adapter = self.adapter_name(task)
+            assert adapter is not None
+            metadata = self.run_metadata(task)
+            if adapter == SHARED_ADAPTER:
+                metadata["shared_adapter"] = {
+                    "name": SHARED_ADAPTER,
+                    "tasks": self.tasks,
+                    "note": "one adapter trained on all these tasks; each task's directory holds the same weights",
+                }
+            path = save_adapter(self.model, adapter, directory / task, head=task, metadata=metadata)
+            if adapter != task:  # name it after its task, so directories of one run load side by side
+                info = read_json(path / ADAPTER_CONFIG)
+                write_json(path / ADAPTER_CONFIG, {**info, "name": task})
+            saved[task] = path
+        write_run_record(directory, {**self.run_metadata(), "adapters": {t: str(p) for t, p in saved.items()}})
+        return saved
+
+
+__all__ = [
+    "SAMPLING_STRATEGIES",
+    "SHARED_ADAPTER",
+    "MultiTaskBatches",
+    "MultiTaskConfig",
+    "MultiTaskModularTrainer",
+    "MultiTaskPreprocessor",
+    "MultiTaskTrainer",
+    "TaskSampler",
+]
