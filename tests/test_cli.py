@@ -166,3 +166,12 @@ def test_train_adapter_smoke_on_real_model_and_data(
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["global_step"] == 4 and 0.0 <= metrics["accuracy"] <= 1.0
     assert "saved adapter to" in capsys.readouterr().out
+
+
+def test_predict_inputs_may_be_json_objects() -> None:
+    from adapter_fusion.cli import _parse_input
+
+    assert _parse_input('{"question": "Who?", "context": "Ann did."}') == {"question": "Who?", "context": "Ann did."}
+    assert _parse_input("a plain text") == "a plain text"
+    with pytest.raises(SystemExit, match="does not parse"):
+        _parse_input('{"question": ')

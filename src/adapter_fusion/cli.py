@@ -171,6 +171,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_input(text: str) -> Any:
+    """A JSON object (``{"question": ..., "context": ...}`` for QA, ``{"context", "options"}`` for multiple
+    choice) when the text is one, else the text itself."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"predict: input {stripped[:80]!r} looks like JSON but does not parse: {error}") from None
+    return text
+
+
 def _predict(args: argparse.Namespace) -> int:
     from adapter_fusion.inference import FusionPipeline
     from adapter_fusion.tasks import task_type_for_head
@@ -179,15 +191,16 @@ def _predict(args: argparse.Namespace) -> int:
     if args.input:
         texts += [line.rstrip("\n") for line in Path(args.input).read_text().splitlines() if line.strip()]
     if not texts:
-        raise SystemExit("predict: give texts as arguments or --input FILE (one text per line)")
+        raise SystemExit("predict: give texts as arguments or --input FILE (one text or JSON object per line)")
+    inputs = [_parse_input(text) for text in texts]
     pipeline = FusionPipeline.from_pretrained(args.adapter, model=args.model)
     task_type = task_type_for_head(pipeline.model.head_config(pipeline._head_for(args.task)))
-    if task_type.is_single_input(texts):  # token classification reads a list of str as ONE pre-split sentence
-        results = [pipeline.predict(text, task=args.task) for text in texts]
+    if task_type.is_single_input(inputs):  # token classification reads a list of str as ONE pre-split sentence
+        results = [pipeline.predict(item, task=args.task) for item in inputs]
     else:
-        results = pipeline.predict(texts, task=args.task)
-    for text, result in zip(texts, results):
-        print(json.dumps({"text": text, **result}))
+        results = pipeline.predict(inputs, task=args.task)
+    for item, result in zip(inputs, results):
+        print(json.dumps({("text" if isinstance(item, str) else "input"): item, **result}))
     return 0
 
 
@@ -196,8 +209,9 @@ def _list_tasks(args: argparse.Namespace) -> int:
 
     for task in list_tasks():
         aliases = f" (aliases: {', '.join(task.aliases)})" if task.aliases else ""
-        labels = ", ".join(task.label_names) if task.label_names else "regression"
-        print(f"{task.name:10s} {task.task_type:15s} [{labels}] metric={task.main_metric}{aliases}")
+        names = task.label_names
+        labels = f" [{', '.join(names[:6])}{f', ... {len(names)} labels' if len(names) > 6 else ''}]" if names else ""
+        print(f"{task.name:22s} {task.task_type:22s}{labels} metric={task.main_metric}{aliases}")
     return 0
 
 
@@ -269,8 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--adapter", required=True, help="adapter (or fusion) directory")
     predict.add_argument("--model", help="base model (default: the one recorded in the adapter)")
     predict.add_argument("--task", help="task head to use (default: the only one)")
-    predict.add_argument("--input", help="file with one text per line")
-    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument(
+        "--input", help="file with one input per line: a text, or a JSON object for QA / multiple choice"
+    )
+    predict.add_argument(
+        "texts",
+        nargs="*",
+        help='inputs: texts, or JSON objects such as \'{"question": "...", "context": "..."}\' (QA) and '
+        '\'{"context": "...", "options": ["...", "..."]}\' (multiple choice)',
+    )
     predict.set_defaults(func=_predict)
 
     list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
