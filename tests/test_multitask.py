@@ -319,7 +319,8 @@ def test_per_task_losses_are_logged_and_fall(run: dict[str, Any]) -> None:
 def test_per_task_eval_metrics_and_their_mean_select_the_checkpoint(run: dict[str, Any]) -> None:
     history = run["trainer"].trainer.state.log_history
     evals = [entry for entry in history if "eval_mean_main" in entry]
-    assert [entry["step"] for entry in evals] == [15, 30, 40]
+    # every eval_steps; transformers 5 also evaluates at the last step (40), 4.57 does not
+    assert [entry["step"] for entry in evals] in ([15, 30, 40], [15, 30])
     for entry in evals:
         assert {"eval_toy_two_accuracy", "eval_toy_three_accuracy", "eval_toy_three_macro_f1"} <= set(entry)
         assert entry["eval_mean_main"] == pytest.approx(

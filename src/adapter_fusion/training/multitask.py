@@ -281,6 +281,7 @@ class MultiTaskTrainer:
         batches = MultiTaskBatches(
             train_features, self.preprocessor.collators(), config.batch_size, sampler, self.routes(), config.seed
         )
+        config = config.replace(group_by_length=False)  # the sampler makes the batches (4.57 refuses it here)
         if all(score is None for score in scorers.values()):  # no task scores logits: select by mean dev loss
             arguments = training_arguments(config, "mean_loss", greater_is_better=False)
         else:

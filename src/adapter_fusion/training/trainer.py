@@ -125,6 +125,14 @@ class ModularTrainer(transformers.Trainer):
             return loss + penalty.to(loss.dtype), outputs
         return result + penalty.to(result.dtype)
 
+    def _get_eval_sampler(self, eval_dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        """Evaluate in dataset order on every transformers version: 4.57 groups evaluation batches by length when
+        ``group_by_length`` is set, which reorders the predictions, and task types that decode per example
+        (tagging, extractive QA) map prediction row i back to eval feature i."""
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
     # ---------------------------------------------------------------- checkpoints: trainable weights only
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         names = {n for n, p in self.model.named_parameters() if p.requires_grad}
