@@ -44,26 +44,30 @@ def command(target: str, method: str, seed: int, data_dir: str) -> list[str]:
 
 
 def write_table() -> Path:
-    rows = ["| target | model | metric | dev score (mean ± std over seeds) | seeds | steps |"]
+    rows = ["| target | model | metric | dev score (mean ± std over seeds) | per seed | steps |"]
     rows.append("|---|---|---|---|---|---|")
+    notes = []
     for target in TARGETS:
         metric = "f1" if target == "mrpc" else "accuracy"
         single = CORE / f"{target}__adapter.json"
         if single.is_file():
             record = json.loads(single.read_text())
             rows.append(
-                f"| {target} | single {target} adapter | {metric} | {record[metric]:.4f} | 42 | "
+                f"| {target} | single {target} adapter | {metric} | {record[metric]:.4f} | seed 42 | "
                 f"{record['global_step']} |"
             )
         for method in METHODS:
-            records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{target}__{method}__seed*.json"))]
+            files = sorted(RESULTS.glob(f"{target}__{method}__seed*.json"))
+            records = [json.loads(p.read_text()) for p in files]
             if not records:
                 continue
             scores = [r[metric] for r in records]
             spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+            per_seed = ", ".join(f"{r['seed']}: {r[metric]:.4f}{'*' if 'note' in r else ''}" for r in records)
+            notes += [f"\\* {target} {method} seed {r['seed']}: {r['note']}." for r in records if "note" in r]
             rows.append(
                 f"| {target} | {method} fusion of {len(SOURCE_TASKS)} adapters | {metric} | "
-                f"{statistics.mean(scores):.4f} ± {spread:.4f} | {len(scores)} | {records[0]['global_step']} |"
+                f"{statistics.mean(scores):.4f} ± {spread:.4f} | {per_seed} | {records[0]['global_step']} |"
             )
     commands = "\n".join(
         "    " + shown(command(t, m, s, "../shared/data"))
@@ -72,9 +76,11 @@ def write_table() -> Path:
     table = ROOT / "experiments" / "results" / "fusion_table.md"
     table.write_text(
         "# Fusion results: six GLUE adapters fused for RTE and MRPC (all-MiniLM-L6-v2, 2 CPU cores)\n\n"
-        f"Sequential training (adapters frozen), fusion and head lr 1e-3, batch 32, 128 tokens, {TARGETS} epochs; "
+        "Sequential training (adapters frozen), fusion and head lr 1e-3, batch 32, 128 tokens, "
+        + ", ".join(f"{target} {epochs} epochs" for target, epochs in TARGETS.items())
+        + " (the single adapters' budget); "
         "the head starts from the target adapter's head. Adapters: `experiments/core_table.py`.\n\n"
-        + "\n".join(rows)
+        + "\n".join(rows + ([""] + notes if notes else []))
         + "\n\nMade by `python experiments/fusion_table.py`, which ran:\n\n"
         + commands
         + "\n"
@@ -89,6 +95,7 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--rerun", action="store_true", help="run rows whose metrics file exists again")
     args = parser.parse_args()
     if not args.table_only:
         missing = [task for task in SOURCE_TASKS if not (ADAPTERS / task / "adapter_config.json").is_file()]
@@ -100,6 +107,8 @@ def main() -> int:
             for target in args.targets:
                 for method in args.methods:
                     cmd = command(target, method, seed, args.data_dir)
+                    if (RESULTS / f"{target}__{method}__seed{seed}.json").is_file() and not args.rerun:
+                        continue
                     status = run(cmd, f"{target} {method} seed {seed}")
                     if status != 0:
                         return status
