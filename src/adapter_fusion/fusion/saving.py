@@ -26,8 +26,10 @@ from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_te
 from adapter_fusion.models.saving import (
     HEAD_CONFIG,
     HEAD_WEIGHTS,
+    base_model_arguments,
     load_adapter,
     load_exact,
+    load_head_weights,
     recorded_model_name,
     save_adapter,
 )
@@ -86,6 +88,7 @@ def save_fusion(
                 "num_layers": manager.num_layers,
                 "model_type": manager.model_type,
                 "base_model": recorded_model_name(model.name_or_path),
+                "causal_lm": model.is_causal_lm,
                 "library_version": __version__,
                 "checksums": checksums,
                 "metadata": metadata or {},
@@ -117,7 +120,7 @@ def load_fusion(directory: str | Path, model: str | None = None) -> FusionModel:
 
     directory = Path(directory)
     info = read_fusion_config(directory)
-    fusion_model = FusionModel.from_pretrained(model or info.get("base_model"))
+    fusion_model = FusionModel.from_pretrained(model or info.get("base_model"), **base_model_arguments(info))
     manager = fusion_model.adapters
     if (info["hidden_size"], info["model_type"]) != (manager.hidden_size, manager.model_type):
         raise ValueError(
@@ -136,6 +139,6 @@ def load_fusion(directory: str | Path, model: str | None = None) -> FusionModel:
     for head in info["heads"]:
         head_dir = directory / "heads" / head
         module = fusion_model.add_head(head, HeadConfig.load(head_dir / HEAD_CONFIG), activate=False)
-        load_exact(module, load_tensors(head_dir / HEAD_WEIGHTS), f"head {head!r} at {directory}")
+        load_exact(module, load_head_weights(module, head_dir / HEAD_WEIGHTS), f"head {head!r} at {directory}")
     fusion_model.active_head = info.get("active_head") or (info["heads"][0] if info["heads"] else None)
     return fusion_model.eval()

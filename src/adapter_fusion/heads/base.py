@@ -17,12 +17,14 @@ PROBLEM_TYPES = ("single_label_classification", "regression")
 
 @dataclasses.dataclass(frozen=True)
 class HeadConfig(JsonConfig):
-    """A prediction head on top of the encoder's last hidden states."""
+    """A prediction head on top of the transformer's last hidden states (or, for ``causal_lm``, on the causal LM's
+    own logits)."""
 
     config_type: ClassVar[str] = "head"
 
     head_type: str = "classification"
-    """Registered head type (see ``HEADS``)."""
+    """Registered head type (see ``HEADS``), e.g. 'classification' (alias 'regression') or 'causal_lm' (the base
+    causal LM's own LM head and next-token loss; it ignores the fields below)."""
     num_labels: int = 2
     """Number of output classes (1 for regression)."""
     label_names: tuple[str, ...] = ()

@@ -13,6 +13,7 @@ import torch
 
 from adapter_fusion.models import AdapterModel, load_adapter, load_tokenizer, read_adapter_config
 from adapter_fusion.models.loading import resolve_model_name
+from adapter_fusion.models.saving import base_model_arguments
 from adapter_fusion.tasks import task_type_for_head
 
 
@@ -41,7 +42,7 @@ class FusionPipeline:
             return cls(fusion_model, load_tokenizer(fusion_model.name_or_path), max_length=recorded or max_length)
         info = read_adapter_config(directory)
         base_name = _base_model_for(info.get("base_model"), model)
-        adapter_model = AdapterModel.from_pretrained(base_name)
+        adapter_model = AdapterModel.from_pretrained(base_name, **base_model_arguments(info))
         load_adapter(adapter_model, directory)
         recorded = info.get("metadata", {}).get("model_config", {}).get("max_seq_length")
         return cls(adapter_model, load_tokenizer(base_name), max_length=recorded or max_length)

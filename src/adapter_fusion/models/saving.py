@@ -5,7 +5,8 @@ Layout of an adapter directory::
     adapter_config.json      adapter config, geometry (hidden size, layers, model type), base model, task
     adapter.safetensors      adapter weights
     head_config.json         head config with label names          (when a head is saved)
-    head.safetensors         head weights                           (when a head is saved)
+    head.safetensors         head weights                           (when a head is saved; empty, or absent,
+                                                                     for a head without weights: causal_lm)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def save_adapter(
                 "num_layers": manager.num_layers,
                 "model_type": manager.model_type,
                 "base_model": recorded_model_name(model.name_or_path),
+                "causal_lm": model.is_causal_lm,
                 "library_version": __version__,
                 "metadata": metadata or {},
             },
@@ -64,11 +66,21 @@ def save_adapter(
 
 
 def recorded_model_name(name_or_path: str | None) -> str | None:
-    """How a base model is recorded in saved files: 'default' for the bundled model (its path differs per
-    machine), else the Hub id or path as given."""
-    from adapter_fusion.models.loading import default_model_path
+    """How a base model is recorded in saved files: 'default' for the bundled MiniLM and 'smollm2' for the bundled
+    SmolLM2 (their paths differ per machine), else the Hub id or path as given."""
+    from adapter_fusion.models.loading import default_model_path, smollm2_path
 
-    return "default" if name_or_path == default_model_path() else name_or_path
+    if name_or_path == default_model_path():
+        return "default"
+    if name_or_path == smollm2_path():
+        return "smollm2"
+    return name_or_path
+
+
+def base_model_arguments(info: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that rebuild the base model a saved adapter (or fusion) recorded:
+    ``causal_lm=True`` when it was a causal LM (files written before this key existed: an encoder)."""
+    return {"causal_lm": True} if info.get("causal_lm") else {}
 
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:
@@ -125,7 +137,7 @@ def load_adapter(
         load_exact(manager.adapters[name], weights, f"adapter at {directory}")
         if with_head:
             head = model.add_head(name, HeadConfig.load(directory / HEAD_CONFIG), activate=False)
-            load_exact(head, load_tensors(directory / HEAD_WEIGHTS), f"head at {directory}")
+            load_exact(head, load_head_weights(head, directory / HEAD_WEIGHTS), f"head at {directory}")
     except Exception:
         # a failed load leaves the model as it was: no half-loaded adapter or head
         manager.remove_adapter(name)
@@ -137,6 +149,13 @@ def load_adapter(
         if with_head:
             model.active_head = name
     return name
+
+
+def load_head_weights(head: torch.nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """The weights at ``path``; a head without weights (``causal_lm``) needs no file."""
+    if not path.is_file() and not head.state_dict():
+        return {}
+    return load_tensors(path)
 
 
 def load_exact(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
