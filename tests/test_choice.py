@@ -495,7 +495,9 @@ def test_saved_adapter_reloads_under_another_seed_with_identical_outputs(
     assert predictions == direct
     assert [p["label"] for p in predictions] == expected.argmax(-1).tolist()
     single = pipeline.predict(inputs[0])  # one dict in, one dict out; the only head is used
-    assert single == predictions[0]
+    # alone it is padded less than in the batch: equal up to float rounding (not bit-exact on every version)
+    assert {k: single[k] for k in ("label", "option")} == {k: predictions[0][k] for k in ("label", "option")}
+    assert single["scores"] == pytest.approx(predictions[0]["scores"], abs=1e-6)
 
 
 def test_fusion_of_two_choice_adapters_trains_and_predicts(
