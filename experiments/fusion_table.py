@@ -39,6 +39,9 @@ def command(target: str, method: str, seed: int, data_dir: str) -> list[str]:
         "--num-train-epochs", str(TARGETS[target]), "--max-train-minutes", str(WALL_CAP_MINUTES),
         "--batch-size", "32", "--max-seq-length", "128", "--seed", str(seed), "--save-total-limit", "1",
         "--fusion-learning-rate", "1e-3", "--adapter-learning-rate", "1e-3", "--disable-tqdm", "true",
+        # random batches: the recipe every row of this table ran with (before the transformers-5 fix, the
+        # default --group-by-length true was silently ignored there), kept so that all rows share one recipe
+        "--group-by-length", "false",
         "--metrics-file", str(RESULTS / f"{target}__{method}__seed{seed}.json"),
     ]  # fmt: skip
 

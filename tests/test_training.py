@@ -248,3 +248,17 @@ def test_time_budget_stops_and_saves(tmp_path: Path, make_model: Callable, toy_d
     trainer.add_callback(TimeBudgetCallback(config.max_train_minutes))
     assert trainer.train().global_step == 1
     assert (tmp_path / "checkpoint-1" / TRAINABLE_WEIGHTS).is_file()
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_group_by_length_reaches_the_sampler(
+    tmp_path: Path, make_model: Callable, toy_dataset: Any, tokenizer: Any, grouped: bool
+) -> None:
+    """``group_by_length`` batches by length on every transformers version (5.x renamed it to
+    ``train_sampling_strategy``; it used to be dropped there silently)."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    config = toy_config(tmp_path, group_by_length=grouped)
+    trainer = make_trainer(build_model(make_model), config, toy_dataset, tokenizer)
+    sampler = trainer._get_train_sampler(toy_dataset)
+    assert isinstance(sampler, LengthGroupedSampler) == grouped

@@ -194,6 +194,9 @@ def training_arguments(config: TrainingConfig, main_metric: str | None, greater_
         save_safetensors=True,
         remove_unused_columns=False,
     )
+    # transformers 5 replaced group_by_length with train_sampling_strategy; 4.x has only the flag
+    if not _accepts_argument("group_by_length") and _accepts_argument("train_sampling_strategy"):
+        kwargs["train_sampling_strategy"] = "group_by_length" if config.group_by_length else "random"
     # transformers 5 takes a ratio in warmup_steps; 4.x has warmup_ratio
     kwargs["warmup_ratio" if _accepts_argument("warmup_ratio") else "warmup_steps"] = config.warmup_ratio
     if config.eval_steps:
