@@ -78,6 +78,9 @@ def command(task: str, mode: str, data_dir: str, seed: int) -> list[str]:
         "--num-train-epochs", str(epochs), "--max-train-minutes", str(cap),
         "--batch-size", "32", "--max-seq-length", "128", "--seed", str(seed), "--save-total-limit", "1",
         "--disable-tqdm", "true", "--logging-steps", "50", "--metrics-file", str(out), *MODES[mode],
+        # random batches: what every row ran with on transformers 5 (its --group-by-length default was silently
+        # ignored there until fixed), kept so that both columns and all rows share one recipe
+        "--group-by-length", "false",
     ]  # fmt: skip
     if eval_steps:
         cmd += ["--eval-steps", str(eval_steps)]
