@@ -38,9 +38,9 @@ ADAPTER_BUDGETS: dict[str, tuple[str, list[str]]] = {
                          "--max-train-examples", "1000", "--max-eval-examples", "500"]),
     "piqa": ("choice", ["--num-train-epochs", "2", "--batch-size", "16", "--max-seq-length", "96"]),
     # SmolLM2-135M costs ~40 s per 8 x 300-token training step on one contended CPU core: small budgets
-    "dialogsum": ("generation", ["--num-train-epochs", "1", "--batch-size", "8", "--max-train-examples", "240",
+    "dialogsum": ("generation", ["--num-train-epochs", "1", "--batch-size", "8", "--max-train-examples", "120",
                                  "--max-eval-examples", "100"]),
-    "scitldr": ("generation", ["--num-train-epochs", "1", "--batch-size", "8", "--max-train-examples", "160",
+    "scitldr": ("generation", ["--num-train-epochs", "1", "--batch-size", "8", "--max-train-examples", "120",
                                "--max-eval-examples", "100"]),
     "multi30k_en_de": ("generation", ["--num-train-epochs", "1", "--batch-size", "16", "--max-train-examples", "400",
                                       "--max-eval-examples", "200"]),

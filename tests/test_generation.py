@@ -138,6 +138,9 @@ def test_train_save_reload_and_predict(tmp_path: Path, tiny_dir: Path) -> None:
     metrics = trainer.train(toy_dataset(32), toy_dataset(8))
     losses = [entry["loss"] for entry in trainer.trainer.state.log_history if "loss" in entry]
     assert losses[-1] < losses[0] and "bleu" in metrics and "eval_loss" not in metrics
+    # the dev loss keeps no [batch, seq, vocab] logits and runs in small batches (128 x 350 x 49,152 floats of
+    # SmolLM2 logits were 8.8 GB and took a real DialogSum run out of memory)
+    assert trainer.trainer.args.prediction_loss_only and trainer.trainer.args.per_device_eval_batch_size == 8
     trainer.save_adapter(tmp_path / "adapter")
 
     sources = ["red cat", "blue sun"]

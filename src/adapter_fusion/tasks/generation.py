@@ -78,6 +78,7 @@ class GenerationType(TaskType):
     columns = ("source", "target", "references")
     causal_lm = True
     default_model = DEFAULT_DECODER
+    max_loss_eval_batch_size = 8
 
     def metric_names(self) -> list[str]:
         return list(GENERATION_METRICS)

@@ -46,6 +46,10 @@ class TaskType:
     """True when the type needs a causal decoder LM (``AutoModelForCausalLM``) as its base model."""
     default_model: ClassVar[str | None] = None
     """Base model used when the user names none (None: the library default, the bundled MiniLM)."""
+    max_loss_eval_batch_size: ClassVar[int | None] = None
+    """Largest batch for the dev-loss evaluation during training (None: ``TrainingConfig.eval_batch_size``).
+    Causal LMs cap it: their logits are ``[batch, seq, vocab]`` (49,152 words for SmolLM2), 128 x 350 tokens of
+    which are 8.8 GB of float32."""
 
     # ------------------------------------------------------------------ spec
     def validate_spec(self, spec: TaskSpec) -> None:

@@ -360,6 +360,7 @@ class MultiTaskTrainer:
         collate = self.task_types[task].collator(self.specs[task], self.tokenizer)
         device = next(self.model.parameters()).device
         size, total, count = self.training_config.eval_batch_size, 0.0, 0
+        size = min(size, self.task_types[task].max_loss_eval_batch_size or size)
         was_training = self.model.training
         self.model.eval()
         try:
