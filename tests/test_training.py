@@ -22,6 +22,7 @@ from adapter_fusion.models import AdapterModel, default_model_path, load_tokeniz
 from adapter_fusion.training.config import TrainingConfig
 from adapter_fusion.training.trainer import (
     TRAINABLE_WEIGHTS,
+    EpochSeededLengthGroupedSampler,
     ModularTrainer,
     TimeBudgetCallback,
     learning_rates,
@@ -256,9 +257,13 @@ def test_group_by_length_reaches_the_sampler(
 ) -> None:
     """``group_by_length`` batches by length on every transformers version (5.x renamed it to
     ``train_sampling_strategy``; it used to be dropped there silently)."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
     config = toy_config(tmp_path, group_by_length=grouped)
     trainer = make_trainer(build_model(make_model), config, toy_dataset, tokenizer)
     sampler = trainer._get_train_sampler(toy_dataset)
-    assert isinstance(sampler, LengthGroupedSampler) == grouped
+    assert isinstance(sampler, EpochSeededLengthGroupedSampler) == grouped
+    if grouped:  # the order is a function of the seed and the epoch only (what resuming needs)
+        first = list(sampler)
+        torch.manual_seed(1234)
+        assert list(sampler) == first and sorted(first) == list(range(len(toy_dataset)))
+        sampler.set_epoch(1)
+        assert list(sampler) != first

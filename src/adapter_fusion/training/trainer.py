@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import transformers
 from torch import nn
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from adapter_fusion.adapters import BottleneckAdapter
 from adapter_fusion.io import load_tensors, save_tensors, write_json
@@ -76,6 +77,27 @@ class TimeBudgetCallback(transformers.TrainerCallback):
             control.should_save = args.save_strategy != "no"
 
 
+class EpochSeededLengthGroupedSampler(torch.utils.data.Sampler):
+    """``LengthGroupedSampler`` order drawn from a generator seeded with ``seed + epoch``.
+
+    transformers' own sampler shuffles with the global RNG when iteration starts; a resumed Trainer restores the
+    global RNG of the checkpoint (taken mid-epoch) before that, so it drew another order and resuming did not
+    replay the uninterrupted run. The Trainer calls ``set_epoch`` before each epoch."""
+
+    def __init__(self, inner: LengthGroupedSampler, seed: int) -> None:
+        self.inner, self.seed, self.epoch = inner, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self) -> Any:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.inner.lengths, self.inner.batch_size, generator=generator))
+
+
 class ModularTrainer(transformers.Trainer):
     """``transformers.Trainer`` with per-kind learning rates and trainable-only safetensors checkpoints."""
 
@@ -124,6 +146,14 @@ class ModularTrainer(transformers.Trainer):
             loss, outputs = result
             return loss + penalty.to(loss.dtype), outputs
         return result + penalty.to(result.dtype)
+
+    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's sampler, with length-grouped shuffles drawn from ``seed + epoch`` (see
+        ``EpochSeededLengthGroupedSampler``) so that a resumed run replays the batches of the uninterrupted one."""
+        sampler = super()._get_train_sampler(*args, **kwargs)
+        if isinstance(sampler, LengthGroupedSampler) and sampler.generator is None:
+            return EpochSeededLengthGroupedSampler(sampler, self.args.data_seed or self.args.seed)
+        return sampler
 
     def _get_eval_sampler(self, eval_dataset: Any, *args: Any, **kwargs: Any) -> Any:
         """Evaluate in dataset order on every transformers version: 4.57 groups evaluation batches by length when
