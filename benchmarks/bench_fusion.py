@@ -65,7 +65,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -74,7 +73,7 @@ from typing import Any
 
 import torch
 import transformers
-from timing import Variant, load_average, paired_ratio, print_times, time_interleaved
+from timing import Variant, load_average, op_latency_ms, paired_ratio, print_times, time_interleaved
 from torch import nn
 from torch.nn import functional as F
 
@@ -571,22 +570,6 @@ def profile_ours(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------------------------- report
-def op_latency_ms(threads: int) -> float:
-    """Median time of one small parallel op (an add of two [4096, 384] tensors, ~0.1 ms on an idle core).
-
-    On a machine whose cores are shared with other work, each parallel region waits for every thread to be
-    scheduled: that waiting (milliseconds per op) then dominates, and it hits the fusion's many small ops far more
-    than the base model's large matmuls, so this is printed before and after the run.
-    """
-    x = torch.randn(4096, 384)
-    samples = []
-    for _ in range(25):
-        start = time.perf_counter()
-        torch.add(x, x)
-        samples.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(samples)
-
-
 def print_environment(args: argparse.Namespace) -> None:
     print("== environment")
     print(f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")
@@ -602,7 +585,7 @@ def print_environment(args: argparse.Namespace) -> None:
         print(f"load average (1 min) before the run: {load:.2f}")
         if load >= 0.5 * args.threads:
             print("WARNING: other processes are using the CPU; ratios are medians of paired repeats, times are noisy")
-    latency = op_latency_ms(args.threads)
+    latency = op_latency_ms()
     args.op_latency_before_ms = latency
     print(
         f"small-op latency at {args.threads} threads before the run: {latency:.3f} ms"
@@ -727,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         profile_ours(args)
     results["elapsed_s"] = time.perf_counter() - started
     results["load_average_after"] = load_after = load_average()
-    results["op_latency_ms"] = {"before": args.op_latency_before_ms, "after": op_latency_ms(args.threads)}
+    results["op_latency_ms"] = {"before": args.op_latency_before_ms, "after": op_latency_ms()}
     print(
         f"\nelapsed {results['elapsed_s']:.1f} s, load average (1 min) after the run: {load_after or 0.0:.2f}, "
         f"small-op latency after the run: {results['op_latency_ms']['after']:.3f} ms"

@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 import transformers
-from timing import Variant, load_average, paired_ratio, print_times, time_interleaved
+from timing import Variant, load_average, op_latency_ms, paired_ratio, print_times, time_interleaved
 from torch import nn
 
 from adapter_fusion.adapters import AdapterConfig
@@ -242,18 +242,6 @@ def bench_batch(args: argparse.Namespace, bare: nn.Module, model: AdapterModel, 
 
 
 # --------------------------------------------------------------------------------------------- report
-def op_latency_ms() -> float:
-    """Median time of one small parallel op (an add of two [4096, 384] tensors, ~0.1 ms on an idle core); on
-    contended cores each parallel region waits for descheduled threads and this grows to milliseconds."""
-    x = torch.randn(4096, 384)
-    samples = []
-    for _ in range(25):
-        start = time.perf_counter()
-        torch.add(x, x)
-        samples.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(samples)
-
-
 def environment(args: argparse.Namespace, model: AdapterModel) -> dict[str, Any]:
     return {
         "python": platform.python_version(),

@@ -70,6 +70,24 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def op_latency_ms() -> float:
+    """Median time of one small parallel op (an add of two [4096, 384] tensors, ~0.1 ms on an idle core).
+
+    On a machine whose cores are shared with other work, each parallel region waits for every thread to be
+    scheduled: that waiting (milliseconds per op) then dominates, and it hits many small ops (fusion, adapters)
+    far more than large matmuls, so the benchmarks print it before and after a run.
+    """
+    import torch  # the timing helpers themselves need no torch
+
+    x = torch.randn(4096, 384)
+    samples = []
+    for _ in range(25):
+        start = time.perf_counter()
+        torch.add(x, x)
+        samples.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(samples)
+
+
 def load_average() -> float | None:
     try:
         return os.getloadavg()[0]

@@ -51,6 +51,10 @@ class TaskType:
     Causal LMs cap it: their logits are ``[batch, seq, vocab]`` (49,152 words for SmolLM2), 128 x 350 tokens of
     which are 8.8 GB of float32."""
 
+    def loss_eval_batch_size(self, requested: int) -> int:
+        """Batch size of a dev-loss evaluation asked to run in batches of ``requested``."""
+        return min(requested, self.max_loss_eval_batch_size or requested)
+
     # ------------------------------------------------------------------ spec
     def validate_spec(self, spec: TaskSpec) -> None:
         """Raise ``ValueError`` naming the field if ``spec`` is inconsistent with this type."""

@@ -359,8 +359,7 @@ class MultiTaskTrainer:
         """Mean loss over ``features`` (batch losses weighted by batch size)."""
         collate = self.task_types[task].collator(self.specs[task], self.tokenizer)
         device = next(self.model.parameters()).device
-        size, total, count = self.training_config.eval_batch_size, 0.0, 0
-        size = min(size, self.task_types[task].max_loss_eval_batch_size or size)
+        size, total, count = self.task_types[task].loss_eval_batch_size(self.training_config.eval_batch_size), 0.0, 0
         was_training = self.model.training
         self.model.eval()
         try:

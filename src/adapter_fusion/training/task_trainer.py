@@ -82,8 +82,8 @@ class TaskTrainer:
         train_tok, eval_tok = self._prepare(train_dataset), self._prepare(eval_dataset)
         score = self.task_type.metrics_fn(self.task, eval_dataset, eval_tok, self.tokenizer)
         if score is None:  # metrics need generation: pick checkpoints by eval loss (no logits kept), score at the end
-            cap = self.task_type.max_loss_eval_batch_size
-            arguments = training_arguments(config, "loss", False, loss_only=True, max_eval_batch_size=cap)
+            size = self.task_type.loss_eval_batch_size(config.eval_batch_size)
+            arguments = training_arguments(config, "loss", False, loss_only=True, eval_batch_size=size)
         else:
             arguments = training_arguments(config, self.task.main_metric)
         self.trainer = ModularTrainer(

@@ -202,18 +202,18 @@ def training_arguments(
     greater_is_better: bool = True,
     *,
     loss_only: bool = False,
-    max_eval_batch_size: int | None = None,
+    eval_batch_size: int | None = None,
 ) -> Any:
     """``transformers.TrainingArguments`` from a ``TrainingConfig``. ``loss_only``: evaluation keeps the loss
     and drops the logits (for tasks scored after training, whose logits would only fill memory);
-    ``max_eval_batch_size`` caps ``config.eval_batch_size``."""
+    ``eval_batch_size``: instead of ``config.eval_batch_size``."""
     strategy = "steps" if config.eval_steps else "epoch"
     kwargs: dict[str, Any] = dict(
         output_dir=config.output_dir,
         num_train_epochs=config.num_train_epochs,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=min(config.eval_batch_size, max_eval_batch_size or config.eval_batch_size),
+        per_device_eval_batch_size=eval_batch_size or config.eval_batch_size,
         prediction_loss_only=loss_only,
         learning_rate=config.base_learning_rate if config.full_finetune else config.adapter_learning_rate,
         weight_decay=config.weight_decay,
