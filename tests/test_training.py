@@ -267,3 +267,15 @@ def test_group_by_length_reaches_the_sampler(
         assert list(sampler) == first and sorted(first) == list(range(len(toy_dataset)))
         sampler.set_epoch(1)
         assert list(sampler) != first
+
+
+def test_eval_history_keeps_the_evaluations_of_the_log() -> None:
+    from adapter_fusion.training.task_trainer import eval_history
+
+    log = [
+        {"loss": 0.9, "grad_norm": 1.0, "learning_rate": 1e-3, "epoch": 0.25, "step": 1},
+        {"eval_loss": 0.7, "eval_accuracy": 0.6, "eval_runtime": 1.5, "eval_samples_per_second": 9.0,
+         "eval_steps_per_second": 1.0, "epoch": 0.5, "step": 2},
+        {"train_runtime": 3.0, "train_loss": 0.8, "epoch": 1.0, "step": 4},
+    ]  # fmt: skip
+    assert eval_history(log) == [{"step": 2, "epoch": 0.5, "loss": 0.7, "accuracy": 0.6}]

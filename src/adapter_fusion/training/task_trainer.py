@@ -113,6 +113,7 @@ class TaskTrainer:
             "trainable_parameters": self.model.trainable_parameters(),
             "seed": config.seed,
             **{k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
+            "eval_history": eval_history(self.trainer.state.log_history),
         }
         return self.metrics
 
@@ -137,6 +138,18 @@ class TaskTrainer:
             "training_config": self.training_config.to_dict(),
             "metrics": self.metrics,
         }
+
+
+def eval_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The evaluations made during training, from the Trainer's log: step, epoch and each ``eval_*`` score (not
+    the timings)."""
+    timings = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
+    return [
+        {"step": entry["step"], "epoch": entry.get("epoch"),
+         **{k.removeprefix("eval_"): v for k, v in entry.items() if k.startswith("eval_") and k not in timings}}
+        for entry in log_history
+        if "eval_loss" in entry
+    ]  # fmt: skip
 
 
 def evaluate_model(
