@@ -132,11 +132,23 @@ def write_table() -> Path:
         if not file.is_file():
             continue
         record = json.loads(file.read_text())
+        history = [e for e in record.get("eval_history", []) if "accuracy" in e]
+        if len(history) > 1 and history[-1]["step"] == history[-2]["step"]:
+            history = history[:-1]  # the re-evaluation of the best checkpoint after training (logged until 890846a)
+        trajectory = (
+            f" The best of {len(history)} evaluations during training (every "
+            f"{history[0]['step']} steps; checkpoint selection on the dev set, as in every row); the last "
+            f"checkpoint scored {history[-1]['accuracy']:.4f}. Dev accuracy by step: "
+            + ", ".join(f"{e['step']}: {e['accuracy']:.4f}" for e in history)
+            + "."
+            if history
+            else ""
+        )
         rows += [
             "",
             f"SST-2 with {description}, {record['epoch']:.2f} epochs: dev accuracy **{record['accuracy']:.4f}** after "
             f"{record['global_step']} steps and {record['train_seconds'] / 60:.1f} minutes of training on 2 CPU cores "
-            f"(`{shown(command('sst2', variant, '../shared/data', 42))}`).",
+            f"(`{shown(command('sst2', variant, '../shared/data', 42))}`).{trajectory}",
         ]
     table = ROOT / "experiments" / "results" / "core_table.md"
     commands = "\n".join("    " + shown(command(t, m, "../shared/data", 42)) for t in BUDGETS for m in MODES)

@@ -100,6 +100,7 @@ class TaskTrainer:
         start = time.monotonic()
         result = self.trainer.train(resume_from_checkpoint=resolve_resume(config))
         train_seconds = time.monotonic() - start
+        history = eval_history(self.trainer.state.log_history)  # before the final evaluation adds itself to it
         eval_metrics = self.trainer.evaluate()
         if score is None:
             eval_metrics.update(self.evaluate(eval_dataset))
@@ -113,7 +114,7 @@ class TaskTrainer:
             "trainable_parameters": self.model.trainable_parameters(),
             "seed": config.seed,
             **{k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
-            "eval_history": eval_history(self.trainer.state.log_history),
+            "eval_history": history,
         }
         return self.metrics
 
