@@ -52,6 +52,7 @@ ADAPTER_BUDGETS: dict[str, tuple[str, list[str]]] = {
 }  # fmt: skip
 # target task: the adapters its fusion combines (the target's own adapter included, as in the paper)
 FUSIONS: dict[str, tuple[str, ...]] = {
+    "conll2003_ner": ("conll2003_ner", "wikiann_en", "wnut17"),
     "wnut17": ("conll2003_ner", "wikiann_en", "wnut17"),
     "covid_qa": ("xquad", "covid_qa"),
     "piqa": ("codah", "dream", "piqa"),
