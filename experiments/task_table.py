@@ -55,6 +55,8 @@ FUSIONS: dict[str, tuple[str, ...]] = {
     "conll2003_ner": ("conll2003_ner", "wikiann_en", "wnut17"),
     "wnut17": ("conll2003_ner", "wikiann_en", "wnut17"),
     "ud_english_lines_pos": ("conll2003_pos", "ud_english_lines_pos"),
+    "conll2003_pos": ("conll2003_pos", "ud_english_lines_pos"),
+    "wikiann_en": ("conll2003_ner", "wikiann_en", "wnut17"),
     "covid_qa": ("xquad", "covid_qa"),
     "piqa": ("codah", "dream", "piqa"),
     "multi30k_en_de": ("multi30k_en_de", "multi30k_en_fr"),
