@@ -182,13 +182,8 @@ def reference_delta(adapter: BottleneckAdapter, x: torch.Tensor, scaling: float)
 
 @pytest.mark.parametrize(
     ("placement", "residual", "scaling"),
-    [
-        ("pfeiffer", True, 1.0),
-        ("pfeiffer", False, 1.0),
-        ("pfeiffer", True, 2.5),
-        ("houlsby", True, 1.0),
-        ("parallel", True, 4.0),
-    ],
+    [("pfeiffer", True, 1.0), ("pfeiffer", False, 1.0), ("pfeiffer", True, 2.5), ("houlsby", True, 1.0),
+     ("parallel", True, 4.0)],
 )
 def test_bert_layer_matches_hand_computed_adapter_maths(
     make_model: Any, inputs_for: Any, randomise: Any, placement: str, residual: bool, scaling: float
@@ -234,10 +229,7 @@ def test_bert_layer_matches_hand_computed_adapter_maths(
             else:
                 adapted = reference_delta(manager.adapters["a"][key], dense, scaling)
             expected = F.layer_norm(
-                adapted + values["residual"],
-                (adapted.shape[-1],),
-                sub.LayerNorm.weight,
-                sub.LayerNorm.bias,
+                adapted + values["residual"], (adapted.shape[-1],), sub.LayerNorm.weight, sub.LayerNorm.bias,
                 sub.LayerNorm.eps,
             )
             torch.testing.assert_close(values["output"], expected)

@@ -133,16 +133,11 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         ["train-adapter", "--bottleneck-size", "8", "--layers", "0", "1", "--residual", "false", "--max-steps", "5"]
     )
-    file_data = {
-        "placement": "houlsby",
-        "bottleneck_size": 4,
-        "bottleneck_adapter": {"activation": "gelu"},
-        "training": {"batch_size": 4},
-    }
+    file_data = {"placement": "houlsby", "bottleneck_size": 4, "bottleneck_adapter": {"activation": "gelu"},
+                 "training": {"batch_size": 4}}
     adapter = build_config(AdapterConfig, file_data, args)
-    assert adapter == AdapterConfig(
-        placement="houlsby", bottleneck_size=8, activation="gelu", layers=(0, 1), residual=False
-    )
+    assert adapter == AdapterConfig(placement="houlsby", bottleneck_size=8, activation="gelu", layers=(0, 1),
+                                    residual=False)
     training = build_config(TrainingConfig, file_data, args, output_dir="somewhere", seed=None)
     assert (training.batch_size, training.max_steps, training.output_dir, training.seed) == (4, 5, "somewhere", 42)
     assert build_config(ModelConfig, {}, args, model_name_or_path=None) == ModelConfig()
@@ -160,33 +155,12 @@ def test_train_adapter_smoke_on_real_model_and_data(
 ) -> None:
     """A few steps of SST-2 on the bundled MiniLM: an adapter directory and finite metrics come out."""
     output = tmp_path / "sst2"
-    code = main(
-        [
-            "train-adapter",
-            "--task",
-            "sst2",
-            "--data-dir",
-            str(data_dir),
-            "--output",
-            str(output),
-            "--max-steps",
-            "4",
-            "--batch-size",
-            "8",
-            "--max-train-examples",
-            "64",
-            "--max-eval-examples",
-            "64",
-            "--max-seq-length",
-            "32",
-            "--output-dir",
-            str(tmp_path / "runs"),
-            "--disable-tqdm",
-            "true",
-            "--metrics-file",
-            str(tmp_path / "metrics.json"),
-        ]
-    )
+    code = main([
+        "train-adapter", "--task", "sst2", "--data-dir", str(data_dir), "--output", str(output),
+        "--max-steps", "4", "--batch-size", "8", "--max-train-examples", "64", "--max-eval-examples", "64",
+        "--max-seq-length", "32", "--output-dir", str(tmp_path / "runs"), "--disable-tqdm", "true",
+        "--metrics-file", str(tmp_path / "metrics.json"),
+    ])
     assert code == 0
     assert {p.name for p in output.iterdir()} >= {"adapter_config.json", "adapter.safetensors", "head.safetensors"}
     metrics = json.loads((tmp_path / "metrics.json").read_text())

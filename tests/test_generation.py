@@ -99,13 +99,10 @@ def test_collator_pads_inputs_and_ignores_padding(tokenizer: Any) -> None:
     assert batch["attention_mask"][0, 3:].sum() == 0 and (batch["labels"][0, 3:] == IGNORE_INDEX).all()
 
 
-@pytest.mark.parametrize(
-    ("record", "message"),
-    [
-        ({"source": "", "target": "x"}, "empty source"),
-        ({"source": "x", "target": "  "}, "empty target"),
-    ],
-)
+@pytest.mark.parametrize(("record", "message"), [
+    ({"source": "", "target": "x"}, "empty source"),
+    ({"source": "x", "target": "  "}, "empty target"),
+])
 def test_bad_examples_are_named(record: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GENERATION.to_dataset(TOY, [record], None, "toy.jsonl")
@@ -113,26 +110,11 @@ def test_bad_examples_are_named(record: dict[str, str], message: str) -> None:
 
 def test_generation_spec_checks_its_prompt() -> None:
     with pytest.raises(ValueError, match="source"):
-        GenerationTaskSpec(
-            name="bad",
-            task_type="generation",
-            label_names=(),
-            is_pair=False,
-            metrics=("bleu",),
-            main_metric="bleu",
-            description="x",
-            prompt="no placeholder",
-        )
+        GenerationTaskSpec(name="bad", task_type="generation", label_names=(), is_pair=False, metrics=("bleu",),
+                           main_metric="bleu", description="x", prompt="no placeholder")
     with pytest.raises(ValueError, match="rouge9"):
-        GenerationTaskSpec(
-            name="bad",
-            task_type="generation",
-            label_names=(),
-            is_pair=False,
-            metrics=("rouge9",),
-            main_metric="rouge9",
-            description="x",
-        )
+        GenerationTaskSpec(name="bad", task_type="generation", label_names=(), is_pair=False,
+                           metrics=("rouge9",), main_metric="rouge9", description="x")
 
 
 def test_scores_of_perfect_generations() -> None:

@@ -18,31 +18,11 @@ pytestmark = pytest.mark.realdata
 def test_cli_train_evaluate_predict_on_sst2(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     adapter_dir = tmp_path / "sst2"
     runs = tmp_path / "runs"
-    code = main(
-        [
-            "train-adapter",
-            "--task",
-            "sst2",
-            "--data-dir",
-            str(data_dir),
-            "--output",
-            str(adapter_dir),
-            "--output-dir",
-            str(runs),
-            "--max-train-examples",
-            "640",
-            "--max-eval-examples",
-            "128",
-            "--num-train-epochs",
-            "1",
-            "--logging-steps",
-            "2",
-            "--disable-tqdm",
-            "true",
-            "--seed",
-            "0",
-        ]
-    )
+    code = main([
+        "train-adapter", "--task", "sst2", "--data-dir", str(data_dir), "--output", str(adapter_dir),
+        "--output-dir", str(runs), "--max-train-examples", "640", "--max-eval-examples", "128",
+        "--num-train-epochs", "1", "--logging-steps", "2", "--disable-tqdm", "true", "--seed", "0",
+    ])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "0.498% of the base model's 22,713,216" in out  # the parameter count is printed
@@ -51,10 +31,7 @@ def test_cli_train_evaluate_predict_on_sst2(data_dir: Path, tmp_path: Path, caps
     assert len(losses) >= 8 and all(map(torch.isfinite, torch.tensor(losses)))
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the loss falls
     assert sorted(p.name for p in adapter_dir.iterdir()) == [
-        "adapter.safetensors",
-        "adapter_config.json",
-        "head.safetensors",
-        "head_config.json",
+        "adapter.safetensors", "adapter_config.json", "head.safetensors", "head_config.json",
     ]
 
     assert main(["evaluate", "--adapter", str(adapter_dir), "--data-dir", str(data_dir), "--max-examples", "64"]) == 0
@@ -101,36 +78,12 @@ def test_cli_train_fusion_then_pipeline_reload(data_dir: Path, tmp_path: Path, c
             for parameter in model.adapters.adapters[name].parameters():
                 parameter.normal_(std=0.02)
         save_adapter(model, name, tmp_path / name, metadata={"task": name})
-    code = main(
-        [
-            "train-fusion",
-            "--task",
-            "rte",
-            "--adapters",
-            str(tmp_path / "rte"),
-            str(tmp_path / "mnli"),
-            "--method",
-            "attention",
-            "--data-dir",
-            str(data_dir),
-            "--output",
-            str(tmp_path / "fusion"),
-            "--output-dir",
-            str(tmp_path / "runs"),
-            "--max-train-examples",
-            "64",
-            "--max-eval-examples",
-            "32",
-            "--max-steps",
-            "4",
-            "--batch-size",
-            "16",
-            "--disable-tqdm",
-            "true",
-            "--seed",
-            "0",
-        ]
-    )
+    code = main([
+        "train-fusion", "--task", "rte", "--adapters", str(tmp_path / "rte"), str(tmp_path / "mnli"),
+        "--method", "attention", "--data-dir", str(data_dir), "--output", str(tmp_path / "fusion"),
+        "--output-dir", str(tmp_path / "runs"), "--max-train-examples", "64", "--max-eval-examples", "32",
+        "--max-steps", "4", "--batch-size", "16", "--disable-tqdm", "true", "--seed", "0",
+    ])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "attention fusion of ['rte', 'mnli'] for rte (sequential)" in out
@@ -141,8 +94,6 @@ def test_cli_train_fusion_then_pipeline_reload(data_dir: Path, tmp_path: Path, c
         assert torch.equal(reloaded(**batch).logits, pipeline.model(**batch).logits)
     result = pipeline.predict("A man sleeps.", text_pairs="A person rests.", task="rte")
     assert result["label"] in ("entailment", "not_entailment")
-    assert (
-        main(["evaluate", "--adapter", str(tmp_path / "fusion"), "--data-dir", str(data_dir), "--max-examples", "16"])
-        == 0
-    )
+    assert main(["evaluate", "--adapter", str(tmp_path / "fusion"), "--data-dir", str(data_dir),
+                 "--max-examples", "16"]) == 0
     assert json.loads(capsys.readouterr().out)["examples"] == 16

@@ -48,19 +48,11 @@ def test_save_and_reload_under_another_seed(
     assert {p.name for p in directory.iterdir()} == EXPECTED_FILES
     assert not [p for p in tmp_path.iterdir() if p.name != "task"]  # no temp or backup directories
     weights = load_file(str(directory / "adapter.safetensors"))
-    expected_keys = {
-        f"1_{loc}.{proj}.{kind}"
-        for loc in ("attention", "ffn")
-        for proj in ("down", "up")
-        for kind in ("weight", "bias")
-    }
+    expected_keys = {f"1_{loc}.{proj}.{kind}" for loc in ("attention", "ffn") for proj in ("down", "up")
+                     for kind in ("weight", "bias")}
     assert set(weights) == expected_keys == set(model.adapters.adapters["task"].state_dict())
-    assert set(load_file(str(directory / "head.safetensors"))) == {
-        "dense.weight",
-        "dense.bias",
-        "out.weight",
-        "out.bias",
-    }
+    assert set(load_file(str(directory / "head.safetensors"))) == {"dense.weight", "dense.bias", "out.weight",
+                                                                    "out.bias"}
     info = read_adapter_config(directory)
     assert info["model_type"] == family and info["hidden_size"] == 32 and info["num_layers"] == 2
     assert info["metadata"] == {"note": "x"} and info["name"] == "task"
@@ -150,12 +142,9 @@ def test_corrupted_key_set(make_model: Callable, saved: Path, corruption: str) -
         weights[key] = torch.zeros(32, 5)
     save_file(weights, str(path))
     model = adapter_model(make_model, "bert", 0)
-    match = {
-        "drop": rf"missing keys \['{key}'\]",
-        "extra": r"unexpected keys \['0_ffn.up.weight'\]",
-        "rename": r"missing keys \['1_ffn.up.weight'\], unexpected keys \['1_ffn.upp.weight'\]",
-        "shape": r"'1_ffn.up.weight' has shape \(32, 5\).*\(32, 4\)",
-    }[corruption]
+    match = {"drop": rf"missing keys \['{key}'\]", "extra": r"unexpected keys \['0_ffn.up.weight'\]",
+             "rename": r"missing keys \['1_ffn.up.weight'\], unexpected keys \['1_ffn.upp.weight'\]",
+             "shape": r"'1_ffn.up.weight' has shape \(32, 5\).*\(32, 4\)"}[corruption]
     with pytest.raises(ValueError, match=match):
         load_adapter(model, saved)
     assert model.adapters.list_adapters() == [] and len(model.heads) == 0  # a failed load leaves nothing behind

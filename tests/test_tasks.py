@@ -29,29 +29,12 @@ from adapter_fusion.tasks import base as tasks_base
 from adapter_fusion.tasks.readers import JsonReader, TsvReader
 
 EXPECTED_TASKS = {
-    "ag_news",
-    "cola",
-    "cr",
-    "imdb",
-    "mnli",
-    "mpqa",
-    "mr",
-    "mrpc",
-    "qnli",
-    "qqp",
-    "rte",
-    "snli",
-    "sst2",
-    "sst5",
-    "stsb",
-    "subj",
-    "trec",
-    "wnli",
+    "ag_news", "cola", "cr", "imdb", "mnli", "mpqa", "mr", "mrpc", "qnli", "qqp", "rte", "snli", "sst2", "sst5",
+    "stsb", "subj", "trec", "wnli",
 }
 
 
 # --- tiny data directory -----------------------------------------------------------------------------------------
-
 
 def write_tsv(path: Path, rows: list[list[str]], bom: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,43 +61,25 @@ def tiny_data_dir(tmp_path: Path) -> Path:
     mrpc_header = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
     write_tsv(root / "glue/MRPC/train.tsv", [mrpc_header, ["1", "1", "2", "A b .", "B a ."]], bom=True)
     write_tsv(root / "glue/MRPC/msr_paraphrase_test.txt", [mrpc_header, ["0", "3", "4", "C .", "D ."]], bom=True)
-    write_tsv(
-        root / "glue/STS-B/train.tsv",
-        [
-            ["index", "genre", "sentence1", "sentence2", "score"],
-            ["0", "news", "A plane.", "An air plane.", "5.000"],
-            ["1", "news", "A man.", "A flute.", "0.800"],
-        ],
-    )
-    write_tsv(
-        root / "glue/RTE/train.tsv",
-        [
-            ["index", "sentence1", "sentence2", "label"],
-            ["0", "P one.", "H one.", "not_entailment"],
-            ["1", "P two.", "H two.", "entailment"],
-        ],
-    )
-    nli = [
-        {"text_a": f"p{i}", "text_b": f"h{i}", "label": label}
-        for i, label in enumerate(["entailment", "neutral", "contradiction"] * 4)
-    ]
+    write_tsv(root / "glue/STS-B/train.tsv", [["index", "genre", "sentence1", "sentence2", "score"],
+                                              ["0", "news", "A plane.", "An air plane.", "5.000"],
+                                              ["1", "news", "A man.", "A flute.", "0.800"]])
+    write_tsv(root / "glue/RTE/train.tsv", [["index", "sentence1", "sentence2", "label"],
+                                            ["0", "P one.", "H one.", "not_entailment"],
+                                            ["1", "P two.", "H two.", "entailment"]])
+    nli = [{"text_a": f"p{i}", "text_b": f"h{i}", "label": label}
+           for i, label in enumerate(["entailment", "neutral", "contradiction"] * 4)]
     write_json(root / "lmbff_pcp/glue_pretrain/MNLI/train.json", nli)
     write_json(root / "lmbff_pcp/glue_pretrain/MNLI/dev.json", nli[:3])
-    sst5 = [
-        {"text_a": "meh .", "text_b": None, "label": 2},
-        {"text_a": "wow .", "text_b": "None", "label": "4"},
-        {"text_a": "bad .", "text_b": None, "label": 0},
-    ]
+    sst5 = [{"text_a": "meh .", "text_b": None, "label": 2}, {"text_a": "wow .", "text_b": "None", "label": "4"},
+            {"text_a": "bad .", "text_b": None, "label": 0}]
     write_json(root / "lmbff_pcp/glue_pretrain/sst-5/dev.json", sst5)
-    write_json(
-        root / "lmbff_pcp/glue_pretrain/sst-5/train.json",
-        [{"text_a": f"s{i} .", "text_b": None, "label": i % 5} for i in range(12)],
-    )
+    write_json(root / "lmbff_pcp/glue_pretrain/sst-5/train.json",
+               [{"text_a": f"s{i} .", "text_b": None, "label": i % 5} for i in range(12)])
     trec = [{"text_a": f"q{i} ?", "text_b": None, "label": i} for i in range(6)]
     write_json(root / "lmbff_pcp/glue_pretrain/trec/dev.json", trec)
-    write_tsv(
-        root / "agnews/dev.tsv", [[f"news {i}", ["World", "Sports", "Business", "Sci/Tech"][i % 4]] for i in range(20)]
-    )
+    write_tsv(root / "agnews/dev.tsv", [[f"news {i}", ["World", "Sports", "Business", "Sci/Tech"][i % 4]]
+                                        for i in range(20)])
     imdb = [{"ori": f"review {i}", "label": str(i % 2)} for i in range(20)]
     write_json(root / "lmbff_pcp/aclImdb/dev.json", imdb)
     write_json(root / "lmbff_pcp/aclImdb/test.json", imdb[:4])
@@ -136,7 +101,6 @@ def no_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 # --- registry ----------------------------------------------------------------------------------------------------
 
-
 def test_registry_holds_the_expected_tasks() -> None:
     sentence_tasks = {spec.name for spec in list_tasks() if spec.task_type in ("classification", "regression")}
     assert sentence_tasks == EXPECTED_TASKS
@@ -144,26 +108,11 @@ def test_registry_holds_the_expected_tasks() -> None:
     assert names == sorted(names)
 
 
-@pytest.mark.parametrize(
-    ("name", "canonical"),
-    [
-        ("sst2", "sst2"),
-        ("SST2", "sst2"),
-        ("sst-2", "sst2"),
-        ("SST_2", "sst2"),
-        ("sentiment", "sst2"),
-        ("nli", "mnli"),
-        ("topic", "ag_news"),
-        ("agnews", "ag_news"),
-        ("ag-news", "ag_news"),
-        ("AG News", "ag_news"),
-        ("paraphrase", "mrpc"),
-        ("similarity", "stsb"),
-        ("sts-b", "stsb"),
-        ("sst-5", "sst5"),
-        ("trec-6", "trec"),
-    ],
-)
+@pytest.mark.parametrize(("name", "canonical"), [
+    ("sst2", "sst2"), ("SST2", "sst2"), ("sst-2", "sst2"), ("SST_2", "sst2"), ("sentiment", "sst2"),
+    ("nli", "mnli"), ("topic", "ag_news"), ("agnews", "ag_news"), ("ag-news", "ag_news"), ("AG News", "ag_news"),
+    ("paraphrase", "mrpc"), ("similarity", "stsb"), ("sts-b", "stsb"), ("sst-5", "sst5"), ("trec-6", "trec"),
+])
 def test_get_task_accepts_aliases_and_spelling_variants(name: str, canonical: str) -> None:
     assert get_task(name).name == canonical
 
@@ -187,27 +136,17 @@ def test_task_spec_properties() -> None:
             assert spec.is_pair == (spec.hub is not None and spec.hub.text_b is not None)
 
 
-@pytest.mark.parametrize(
-    ("changes", "match"),
-    [
-        ({"main_metric": "f1"}, "main_metric"),
-        ({"metrics": ("accuracy", "bleu")}, "bleu"),
-        ({"task_type": "tagging"}, "tagging"),
-        ({"label_names": ("yes",)}, "at least 2"),
-        ({"task_type": "regression"}, "regression"),
-        ({"name": "SST2"}, "lower-case"),
-    ],
-)
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"main_metric": "f1"}, "main_metric"),
+    ({"metrics": ("accuracy", "bleu")}, "bleu"),
+    ({"task_type": "tagging"}, "tagging"),
+    ({"label_names": ("yes",)}, "at least 2"),
+    ({"task_type": "regression"}, "regression"),
+    ({"name": "SST2"}, "lower-case"),
+])
 def test_task_spec_validates_fields(changes: dict, match: str) -> None:
-    fields = {
-        "name": "toy",
-        "task_type": "classification",
-        "label_names": ("no", "yes"),
-        "is_pair": False,
-        "metrics": ("accuracy",),
-        "main_metric": "accuracy",
-        "description": "toy",
-    }
+    fields = {"name": "toy", "task_type": "classification", "label_names": ("no", "yes"), "is_pair": False,
+              "metrics": ("accuracy",), "main_metric": "accuracy", "description": "toy"}
     TaskSpec(**fields)
     with pytest.raises(ValueError, match=match):
         TaskSpec(**{**fields, **changes})
@@ -221,7 +160,6 @@ def test_task_spec_rejects_label_maps_to_unknown_names() -> None:
 
 
 # --- local readers -----------------------------------------------------------------------------------------------
-
 
 def test_glue_tsv_single_sentence(tiny_data_dir: Path) -> None:
     train = load_task_split("sst2", "train", data_dir=tiny_data_dir)
@@ -239,11 +177,8 @@ def test_cola_headerless_tsv(tiny_data_dir: Path) -> None:
 
 
 def test_mrpc_with_bom_and_labelled_msr_test_file(tiny_data_dir: Path) -> None:
-    assert load_task_split("mrpc", "train", data_dir=tiny_data_dir)[0] == {
-        "text_a": "A b .",
-        "text_b": "B a .",
-        "label": 1,
-    }
+    assert load_task_split("mrpc", "train", data_dir=tiny_data_dir)[0] == {"text_a": "A b .", "text_b": "B a .",
+                                                                        "label": 1}
     assert load_task_split("mrpc", "test", data_dir=tiny_data_dir)[0] == {"text_a": "C .", "text_b": "D .", "label": 0}
 
 
@@ -280,20 +215,14 @@ def test_imdb_labels_are_reversed_and_validation_carved(tiny_data_dir: Path) -> 
 
 def test_snli_test_reads_aligned_lines(tiny_data_dir: Path) -> None:
     test = load_task_split("snli", "test", data_dir=tiny_data_dir)
-    assert test[:] == {
-        "text_a": ["A man sleeps .", "Two dogs run ."],
-        "text_b": ["A person rests .", "Cats sit ."],
-        "label": [0, 2],
-    }
+    assert test[:] == {"text_a": ["A man sleeps .", "Two dogs run ."], "text_b": ["A person rests .", "Cats sit ."],
+                       "label": [0, 2]}
 
 
-@pytest.mark.parametrize(
-    ("task", "file_rows", "sizes"),
-    [("ag_news", 20, {"train": 16, "validation": 2, "test": 2}), ("sst5", 12, {"train": 11, "test": 1})],
-)
-def test_carved_splits_are_disjoint_complete_and_fixed(
-    tiny_data_dir: Path, task: str, file_rows: int, sizes: dict
-) -> None:
+@pytest.mark.parametrize(("task", "file_rows", "sizes"), [("ag_news", 20, {"train": 16, "validation": 2, "test": 2}),
+                                                          ("sst5", 12, {"train": 11, "test": 1})])
+def test_carved_splits_are_disjoint_complete_and_fixed(tiny_data_dir: Path, task: str, file_rows: int, sizes: dict
+                                                       ) -> None:
     parts = {split: load_task_split(task, split, data_dir=tiny_data_dir)["text_a"] for split in sizes}
     assert {split: len(texts) for split, texts in parts.items()} == sizes
     assert len(set().union(*parts.values())) == file_rows == sum(sizes.values())
@@ -309,7 +238,6 @@ def test_glue_pretraining_subsets_train_on_the_whole_file(tiny_data_dir: Path) -
 
 # --- errors ------------------------------------------------------------------------------------------------------
 
-
 def test_unknown_split_is_refused(tiny_data_dir: Path) -> None:
     with pytest.raises(ValueError, match="'train', 'validation', 'test'; got 'dev'"):
         load_task_split("sst2", "dev", data_dir=tiny_data_dir)
@@ -321,10 +249,8 @@ def test_unlabelled_glue_test_split_is_refused(tiny_data_dir: Path) -> None:
 
 
 def test_bad_class_label_names_label_file_and_allowed(tiny_data_dir: Path) -> None:
-    path = write_tsv(
-        tiny_data_dir / "glue/RTE/train.tsv",
-        [["index", "sentence1", "sentence2", "label"], ["0", "P.", "H.", "maybe"]],
-    )
+    path = write_tsv(tiny_data_dir / "glue/RTE/train.tsv", [["index", "sentence1", "sentence2", "label"],
+                                                      ["0", "P.", "H.", "maybe"]])
     with pytest.raises(ValueError, match=rf"'maybe' in {path}.*'entailment'"):
         load_task_split("rte", "train", data_dir=tiny_data_dir)
 
@@ -353,7 +279,6 @@ def test_reader_format_errors(tmp_path: Path) -> None:
 
 # --- max_examples ------------------------------------------------------------------------------------------------
 
-
 def test_max_examples_is_a_deterministic_subsample(tiny_data_dir: Path) -> None:
     full = load_task_split("sst2", "train", data_dir=tiny_data_dir)["text_a"]
     first = load_task_split("sst2", "train", data_dir=tiny_data_dir, max_examples=10, seed=1)["text_a"]
@@ -367,7 +292,6 @@ def test_max_examples_is_a_deterministic_subsample(tiny_data_dir: Path) -> None:
 
 
 # --- data directory resolution -----------------------------------------------------------------------------------
-
 
 def test_resolve_data_dir_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     explicit, env_dir, work = tmp_path / "explicit", tmp_path / "env", tmp_path / "a" / "work"
@@ -392,7 +316,6 @@ def test_resolve_data_dir_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 # --- Hub (faked) -------------------------------------------------------------------------------------------------
 
-
 @pytest.fixture()
 def fake_hub(monkeypatch: pytest.MonkeyPatch, no_data_dir: None) -> list[tuple]:
     """Replace the single Hub call; each fake dataset has 20 rows."""
@@ -402,13 +325,10 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, no_data_dir: None) -> list[tuple]:
         calls.append((path, config, split))
         n = 20
         columns = {
-            "sentence": [f"s{i}" for i in range(n)],
-            "premise": [f"p{i}" for i in range(n)],
-            "hypothesis": [f"h{i}" for i in range(n)],
-            "text": [f"t{i}" for i in range(n)],
+            "sentence": [f"s{i}" for i in range(n)], "premise": [f"p{i}" for i in range(n)],
+            "hypothesis": [f"h{i}" for i in range(n)], "text": [f"t{i}" for i in range(n)],
             "label": [i % 2 for i in range(n)],
-            "coarse_label": [i % 6 for i in range(n)],
-            "label_text": ["objective", "subjective"] * (n // 2),
+            "coarse_label": [i % 6 for i in range(n)], "label_text": ["objective", "subjective"] * (n // 2),
         }
         if path == "stanfordnlp/snli":
             columns["label"] = [-1 if i == 0 else i % 3 for i in range(n)]
@@ -423,11 +343,8 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, no_data_dir: None) -> list[tuple]:
 def test_hub_glue_split_maps_columns(fake_hub: list[tuple]) -> None:
     train = load_task_split("sst2", "train")
     assert fake_hub == [("nyu-mll/glue", "sst2", "train")]
-    assert train.column_names == ["text_a", "text_b", "label"] and train[1] == {
-        "text_a": "s1",
-        "text_b": "",
-        "label": 1,
-    }
+    assert train.column_names == ["text_a", "text_b", "label"] and train[1] == {"text_a": "s1", "text_b": "",
+                                                                                 "label": 1}
     mnli = load_task_split("mnli", "validation")
     assert fake_hub[-1] == ("nyu-mll/glue", "mnli", "validation_matched") and mnli[3]["text_b"] == "h3"
 
@@ -468,14 +385,15 @@ def test_hub_missing_column_is_reported(fake_hub: list[tuple]) -> None:
 
 # --- metrics -----------------------------------------------------------------------------------------------------
 
-
 def test_classification_metrics_match_hand_computed_values() -> None:
     refs, preds = [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 1]  # TP 2, FN 1, TN 2, FP 1
     assert compute_metrics("mrpc", preds, refs) == pytest.approx({"accuracy": 4 / 6, "f1": 2 / 3})
     # MCC = (TP*TN - FP*FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (4 - 1) / 9
-    assert compute_metrics("cola", preds, refs) == pytest.approx({"matthews_correlation": 1 / 3, "accuracy": 4 / 6})
+    assert compute_metrics("cola", preds, refs) == pytest.approx({"matthews_correlation": 1 / 3,
+                                                                  "accuracy": 4 / 6})
     # macro-F1: class 0 F1 = 2/3 (P 1, R 1/2), class 1 F1 = 2/3 (P 1/2, R 1), class 2 F1 = 1 -> mean 7/9
-    assert compute_metrics("mnli", [0, 1, 1, 2], [0, 0, 1, 2]) == pytest.approx({"accuracy": 0.75, "macro_f1": 7 / 9})
+    assert compute_metrics("mnli", [0, 1, 1, 2], [0, 0, 1, 2]) == pytest.approx({"accuracy": 0.75,
+                                                                                "macro_f1": 7 / 9})
 
 
 def test_regression_metrics_match_hand_computed_values() -> None:
@@ -485,8 +403,7 @@ def test_regression_metrics_match_hand_computed_values() -> None:
     assert result == pytest.approx({"pearson": pearson, "spearmanr": 1.0, "pearson_spearman_mean": (pearson + 1) / 2})
     # Spearman with rank differences d = (-1, 1, -1, 1): 1 - 6 * 4 / (4 * 15) = 0.6
     assert compute_metrics("stsb", np.array([[1.0], [2.0], [3.0], [4.0]]), [2, 1, 4, 3])["spearmanr"] == (
-        pytest.approx(0.6)
-    )
+        pytest.approx(0.6))
 
 
 def test_metrics_take_argmax_of_scores_and_validate_inputs() -> None:
@@ -523,24 +440,12 @@ REAL_DATA_DIR = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().pa
 # (train, validation, test) from the data README; None: no labelled local test split (refused).
 # Tasks whose test is carved give 10% of the README's train count to test.
 REAL_SIZES: dict[str, tuple[int, int, int | None]] = {
-    "sst2": (67349, 872, None),
-    "cola": (8551, 1043, None),
-    "mrpc": (3667, 408, 1725),
-    "stsb": (5749, 1500, None),
-    "rte": (2490, 277, None),
-    "wnli": (635, 71, None),
-    "qnli": (8999, 5463, None),
-    "mnli": (8999, 1000, None),
-    "qqp": (8999, 1000, None),
-    "snli": (8999, 1000, 9842),
-    "trec": (4906 - 491, 546, 491),
-    "sst5": (7689 - 769, 855, 769),
-    "mr": (7795 - 780, 867, 780),
-    "cr": (1597 - 160, 178, 160),
-    "mpqa": (7742 - 774, 861, 774),
-    "subj": (7200 - 720, 800, 720),
-    "ag_news": (8001, 1000, 1000),
-    "imdb": (900, 100, 1000),
+    "sst2": (67349, 872, None), "cola": (8551, 1043, None), "mrpc": (3667, 408, 1725), "stsb": (5749, 1500, None),
+    "rte": (2490, 277, None), "wnli": (635, 71, None), "qnli": (8999, 5463, None),
+    "mnli": (8999, 1000, None), "qqp": (8999, 1000, None), "snli": (8999, 1000, 9842),
+    "trec": (4906 - 491, 546, 491), "sst5": (7689 - 769, 855, 769), "mr": (7795 - 780, 867, 780),
+    "cr": (1597 - 160, 178, 160), "mpqa": (7742 - 774, 861, 774), "subj": (7200 - 720, 800, 720),
+    "ag_news": (8001, 1000, 1000), "imdb": (900, 100, 1000),
 }
 
 
@@ -574,6 +479,5 @@ def test_real_imdb_label_direction() -> None:
     praise = {0: 0, 1: 0}
     for text, label in zip(test["text_a"], test["label"]):
         praise[label] += sum(text.lower().count(word) for word in ("excellent", "wonderful", "loved")) - sum(
-            text.lower().count(word) for word in ("worst", "awful", "waste")
-        )
+            text.lower().count(word) for word in ("worst", "awful", "waste"))
     assert praise[1] > 0 > praise[0]

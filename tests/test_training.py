@@ -90,17 +90,9 @@ def make_trainer(model: AdapterModel, config: TrainingConfig, dataset: Any, toke
 
 def toy_config(output_dir: Path, **overrides: Any) -> TrainingConfig:
     values: dict[str, Any] = dict(
-        output_dir=str(output_dir),
-        max_steps=STEPS,
-        batch_size=8,
-        adapter_learning_rate=1e-2,
-        head_learning_rate=2e-2,
-        weight_decay=0.01,
-        warmup_ratio=0.1,
-        logging_steps=1,
-        eval_steps=SAVE_EVERY,
-        save_total_limit=5,
-        disable_tqdm=True,
+        output_dir=str(output_dir), max_steps=STEPS, batch_size=8, adapter_learning_rate=1e-2,
+        head_learning_rate=2e-2, weight_decay=0.01, warmup_ratio=0.1, logging_steps=1, eval_steps=SAVE_EVERY,
+        save_total_limit=5, disable_tqdm=True,
     )
     return TrainingConfig(**{**values, **overrides})
 
@@ -122,16 +114,8 @@ def adapter_run(
     optimizer = trainer.create_optimizer()
     groups = [(g["name"], g["lr"], g["weight_decay"], len(g["params"])) for g in optimizer.param_groups]
     result = trainer.train()
-    return {
-        "config": config,
-        "model": model,
-        "before": before,
-        "after": snapshot(model),
-        "groups": groups,
-        "trainer": trainer,
-        "result": result,
-        "output": output,
-    }
+    return {"config": config, "model": model, "before": before, "after": snapshot(model), "groups": groups,
+            "trainer": trainer, "result": result, "output": output}
 
 
 def test_only_adapter_and_head_weights_change(adapter_run: dict[str, Any]) -> None:
@@ -172,10 +156,7 @@ def test_head_learning_rate_defaults() -> None:
     assert learning_rates(TrainingConfig(adapter_learning_rate=1e-3))["head"] == 1e-3
     assert learning_rates(TrainingConfig(full_finetune=True, base_learning_rate=3e-5))["head"] == 3e-5
     assert learning_rates(TrainingConfig(head_learning_rate=7e-4)) == {
-        "adapter": 1e-3,
-        "fusion": 5e-5,
-        "head": 7e-4,
-        "base": 2e-5,
+        "adapter": 1e-3, "fusion": 5e-5, "head": 7e-4, "base": 2e-5
     }
 
 

@@ -74,9 +74,8 @@ def pearson_spearman_mean(predictions: np.ndarray, references: np.ndarray) -> fl
     return (pearson(predictions, references) + spearman(predictions, references)) / 2.0
 
 
-def compute_metrics(
-    task: str | TaskSpec, predictions: Sequence | np.ndarray, references: Sequence | np.ndarray
-) -> dict[str, float]:
+def compute_metrics(task: str | TaskSpec, predictions: Sequence | np.ndarray, references: Sequence | np.ndarray
+                    ) -> dict[str, float]:
     """Score ``predictions`` against ``references`` with every metric of ``task``.
 
     Args:
