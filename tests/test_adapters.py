@@ -236,6 +236,29 @@ def test_bert_layer_matches_hand_computed_adapter_maths(
     assert len(seen) == 4
 
 
+@pytest.mark.parametrize("placement", ["pfeiffer", "parallel"])
+def test_residual_add_in_place_keeps_inputs_and_gradients(make_model: Any, randomise: Any, placement: str) -> None:
+    """``apply_adapter`` adds the residual into the adapter's own output in place: the hidden states (and the
+    feed-forward input) it was given stay untouched, and gradients equal those of ``hidden + delta``."""
+    manager = AdapterManager(make_model("bert"))
+    manager.add_adapter("a", AdapterConfig(placement=placement, bottleneck_size=BOTTLENECK, scaling=2.0))
+    randomise(manager.adapters["a"])
+    adapter = manager.adapters["a"]["0_ffn"]
+    hidden = torch.randn(2, 5, adapter.hidden_size, requires_grad=True)
+    ffn_input = torch.randn(2, 5, adapter.hidden_size, requires_grad=True)
+    kept = hidden.detach().clone(), ffn_input.detach().clone()
+    out = manager.apply_adapter("a", 0, "ffn", hidden, ffn_input if placement == "parallel" else None)
+    assert torch.equal(hidden.detach(), kept[0]) and torch.equal(ffn_input.detach(), kept[1])
+    source = ffn_input if placement == "parallel" else hidden
+    expected = hidden + 2.0 * adapter.up(adapter.activation(adapter.down(source)))
+    assert torch.equal(out, expected)
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), [hidden, ffn_input, adapter.down.weight], allow_unused=True)
+    want = torch.autograd.grad((expected * weights).sum(), [hidden, ffn_input, adapter.down.weight], allow_unused=True)
+    for a, b in zip(got, want, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
 def test_adapter_follows_model_dtype(make_model: Any, inputs_for: Any) -> None:
     model = make_model("bert").to(torch.float64)
     manager = AdapterManager(model)

@@ -109,9 +109,11 @@ class AdapterManager(nn.Module):
         if config.placement == "parallel":
             if ffn_input is None:
                 raise RuntimeError(f"parallel adapter {name!r} found no captured feed-forward input in layer {layer}")
-            return hidden + adapter(ffn_input)
+            return adapter(ffn_input).add_(hidden)
         if config.residual:
-            return hidden + adapter(hidden)
+            # in place on the adapter's fresh output (its up-projection's backward needs no output): one
+            # [batch, seq, hidden] buffer fewer per adapter point than ``hidden + delta``, the same values
+            return adapter(hidden).add_(hidden)
         return adapter(hidden)
 
     def apply_stack(
