@@ -75,6 +75,8 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
                   ["--placement", "houlsby", "--reduction-factor", "4", "--num-train-epochs", "3"]),
     "pos-large": ("conll2003_pos", "Houlsby placement, reduction factor 4 (bottleneck 96), 3 epochs",
                   ["--placement", "houlsby", "--reduction-factor", "4", "--num-train-epochs", "3"]),
+    "pos-long": ("conll2003_pos", "Houlsby placement, reduction factor 4 (bottleneck 96), 6 epochs",
+                 ["--placement", "houlsby", "--reduction-factor", "4", "--num-train-epochs", "6"]),
     "qa-large": ("xquad", "Houlsby placement, reduction factor 4 (bottleneck 96), 6 epochs",
                  ["--placement", "houlsby", "--reduction-factor", "4", "--num-train-epochs", "6"]),
     "upos-large": ("ud_english_lines_pos", "Houlsby placement, reduction factor 4 (bottleneck 96), 3 epochs",
