@@ -70,12 +70,16 @@ FUSIONS: dict[str, tuple[str, ...]] = {
 MINILM_HIDDEN = 384
 
 
-def houlsby(task: str, reduction_factor: int, epochs: int) -> tuple[str, str, list[str]]:
-    """A variant of ``task``'s adapter run: Houlsby placement, ``reduction_factor``, ``epochs``."""
+def houlsby(task: str, reduction_factor: int, epochs: int, casing_dim: int = 0) -> tuple[str, str, list[str]]:
+    """A variant of ``task``'s adapter run: Houlsby placement, ``reduction_factor``, ``epochs`` (and a tagging head
+    with a casing embedding of ``casing_dim``, if not 0)."""
     description = (f"Houlsby placement, reduction factor {reduction_factor} "
                    f"(bottleneck {MINILM_HIDDEN // reduction_factor}), {epochs} epochs")
-    return task, description, ["--placement", "houlsby", "--reduction-factor", str(reduction_factor),
-                               "--num-train-epochs", str(epochs)]  # fmt: skip
+    flags = ["--placement", "houlsby", "--reduction-factor", str(reduction_factor), "--num-train-epochs", str(epochs)]
+    if casing_dim:
+        description += f", tagging head with a casing embedding of {casing_dim}"
+        flags += ["--casing-dim", str(casing_dim)]
+    return task, description, flags
 
 
 # Further adapter runs aimed at the issue's tagging goals (NER F1 >= 0.85, POS accuracy >= 0.95) and at XQuAD's weak
@@ -85,6 +89,7 @@ VARIANTS: dict[str, tuple[str, str, list[str]]] = {
     "ner-large": houlsby("conll2003_ner", 4, 3),
     "pos-large": houlsby("conll2003_pos", 4, 3),
     "pos-long": houlsby("conll2003_pos", 4, 6),
+    "pos-cased": houlsby("conll2003_pos", 4, 6, casing_dim=32),
     "qa-large": houlsby("xquad", 4, 6),
     "upos-large": houlsby("ud_english_lines_pos", 4, 3),
 }

@@ -25,7 +25,7 @@ from adapter_fusion.cli import main
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import default_model_path, load_tokenizer, read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
-from adapter_fusion.tasks import TaskSpec
+from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.tasks.multitask import MultiTaskBatches, MultiTaskPreprocessor, sampling_probabilities
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.multitask import SHARED_ADAPTER, MultiTaskConfig, MultiTaskTrainer, TaskSampler
@@ -427,6 +427,34 @@ def test_tasks_without_logit_metrics_are_tracked_by_dev_loss(
     with torch.no_grad():
         whole = trainer.model.eval()(**collate(list(features)), head="toy_three", adapter_names="toy_three").loss
     assert trainer._dev_loss("toy_three", features) == pytest.approx(float(whole), rel=1e-5)
+
+
+def test_casing_dim_goes_to_the_tagging_heads_only(base_dir: Path, tmp_path: Path) -> None:
+    """``ModelConfig.casing_dim`` in a mix of tagging and classification tasks: the tagging head reads casing ids,
+    the classification head is plain, and batches of both train through the one path."""
+    case = TaskSpec("toy_case", "token_classification", ("O", "NAME"), False, ("accuracy",), "accuracy", "toy")
+    rng = random.Random(0)
+    records = []
+    for _ in range(32):
+        words = rng.choices(["rook", "pawn", "castle"], k=3)
+        names = [rng.random() < 0.5 for _ in words]
+        records.append({"tokens": [w.title() if n else w for w, n in zip(words, names)],
+                        "tags": ["NAME" if n else "O" for n in names]})  # fmt: skip
+    tagging = get_task_type("token_classification")
+    training = TrainingConfig(output_dir=str(tmp_path), max_steps=6, batch_size=8, eval_steps=6, disable_tqdm=True,
+                              seed=0)  # fmt: skip
+    trainer = MultiTaskTrainer(
+        [TWO, case], ModelConfig(model_name_or_path=str(base_dir), max_seq_length=16, casing_dim=8),
+        AdapterConfig(bottleneck_size=8), training,
+    )  # fmt: skip
+    assert trainer.model.head_config("toy_case").casing_dim == 8
+    assert trainer.model.head_config("toy_two").casing_dim == 0
+    data = {"toy_two": toy_split(32, 2, 0), "toy_case": tagging.to_dataset(case, records, None, "toy")}
+    casing = trainer.model.heads["toy_case"].casing.weight
+    before = casing.detach().clone()
+    metrics = trainer.train(data, data)
+    assert 0.0 <= metrics["toy_case_accuracy"] <= 1.0 and 0.0 <= metrics["toy_two_accuracy"] <= 1.0
+    assert not torch.equal(casing.detach(), before)  # the casing embedding trains with the tagging head
 
 
 def test_full_finetuning_trains_the_base_with_a_head_per_task(base_dir: Path, tmp_path: Path) -> None:

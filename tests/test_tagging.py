@@ -24,6 +24,7 @@ from transformers import EvalPrediction
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.heads import HEADS, HeadConfig
+from adapter_fusion.heads.tagging import NUM_CASINGS, WORD_SHAPES, casing_ids, word_casings, word_shape
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import AdapterModel, default_model_path, load_adapter, load_tokenizer, save_adapter
 from adapter_fusion.tasks import base as task_base
@@ -442,6 +443,165 @@ def test_fusion_of_two_tagging_adapters_trains_and_predicts_through_the_pipeline
     pipeline = FusionPipeline.from_pretrained(tmp_path / "fusion")
     assert pipeline.predict(inputs, task=TOY.name) == expected
     assert all("entities" in result for result in expected)
+
+
+# ------------------------------------------------------------------------------------------------------ casing
+TOY_CASE = TaskSpec(
+    name="toy_case", task_type="token_classification", label_names=("O", "NAME"), is_pair=False,
+    metrics=("accuracy",), main_metric="accuracy", description="a capitalised inside word is a NAME",
+)  # fmt: skip
+CASE_WORDS = ["rook", "bishop", "pawn", "knight", "castle"]
+
+
+def case_records(count: int, seed: int) -> list[dict[str, list[str]]]:
+    """'the' + the same few words, each lower case (O) or capitalised (NAME): the uncased MiniLM tokenizer gives
+    both spellings the same ids, so only the casing tells the tags apart."""
+    rng = random.Random(seed)
+    records = []
+    for _ in range(count):
+        words = rng.choices(CASE_WORDS, k=rng.randint(2, 5))
+        names = [rng.random() < 0.5 for _ in words]
+        records.append({"tokens": ["the", *[w.title() if n else w for w, n in zip(words, names)]],
+                        "tags": ["O", *["NAME" if n else "O" for n in names]]})  # fmt: skip
+    return records
+
+
+def case_dataset(count: int, seed: int) -> datasets.Dataset:
+    return TAGGING.to_dataset(TOY_CASE, case_records(count, seed), None, "toy casing data")
+
+
+def test_word_shapes_and_casing_ids_on_hand_made_words() -> None:
+    words = ["the", "Paris", "IBM", "McDonald", "iPhone", "1996", "3-2", ",", "I", "A."]
+    assert [word_shape(w) for w in words] == [
+        "lower", "title", "upper", "mixed", "mixed", "digit", "digit", "other", "title", "title"
+    ]  # fmt: skip
+    inside = {shape: 1 + WORD_SHAPES.index(shape) for shape in WORD_SHAPES}
+    first = {shape: 1 + len(WORD_SHAPES) + WORD_SHAPES.index(shape) for shape in WORD_SHAPES}
+    capitals = {shape: 1 + 2 * len(WORD_SHAPES) + WORD_SHAPES.index(shape) for shape in WORD_SHAPES}
+    assert word_casings(["Rates", "rose", "in", "Paris"]) == [first["title"], inside["lower"], inside["lower"],
+                                                            inside["title"]]  # fmt: skip
+    # a headline in capitals: every word, the first included, has the 'capitals' position
+    assert word_casings(["SOCCER", "-", "JAPAN", "WIN", "2-1"]) == [capitals["upper"], capitals["other"],
+                                                                 capitals["upper"], capitals["upper"],
+                                                                 capitals["digit"]]  # fmt: skip
+    all_ids = {i for shape in WORD_SHAPES for i in (inside[shape], first[shape], capitals[shape])}
+    assert all_ids == set(range(1, NUM_CASINGS))
+    # every sub-token of a word gets the word's id; special tokens 0
+    assert casing_ids(["a", "Zorbatrix"], [None, 0, 1, 1, 1, None]) == [0, first["lower"], *[inside["title"]] * 3, 0]
+
+
+def test_casing_head_reads_casing_ids_and_refuses_bad_ones() -> None:
+    torch.manual_seed(0)
+    head = HEADS.get("token_classification")(
+        HeadConfig(head_type="token_classification", num_labels=3, dropout=0.0, casing_dim=4), 8
+    )
+    hidden, ids = torch.randn(2, 5, 8), torch.randint(0, NUM_CASINGS, (2, 5))
+    logits = head(hidden, None, casing_ids=ids)
+    assert logits.shape == (2, 5, 3)
+    other = ids.clone()
+    other[0, 2] = (ids[0, 2] + 1) % NUM_CASINGS
+    changed = head(hidden, None, casing_ids=other)
+    assert not torch.allclose(changed[0, 2], logits[0, 2])  # the casing matters where it differs, and only there
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[0, 2] = False
+    torch.testing.assert_close(changed[mask], logits[mask])
+    with pytest.raises(ValueError, match="needs casing_ids"):
+        head(hidden)
+    with pytest.raises(ValueError, match=r"casing_ids must be \[batch, seq\] = \(2, 5\); got \(2, 4\)"):
+        head(hidden, None, casing_ids=ids[:, :4])
+    plain = HEADS.get("token_classification")(HeadConfig(head_type="token_classification", num_labels=3), 8).eval()
+    torch.testing.assert_close(plain(hidden, None, casing_ids=ids), plain(hidden))  # ignored without casing_dim
+    with pytest.raises(ValueError, match="casing_dim is for token_classification heads.*'classification'"):
+        HeadConfig(head_type="classification", casing_dim=8)
+    with pytest.raises(ValueError, match="casing_dim must be an integer >= 0.*-1"):
+        HeadConfig(head_type="token_classification", casing_dim=-1)
+    with pytest.raises(ValueError, match="casing_dim must be an integer >= 0.*-2"):
+        ModelConfig(casing_dim=-2)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_collator_pads_casing_ids_on_the_padding_side(tokenizer: Any, side: str) -> None:
+    dataset = TAGGING.to_dataset(TOY_CASE, [{"tokens": ["the", "Rook"], "tags": ["O", "NAME"]},
+                                            {"tokens": ["the", "pawn", "Pawn", "BISHOP"], "tags": ["O"] * 4}],
+                                 None, "hand-made")  # fmt: skip
+    features = TAGGING.preprocess(TOY_CASE, dataset, tokenizer, max_length=32)
+    for row, words in zip(features, dataset["tokens"]):
+        assert row["casing_ids"] == casing_ids(words, [None if w < 0 else w for w in row["word_ids"]])
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = side
+    try:
+        batch = TAGGING.collator(TOY_CASE, tokenizer)([features[0], features[1]])
+    finally:
+        tokenizer.padding_side = padding_side
+    short = features[0]["casing_ids"]
+    assert batch["casing_ids"].shape == batch["input_ids"].shape and batch["casing_ids"].dtype == torch.long
+    row = batch["casing_ids"][0].tolist()
+    pad = [0] * (len(row) - len(short))
+    assert row == (short + pad if side == "right" else pad + short)
+    assert batch["casing_ids"][1].tolist() == features[1]["casing_ids"]
+
+
+def test_casing_ids_reach_only_a_head_that_reads_them(tiny_base: Path, tokenizer: Any) -> None:
+    """A batch with casing_ids (every tagging batch has them) runs on any head; the encoder never sees them."""
+    model = AdapterModel.from_pretrained(str(tiny_base)).eval()
+    model.add_head("cls", HeadConfig(num_labels=2))
+    features = TAGGING.preprocess(TOY_CASE, case_dataset(3, seed=0), tokenizer, 32)
+    batch = TAGGING.collator(TOY_CASE, tokenizer)([features[i] for i in range(3)])
+    batch.pop("labels")
+    with torch.no_grad():
+        with_ids = model(**batch, head="cls").logits
+        without = model(**{k: v for k, v in batch.items() if k != "casing_ids"}, head="cls").logits
+    assert torch.equal(with_ids, without)
+
+
+@pytest.fixture(scope="module")
+def casing_runs(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Any]:
+    runs = {}
+    for dim in (0, 8):
+        output = tmp_path_factory.mktemp(f"casing_{dim}")
+        trainer = AdapterTrainer(
+            TOY_CASE, ModelConfig(model_name_or_path=str(tiny_base), max_seq_length=16, casing_dim=dim),
+            AdapterConfig(bottleneck_size=8), training_config(output / "runs"),
+        )  # fmt: skip
+        metrics = trainer.train(case_dataset(128, seed=0), case_dataset(48, seed=1))
+        trainer.save_adapter(output / "adapter")
+        runs[dim] = {"trainer": trainer, "metrics": metrics, "output": output}
+    return runs
+
+
+def test_casing_head_learns_what_the_uncased_tokenizer_cannot_see(casing_runs: dict[int, Any]) -> None:
+    """Capitalised and lower-case spellings have the same sub-token ids: only the casing head can tell them apart.
+    ('the', always O and a quarter of the words, lifts the blind head above one half.)"""
+    blind, cased = casing_runs[0]["metrics"]["accuracy"], casing_runs[8]["metrics"]["accuracy"]
+    assert cased > 0.95 and blind < 0.8, (blind, cased)
+
+
+def test_casing_head_reloads_with_identical_logits_and_predictions(
+    casing_runs: dict[int, Any], tiny_base: Path, tokenizer: Any
+) -> None:
+    run = casing_runs[8]
+    directory, model = run["output"] / "adapter", run["trainer"].model.eval()
+    assert json.loads((directory / "head_config.json").read_text())["casing_dim"] == 8
+    features = TAGGING.preprocess(TOY_CASE, case_dataset(5, seed=2), tokenizer, 16)
+    batch = TAGGING.collator(TOY_CASE, tokenizer)([features[i] for i in range(5)])
+    batch.pop("labels")
+    torch.manual_seed(4321)
+    fresh = AdapterModel.from_pretrained(str(tiny_base)).eval()
+    load_adapter(fresh, directory)
+    with torch.no_grad():
+        assert torch.equal(fresh(**batch).logits, model(**batch, head=TOY_CASE.name).logits)
+    inputs = ["the Rook pawn Knight", ["the", "castle", "Castle"]]
+    expected = TAGGING.predict(model, tokenizer, TOY_CASE.name, inputs)
+    assert expected[1]["tags"] == ["O", "O", "NAME"] and expected[0]["tags"] == ["O", "NAME", "O", "NAME"]
+    assert FusionPipeline.from_pretrained(directory).predict(inputs) == expected
+
+
+def test_casing_dim_on_a_task_without_a_tagging_head_is_refused(tiny_base: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="casing_dim is for token_classification heads.*got casing_dim=8"):
+        AdapterTrainer(
+            get_task("sst2"), ModelConfig(model_name_or_path=str(tiny_base), casing_dim=8),
+            AdapterConfig(bottleneck_size=8), training_config(tmp_path),
+        )  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------------------------- real data

@@ -38,6 +38,9 @@ class HeadConfig(JsonConfig):
     """'single_label_classification' (cross-entropy) or 'regression' (mean squared error)."""
     task: str | None = None
     """Name of the task this head was trained for, if any."""
+    casing_dim: int = 0
+    """Token classification heads only: size of a learned embedding of each word's casing (lower, Title, UPPER,
+    ...; see ``heads.tagging``) that the head reads beside the hidden states; 0 = none."""
 
     def __post_init__(self) -> None:
         if self.head_type not in HEADS:
@@ -53,6 +56,13 @@ class HeadConfig(JsonConfig):
         check_choice("pooling", self.pooling, POOLINGS)
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_choice("problem_type", self.problem_type, PROBLEM_TYPES)
+        if not isinstance(self.casing_dim, int) or self.casing_dim < 0:
+            raise ValueError(f"casing_dim must be an integer >= 0 (0 = no casing embedding); got {self.casing_dim!r}")
+        if self.casing_dim and self.head_type != "token_classification":
+            raise ValueError(
+                f"casing_dim is for token_classification heads (a word's casing beside its hidden state); got "
+                f"casing_dim={self.casing_dim} for head_type {self.head_type!r}"
+            )
         if self.problem_type == "regression" and self.num_labels != 1:
             raise ValueError(f"a regression head has num_labels=1; got num_labels={self.num_labels}")
 
@@ -73,6 +83,12 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     last = (positions * attention_mask.long()).argmax(dim=1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def head_inputs() -> tuple[str, ...]:
+    """Names of the inputs registered heads read beside the hidden states (a head class's ``extra_inputs``, e.g.
+    the tagging head's ``casing_ids``): the model hands them to its head and never to the encoder."""
+    return tuple(dict.fromkeys(name for _, head in HEADS.items() for name in getattr(head, "extra_inputs", ())))
 
 
 def build_head(config: HeadConfig, hidden_size: int) -> nn.Module:

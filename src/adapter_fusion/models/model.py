@@ -12,7 +12,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from adapter_fusion.adapters import AdapterConfig
-from adapter_fusion.heads import HeadConfig, build_head
+from adapter_fusion.heads import HeadConfig, build_head, head_inputs
 from adapter_fusion.models.loading import load_base_model
 from adapter_fusion.models.manager import AdapterManager
 
@@ -207,6 +207,9 @@ class AdapterModel(nn.Module):
                 None if t is None else t.flatten(0, 1) for t in (input_ids, attention_mask, token_type_ids)
             )
         head_module = self.heads[head_name]
+        # inputs some heads read beside the hidden states (a tagging head's casing_ids): never passed to the base
+        extra = {name: kwargs.pop(name) for name in head_inputs() if name in kwargs}
+        wanted = {k: v for k, v in extra.items() if k in getattr(head_module, "extra_inputs", ())}
         lm_logits = bool(getattr(head_module, "uses_lm_logits", False))  # the causal_lm head: logits computed once
         outputs = self.encode(
             adapter_names,
@@ -218,7 +221,7 @@ class AdapterModel(nn.Module):
             output_hidden_states=output_hidden_states,
             **kwargs,
         )
-        logits = head_module(outputs.logits if lm_logits else outputs.last_hidden_state, attention_mask)
+        logits = head_module(outputs.logits if lm_logits else outputs.last_hidden_state, attention_mask, **wanted)
         if choices is not None:  # one score per (example, choice): [b * c, 1] -> [b, c]
             logits = logits.reshape(*choices, -1).squeeze(-1)
         loss = head_module.loss(logits, labels) if labels is not None else None

@@ -24,6 +24,7 @@ import datasets
 import numpy as np
 import torch
 
+from adapter_fusion.heads.tagging import casing_ids
 from adapter_fusion.tasks.base import HubSource, LocalFile, LocalSource, TaskSpec, register_task
 from adapter_fusion.tasks.classification import carve
 from adapter_fusion.tasks.formats import ConllReader, ConlluReader, TabTagReader
@@ -119,15 +120,25 @@ def split_words(item: Any, index: int = 0) -> list[str]:
 # ----------------------------------------------------------------------------------------------------- task type
 class TokenClassificationCollator:
     """Drops the metadata columns (``word_ids``), then pads like ``DataCollatorForTokenClassification`` (labels
-    padded with -100)."""
+    padded with -100) and pads ``casing_ids`` with 0 on the tokenizer's padding side."""
 
     def __init__(self, tokenizer: Any) -> None:
         from transformers import DataCollatorForTokenClassification
 
         self.inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+        self.padding_side = getattr(tokenizer, "padding_side", "right")
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.inner([{k: v for k, v in f.items() if k not in METADATA_COLUMNS} for f in features])
+        casings = [f["casing_ids"] for f in features] if features and "casing_ids" in features[0] else None
+        drop = (*METADATA_COLUMNS, "casing_ids")
+        batch = self.inner([{k: v for k, v in f.items() if k not in drop} for f in features])
+        if casings is not None:
+            length = batch["input_ids"].shape[1]
+            left = self.padding_side == "left"
+            padded = [[0] * (length - len(ids)) * left + list(ids) + [0] * (length - len(ids)) * (not left)
+                      for ids in casings]  # fmt: skip
+            batch["casing_ids"] = torch.tensor(padded, dtype=torch.long)
+        return batch
 
 
 class TokenClassificationType(TaskType):
@@ -220,9 +231,11 @@ class TokenClassificationType(TaskType):
     def preprocess(
         self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
     ) -> datasets.Dataset:
-        """input_ids / attention_mask (/ token_type_ids), ``labels`` (``align_labels``) and ``word_ids`` (word index
-        per sub-token, -1 for special tokens; metadata for ``metrics_fn``, dropped by the collator). Needs a fast
-        tokenizer (``word_ids``); byte-level BPE tokenizers (RoBERTa, GPT-2) need ``add_prefix_space=True``."""
+        """input_ids / attention_mask (/ token_type_ids), ``labels`` (``align_labels``), ``casing_ids`` (each
+        sub-token's word casing, for heads with ``casing_dim``; the model ignores them otherwise) and ``word_ids``
+        (word index per sub-token, -1 for special tokens; metadata for ``metrics_fn``, dropped by the collator).
+        Needs a fast tokenizer (``word_ids``); byte-level BPE tokenizers (RoBERTa, GPT-2) need
+        ``add_prefix_space=True``."""
         self.check_dataset(dataset)
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"token classification needs a fast tokenizer (word_ids); got {type(tokenizer).__name__}")
@@ -232,6 +245,7 @@ class TokenClassificationType(TaskType):
             word_ids = [encoded.word_ids(i) for i in range(len(batch["tokens"]))]
             encoded["labels"] = [align_labels(ids, tags) for ids, tags in zip(word_ids, batch["tags"])]
             encoded["word_ids"] = [[-1 if w is None else w for w in ids] for ids in word_ids]
+            encoded["casing_ids"] = [casing_ids(words, ids) for words, ids in zip(batch["tokens"], word_ids)]
             return encoded
 
         return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenize")
@@ -310,7 +324,10 @@ class TokenClassificationType(TaskType):
                 chunk, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
                 return_tensors="pt",
             )  # fmt: skip
-            probabilities = model(**encoded.to(device), head=head).logits.float().softmax(dim=-1).cpu()
+            casings = [casing_ids(words, encoded.word_ids(row)) for row, words in enumerate(chunk)]
+            probabilities = model(
+                **encoded.to(device), casing_ids=torch.tensor(casings, device=device), head=head
+            ).logits.float().softmax(dim=-1).cpu()
             best_scores, best = probabilities.max(dim=-1)
             for row, words in enumerate(chunk):
                 tags: list[str | None] = [None] * len(words)

@@ -21,10 +21,16 @@ class ModelConfig(JsonConfig):
     """Inputs are truncated to this many tokens."""
     pooling: str = "mean"
     """How the classification head pools token states: 'cls', 'mean' or 'last'."""
+    casing_dim: int = 0
+    """Token classification (NER, POS) only: give the tagging head a learned embedding of this size of each word's
+    casing (lower, Title, UPPER, mixed, digit, other; first word or headline in capitals). Uncased tokenizers, the
+    default MiniLM's among them, drop the case that tells NNP from NN. 0 = off."""
 
     def __post_init__(self) -> None:
         check_positive("max_seq_length", self.max_seq_length, integer=True)
         check_choice("pooling", self.pooling, POOLINGS)
+        if not isinstance(self.casing_dim, int) or self.casing_dim < 0:
+            raise ValueError(f"casing_dim must be an integer >= 0 (0 = no casing embedding); got {self.casing_dim!r}")
 
 
 @dataclasses.dataclass(frozen=True)

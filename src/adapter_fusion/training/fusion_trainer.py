@@ -87,11 +87,8 @@ class FusionTrainer(TaskTrainer):
             if info.get("metadata", {}).get("task") != self.task.name or not (directory / HEAD_CONFIG).is_file():
                 continue
             saved = HeadConfig.load(directory / HEAD_CONFIG)
-            if (saved.num_labels, saved.label_names, saved.pooling) == (
-                target.num_labels,
-                target.label_names,
-                target.pooling,
-            ):
+            shape = ("num_labels", "label_names", "pooling", "casing_dim")
+            if all(getattr(saved, field) == getattr(target, field) for field in shape):
                 load_exact(self.model.heads[self.head_name], load_tensors(directory / HEAD_WEIGHTS), str(directory))
                 self.head_init_from = str(directory)
                 return

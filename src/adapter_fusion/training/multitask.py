@@ -207,6 +207,8 @@ class MultiTaskTrainer:
         self.task_types = self.preprocessor.task_types
         for task, spec in self.specs.items():
             head = self.task_types[task].head_config(spec, self.model_config.pooling)
+            if self.model_config.casing_dim and head.head_type == "token_classification":
+                head = head.replace(casing_dim=self.model_config.casing_dim)  # the tagging tasks' heads only
             self.model.add_head(task, head, activate=False)
         if not self.training_config.full_finetune:
             for adapter in dict.fromkeys(filter(None, map(self.adapter_name, self.specs))):

@@ -54,7 +54,10 @@ class TaskTrainer:
         return name
 
     def add_task_head(self, name: str) -> None:
-        self.model.add_head(name, self.task_type.head_config(self.task, self.model_config.pooling))
+        config = self.task_type.head_config(self.task, self.model_config.pooling)
+        if self.model_config.casing_dim:  # HeadConfig refuses it for heads other than token classification
+            config = config.replace(casing_dim=self.model_config.casing_dim)
+        self.model.add_head(name, config)
 
     # ----------------------------------------------------------------- data
     def load_split(self, split: str, max_examples: int | None = None) -> Any:
