@@ -4,7 +4,9 @@ command relative to the project root (as the results tables list them)."""
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,10 +20,19 @@ def shown(cmd: list[str]) -> str:
     return shlex.join(cmd).replace(str(ROOT) + "/", "")
 
 
+def executable(name: str) -> str:
+    """``name`` on PATH, else the console script beside this Python (a venv's python run without activating the
+    venv: ``.venv/bin/python experiments/...``), else ``name`` (the error then names it)."""
+    if shutil.which(name):
+        return name
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else name
+
+
 def run(cmd: list[str], label: str) -> int:
     """Run ``cmd`` from the project root, echoing it and its exit status and wall seconds; returns the status."""
     print("$", shlex.join(cmd), flush=True)
     began = time.monotonic()
-    result = subprocess.run(cmd, cwd=ROOT)
+    result = subprocess.run([executable(cmd[0]), *cmd[1:]], cwd=ROOT)
     print(f"# {label}: exit {result.returncode} after {time.monotonic() - began:.0f} s", flush=True)
     return result.returncode
