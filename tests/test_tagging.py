@@ -596,6 +596,29 @@ def test_casing_head_reloads_with_identical_logits_and_predictions(
     assert FusionPipeline.from_pretrained(directory).predict(inputs) == expected
 
 
+def test_fusion_with_a_casing_head_starts_from_the_cased_adapters_head(
+    casing_runs: dict[int, Any], tiny_base: Path, tmp_path: Path
+) -> None:
+    """The fusion knows nothing about heads: fusing the cased and the blind adapter for the casing task with
+    ``casing_dim=8`` starts the head from the cased adapter's (same task, tags and casing dim), trains, reloads."""
+    blind = AdapterModel.from_pretrained(str(tiny_base))
+    load_adapter(blind, casing_runs[0]["output"] / "adapter", name="blind")  # fused adapters need distinct names
+    save_adapter(blind, "blind", tmp_path / "blind", head="blind", metadata={"task": TOY_CASE.name})
+    paths = [str(tmp_path / "blind"), str(casing_runs[8]["output"] / "adapter")]
+    trainer = FusionTrainer(
+        TOY_CASE, FusionConfig(adapter_paths=tuple(paths), fusion_method="attention"),
+        ModelConfig(model_name_or_path=str(tiny_base), max_seq_length=16, casing_dim=8),
+        training_config(tmp_path / "runs", max_steps=10, eval_steps=10),
+    )  # fmt: skip
+    assert trainer.head_init_from == paths[1]  # not the blind adapter's head, whose shape differs
+    metrics = trainer.train_fusion(case_dataset(64, seed=5), case_dataset(32, seed=6))
+    assert metrics["accuracy"] > 0.95, metrics
+    trainer.save_fusion(tmp_path / "fusion")
+    inputs = ["the Rook pawn", ["the", "Castle", "castle"]]
+    expected = TAGGING.predict(trainer.model.eval(), trainer.tokenizer, TOY_CASE.name, inputs)
+    assert FusionPipeline.from_pretrained(tmp_path / "fusion").predict(inputs, task=TOY_CASE.name) == expected
+
+
 def test_casing_dim_on_a_task_without_a_tagging_head_is_refused(tiny_base: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="casing_dim is for token_classification heads.*got casing_dim=8"):
         AdapterTrainer(
@@ -640,8 +663,9 @@ def test_real_splits_load(task: str, data_dir: Path) -> None:
 
 
 @pytest.mark.realdata
+@pytest.mark.parametrize("casing_dim", [0, 16])
 def test_cli_train_adapter_on_conll2003_then_pipeline_reload(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], casing_dim: int
 ) -> None:
     from adapter_fusion.cli import main
 
@@ -651,9 +675,11 @@ def test_cli_train_adapter_on_conll2003_then_pipeline_reload(
         "--output-dir", str(tmp_path / "runs"), "--max-train-examples", "256", "--max-eval-examples", "64",
         "--max-steps", "30", "--batch-size", "16", "--max-seq-length", "64", "--logging-steps", "5",
         "--disable-tqdm", "true", "--seed", "0", "--metrics-file", str(tmp_path / "metrics.json"),
+        "--casing-dim", str(casing_dim),
     ])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
+    assert json.loads((adapter_dir / "head_config.json").read_text())["casing_dim"] == casing_dim
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["global_step"] == 30 and all(0.0 <= metrics[m] <= 1.0 for m in ("precision", "recall", "f1"))
     state = json.loads(next((tmp_path / "runs").glob("checkpoint-*/trainer_state.json")).read_text())
