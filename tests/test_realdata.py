@@ -38,6 +38,15 @@ def test_cli_train_evaluate_predict_on_sst2(data_dir: Path, tmp_path: Path, caps
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["task"] == "sst2" and metrics["examples"] == 64 and 0.0 <= metrics["accuracy"] <= 1.0
 
+    # transfer: the SST-2 head scores MR (same head type and labels); RTE's labels differ, so it is refused
+    assert main(["evaluate", "--adapter", str(adapter_dir), "--head", "sst2", "--task", "mr", "--data-dir",
+                 str(data_dir), "--max-examples", "64"]) == 0  # fmt: skip
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["task"] == "mr" and metrics["examples"] == 64 and 0.0 <= metrics["accuracy"] <= 1.0
+    assert main(["evaluate", "--adapter", str(adapter_dir), "--head", "sst2", "--task", "rte", "--data-dir",
+                 str(data_dir), "--max-examples", "8"]) == 2  # fmt: skip
+    assert "cannot score task 'rte'" in capsys.readouterr().err
+
     assert main(["predict", "--adapter", str(adapter_dir), "a gorgeous, witty film", "a tired, dull mess"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["label"] for line in lines] == ["positive", "negative"]

@@ -148,6 +148,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.base == bool(args.adapter):
         raise SystemExit("evaluate: give --adapter DIR, or --base with --task (the zero-shot base model)")
+    if args.base and args.head:
+        raise SystemExit("evaluate --base: --head names a saved adapter's head; give --adapter DIR with it")
     if args.base:
         if not args.task:
             raise SystemExit("evaluate --base: --task is required")
@@ -162,6 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             model=args.model,
             max_examples=args.max_examples,
+            head_task=args.head,
         )
     print(json.dumps(metrics, indent=2))
     if args.metrics_file:
@@ -275,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--metrics-file", help="also write the metrics as JSON here")
     evaluate.add_argument("--task", help="task (default: the one the adapter was trained for)")
+    evaluate.add_argument(
+        "--head", help="score with the saved head of this task (transfer to --task; same head type and labels)"
+    )
     evaluate.add_argument("--split", default="validation", help="train, validation or test (default: validation)")
     evaluate.add_argument("--max-examples", type=int, help="evaluate on a fixed random subset of this size")
     evaluate.set_defaults(func=_evaluate)

@@ -18,9 +18,15 @@ def evaluate_adapter(
     model: str | None = None,
     max_examples: int | None = None,
     seed: int = 42,
+    head_task: str | None = None,
 ) -> dict[str, float]:
-    """Metrics of the adapter or fusion (and head) saved in ``directory`` on ``task``'s ``split``."""
+    """Metrics of the adapter or fusion (and head) saved in ``directory`` on ``task``'s ``split``.
+
+    ``head_task``: score with the saved head of this task instead of ``task``'s own (transfer: an adapter trained
+    on one task scored on another of the same type and labels, e.g. an XQuAD adapter on COVID-QA)."""
     from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
+    from adapter_fusion.heads import HEADS
+    from adapter_fusion.tasks import get_task_type
 
     info = read_fusion_config(directory) if is_fusion_directory(directory) else read_adapter_config(directory)
     task_name = task or info.get("metadata", {}).get("task")
@@ -28,7 +34,15 @@ def evaluate_adapter(
         raise ValueError(f"adapter at {directory} records no task; pass task=")
     spec = get_task(task_name)
     pipeline = FusionPipeline.from_pretrained(directory, model=model)
-    head = pipeline._head_for(spec.name)
+    head = pipeline._head_for(head_task or spec.name)
+    config = pipeline.model.head_config(head)
+    wanted = HEADS.canonical_name(get_task_type(spec.task_type).head_type)
+    labels_differ = bool(config.label_names) and tuple(config.label_names) != tuple(spec.label_names)
+    if HEADS.canonical_name(config.head_type) != wanted or labels_differ:
+        raise ValueError(
+            f"head {head!r} ({config.head_type}, labels {list(config.label_names)}) cannot score task {spec.name!r} "
+            f"({wanted}, labels {list(spec.label_names)}): the head type and labels must match"
+        )
     dataset = load_task_split(spec, split, data_dir, max_examples=max_examples, seed=seed)
     metrics = evaluate_model(pipeline.model, pipeline.tokenizer, spec, dataset, pipeline.max_length, head=head)
     return {"task": spec.name, "split": split, "examples": len(dataset), **metrics}
