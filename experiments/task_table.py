@@ -140,29 +140,24 @@ def variant_dir(task: str, variant: str) -> str:
     return str(ADAPTERS / "tasks" / f"{task}-{variant}")
 
 
-def ensure_transfer_source(task: str, data_dir: str) -> int:
-    """Train the adapter ``task``'s transfer row scores where this machine lacks it, with its own row's command
-    (metrics to ``results/tasks/retrained/``). Returns its exit status, or 0."""
-    source, variant = TRANSFERS[task]
-    if (Path(variant_dir(source, variant)) / "adapter_config.json").is_file():
+def retrain_if_missing(task: str, mode: str, data_dir: str, needed_for: str) -> int:
+    """Train the adapter of row "``task`` ``mode``" (``adapter`` or a variant) where this machine lacks it
+    (``experiments/adapters`` is not in git), with that row's command; its metrics go to ``results/tasks/retrained/``,
+    beside the recorded row they reproduce. Returns the exit status, or 0 when the adapter is there."""
+    directory = adapter_dir(task) if mode == "adapter" else variant_dir(task, mode)
+    if (Path(directory) / "adapter_config.json").is_file():
         return 0
-    cmd = command(source, variant, data_dir)
-    cmd[cmd.index("--metrics-file") + 1] = str(RETRAINED / f"{source}__{variant}.json")
+    cmd = command(task, mode, data_dir)
+    cmd[cmd.index("--metrics-file") + 1] = str(RETRAINED / f"{task}__{mode}.json")
     RETRAINED.mkdir(parents=True, exist_ok=True)
-    return run(cmd, f"{source} {variant} (missing here; retrained for the {task} transfer row)")
+    return run(cmd, f"{task} {mode} (missing here; retrained for {needed_for})")
 
 
 def ensure_source_adapters(task: str, data_dir: str) -> int:
-    """Train the adapters ``task``'s fusion combines where this machine lacks them (``experiments/adapters`` is
-    not in git), with their own row's command; their metrics go to ``results/tasks/retrained/``, beside the
-    recorded row they reproduce. Returns the first non-zero exit status, else 0."""
+    """The adapters ``task``'s fusion combines (``retrain_if_missing``). Returns the first non-zero exit status,
+    else 0."""
     for source in FUSIONS[task]:
-        if (ADAPTERS / "tasks" / source / "adapter_config.json").is_file():
-            continue
-        cmd = command(source, "adapter", data_dir)
-        cmd[cmd.index("--metrics-file") + 1] = str(RETRAINED / f"{source}__adapter.json")
-        RETRAINED.mkdir(parents=True, exist_ok=True)
-        if status := run(cmd, f"{source} adapter (missing here; retrained for the {task} fusion)"):
+        if status := retrain_if_missing(source, "adapter", data_dir, f"the {task} fusion"):
             return status
     return 0
 
@@ -203,12 +198,11 @@ def write_table() -> str:
                 continue
             record = json.loads(file.read_text())
             scores = ", ".join(f"{k} {record[k]:.4f}" for k in METRICS[group] if k in record)
-            extra = f" ({record.get('examples')} eval examples)" if mode == "base" else ""
             fused = f" of {', '.join(FUSIONS[task])}" if mode == "fusion" else ""
             fused = f" ({VARIANTS[mode][1]})" if mode in VARIANTS else fused
             if mode == "transfer":
                 fused = " (the {} {} adapter and head, not trained on {})".format(*TRANSFERS[task], task)
-            extra = f" ({record.get('examples')} eval examples)" if mode in ("base", "transfer") else extra
+            extra = f" ({record.get('examples')} eval examples)" if mode in ("base", "transfer") else ""
             steps = f"{record.get('epoch', 0):.2f} / {record.get('global_step', '–')}" if "epoch" in record else "–"
             lines.append(f"| {task} | {mode}{fused} | {record.get('train_examples', '–')} | {steps} | "
                          f"{record.get('train_seconds', '–')} | {scores}{extra} |")  # fmt: skip
@@ -262,7 +256,7 @@ def main() -> int:
                     continue
                 if mode == "fusion" and ensure_source_adapters(task, args.data_dir) != 0:
                     return 1
-                if mode == "transfer" and ensure_transfer_source(task, args.data_dir) != 0:
+                if mode == "transfer" and retrain_if_missing(*TRANSFERS[task], args.data_dir, f"{task} transfer") != 0:
                     return 1
                 if run(command(task, mode, args.data_dir), f"{task} {mode}") != 0:
                     return 1

@@ -56,8 +56,7 @@ class HeadConfig(JsonConfig):
         check_choice("pooling", self.pooling, POOLINGS)
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_choice("problem_type", self.problem_type, PROBLEM_TYPES)
-        if not isinstance(self.casing_dim, int) or self.casing_dim < 0:
-            raise ValueError(f"casing_dim must be an integer >= 0 (0 = no casing embedding); got {self.casing_dim!r}")
+        check_positive("casing_dim", self.casing_dim, allow_zero=True, integer=True)
         if self.casing_dim and self.head_type != "token_classification":
             raise ValueError(
                 f"casing_dim is for token_classification heads (a word's casing beside its hidden state); got "

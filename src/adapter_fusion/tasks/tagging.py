@@ -134,9 +134,10 @@ class TokenClassificationCollator:
         batch = self.inner([{k: v for k, v in f.items() if k not in drop} for f in features])
         if casings is not None:
             length = batch["input_ids"].shape[1]
-            left = self.padding_side == "left"
-            padded = [[0] * (length - len(ids)) * left + list(ids) + [0] * (length - len(ids)) * (not left)
-                      for ids in casings]  # fmt: skip
+            padded = []
+            for ids in casings:
+                pad = [0] * (length - len(ids))
+                padded.append(pad + list(ids) if self.padding_side == "left" else list(ids) + pad)
             batch["casing_ids"] = torch.tensor(padded, dtype=torch.long)
         return batch
 
@@ -324,7 +325,8 @@ class TokenClassificationType(TaskType):
                 chunk, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
                 return_tensors="pt",
             )  # fmt: skip
-            casings = [casing_ids(words, encoded.word_ids(row)) for row, words in enumerate(chunk)]
+            word_ids = [encoded.word_ids(row) for row in range(len(chunk))]
+            casings = [casing_ids(words, ids) for words, ids in zip(chunk, word_ids)]
             probabilities = model(
                 **encoded.to(device), casing_ids=torch.tensor(casings, device=device), head=head
             ).logits.float().softmax(dim=-1).cpu()
@@ -332,7 +334,7 @@ class TokenClassificationType(TaskType):
             for row, words in enumerate(chunk):
                 tags: list[str | None] = [None] * len(words)
                 scores: list[float | None] = [None] * len(words)
-                for position, word in enumerate(encoded.word_ids(row)):
+                for position, word in enumerate(word_ids[row]):
                     if word is not None and tags[word] is None:
                         tags[word], scores[word] = names[int(best[row, position])], float(best_scores[row, position])
                 if None in tags:

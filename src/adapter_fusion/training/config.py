@@ -29,8 +29,7 @@ class ModelConfig(JsonConfig):
     def __post_init__(self) -> None:
         check_positive("max_seq_length", self.max_seq_length, integer=True)
         check_choice("pooling", self.pooling, POOLINGS)
-        if not isinstance(self.casing_dim, int) or self.casing_dim < 0:
-            raise ValueError(f"casing_dim must be an integer >= 0 (0 = no casing embedding); got {self.casing_dim!r}")
+        check_positive("casing_dim", self.casing_dim, allow_zero=True, integer=True)
 
 
 @dataclasses.dataclass(frozen=True)
