@@ -14,7 +14,7 @@ The life of an example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import datasets
@@ -149,10 +149,7 @@ class TaskType:
         model.eval()
         logits, labels = [], []
         try:
-            for start in range(0, len(features), batch_size):
-                batch = collate([features[i] for i in range(start, min(start + batch_size, len(features)))])
-                batch_labels = batch.pop("labels", None)
-                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            for _, batch, batch_labels in feature_batches(features, collate, batch_size, device):
                 output = model(**batch, head=head, adapter_names=adapter_names)
                 logits.append(output.logits.float().cpu().numpy())
                 if batch_labels is not None:
@@ -179,6 +176,17 @@ class TaskType:
     ) -> list[dict[str, Any]]:
         """Readable predictions for raw ``inputs`` (one dict per input); see each type for the input form."""
         raise NotImplementedError(f"task type {self.name!r} has no predict()")
+
+
+def feature_batches(
+    features: Any, collate: Callable[[list[dict[str, Any]]], dict[str, Any]], batch_size: int, device: Any
+) -> Iterator[tuple[int, dict[str, Any], torch.Tensor | None]]:
+    """``(first row, model inputs on device, labels or None)`` per batch of ``features``: the batching shared by
+    ``TaskType.evaluate`` and the fusion-weight analysis (``evaluation.fusion_weights``)."""
+    for start in range(0, len(features), batch_size):
+        batch = collate([features[i] for i in range(start, min(start + batch_size, len(features)))])
+        labels = batch.pop("labels", None)
+        yield start, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, labels
 
 
 def pad_concat(arrays: Sequence[np.ndarray], pad_value: float) -> np.ndarray:
