@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(func=_predict)
 
+    from adapter_fusion.cli_analysis import add_analysis_commands
+
+    add_analysis_commands(sub, _common)
+
     list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
     list_tasks.set_defaults(func=_list_tasks)
     return parser
