@@ -2,6 +2,11 @@
 
 The manager owns the adapters; the base model only carries hook handles, so its state-dict keys never change
 and ``detach()`` gives back a bit-identical base model.
+
+Adapter points: every layer has two, the attention and feed-forward sub-layer outputs (``"attention"``,
+``"ffn"``), where bottleneck adapters sit. A LoRA adapter adds points at the linear layers it adapts: the output
+hook of such a linear layer adds ``scaling * B A x`` for its input ``x``. A LoRA on the attention-output or FFN-output
+linear layer shares the ``"attention"`` / ``"ffn"`` point with bottleneck adapters (both change that tensor).
 """
 
 from __future__ import annotations
@@ -13,13 +18,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter, num_parameters
-from adapter_fusion.models.specs import ArchitectureSpec, hidden_size_of, layer_modules, spec_for
+from adapter_fusion.adapters import (
+    AdapterConfig,
+    AnyAdapterConfig,
+    BottleneckAdapter,
+    LoraAdapter,
+    LoraConfig,
+    adapter_kind,
+    num_parameters,
+)
+from adapter_fusion.models.specs import (
+    ArchitectureSpec,
+    hidden_size_of,
+    layer_modules,
+    linear_features,
+    linear_modules,
+    location_of,
+    spec_for,
+)
 
 LOCATIONS = ("attention", "ffn")
 
 # A composition replaces the default "stack the active adapters" rule at one adapter point:
 # (manager, layer index, location, sub-layer output [batch, seq, hidden], ffn input or None) -> new output.
+# While it runs, ``manager.module_input`` is the input of the hooked linear layer (what LoRA adapters read).
 Composition = Callable[["AdapterManager", int, str, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
@@ -27,8 +49,14 @@ def point_key(layer: int, location: str) -> str:
     return f"{layer}_{location}"
 
 
+def split_point_key(key: str) -> tuple[int, str]:
+    """``"3_attention_self_query"`` -> ``(3, "attention_self_query")``."""
+    layer, location = key.split("_", 1)
+    return int(layer), location
+
+
 class AdapterManager(nn.Module):
-    """Add, remove, activate, freeze and disable named bottleneck adapters on one model."""
+    """Add, remove, activate, freeze and disable named adapters (bottleneck or LoRA) on one model."""
 
     def __init__(self, model: nn.Module, spec: ArchitectureSpec | None = None) -> None:
         super().__init__()
@@ -37,11 +65,15 @@ class AdapterManager(nn.Module):
         self.num_layers = len(layer_modules(model, self.spec))
         self.model_type = str(model.config.model_type)
         self.adapters = nn.ModuleDict()
-        self.configs: dict[str, AdapterConfig] = {}
+        self.configs: dict[str, AnyAdapterConfig] = {}
         self._active: tuple[str, ...] = ()
         self._disabled = False
         self.composition: Composition | None = None
         self._ffn_inputs: dict[int, torch.Tensor] = {}
+        self._module_input: torch.Tensor | None = None
+        # location -> path of its module inside a layer; LoRA adds the linear layers it adapts
+        self._point_paths: dict[str, str] = {"attention": self.spec.attention_output, "ffn": self.spec.ffn_output}
+        self._hooked: set[str] = set()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._base_ref = [model]  # a plain reference: the base model is not a submodule of the manager
         self.attach()
@@ -62,16 +94,33 @@ class AdapterManager(nn.Module):
         for index, layer in enumerate(layer_modules(self.base_model, self.spec)):
             ffn_in = layer.get_submodule(self.spec.ffn_input)
             self._handles.append(ffn_in.register_forward_pre_hook(self._capture_hook(index)))
-            for location, path in (("attention", self.spec.attention_output), ("ffn", self.spec.ffn_output)):
-                module = layer.get_submodule(path)
-                self._handles.append(module.register_forward_hook(self._output_hook(index, location)))
+        self._hook_points()
+
+    def _hook_points(self) -> None:
+        """An output hook on every point not hooked yet: both sub-layer outputs of every layer, and every linear
+        layer a LoRA adapter adapts."""
+        keys = {point_key(i, location) for i in range(self.num_layers) for location in LOCATIONS}
+        for modules in self.adapters.values():
+            keys.update(modules.keys())
+        layers = layer_modules(self.base_model, self.spec)
+        for key in sorted(keys - self._hooked):
+            layer, location = split_point_key(key)
+            module = layers[layer].get_submodule(self._point_paths[location])
+            self._handles.append(module.register_forward_hook(self._output_hook(layer, location)))
+            self._hooked.add(key)
 
     def detach(self) -> None:
         """Remove every hook: the base model computes exactly as before attaching."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._hooked.clear()
         self._ffn_inputs.clear()
+
+    @property
+    def module_input(self) -> torch.Tensor | None:
+        """The input of the module whose output hook is running (a LoRA adapter's input); ``None`` outside."""
+        return self._module_input
 
     def _capture_hook(self, layer: int) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -85,9 +134,13 @@ class AdapterManager(nn.Module):
             if self._disabled or (not self._active and self.composition is None):
                 return None
             ffn_input = self._ffn_inputs.pop(layer, None) if location == "ffn" else None
-            if self.composition is not None:
-                return self.composition(self, layer, location, output, ffn_input)
-            return self.apply_stack(self._active, layer, location, output, ffn_input)
+            self._module_input = args[0] if args else None
+            try:
+                if self.composition is not None:
+                    return self.composition(self, layer, location, output, ffn_input)
+                return self.apply_stack(self._active, layer, location, output, ffn_input)
+            finally:
+                self._module_input = None
 
         return hook
 
@@ -96,7 +149,7 @@ class AdapterManager(nn.Module):
             return False
         if self.composition is not None:
             return True
-        return any(self.configs[name].placement == "parallel" for name in self._active)
+        return any(getattr(self.configs[name], "placement", None) == "parallel" for name in self._active)
 
     def apply_adapter(
         self, name: str, layer: int, location: str, hidden: torch.Tensor, ffn_input: torch.Tensor | None
@@ -105,7 +158,12 @@ class AdapterManager(nn.Module):
         adapter = self.adapter_module(name, layer, location)
         if adapter is None:
             return hidden
+        if isinstance(adapter, LoraAdapter):
+            if self._module_input is None:
+                raise RuntimeError(f"LoRA adapter {name!r} found no input of its linear layer at {layer}_{location}")
+            return adapter(self._module_input).add_(hidden)
         config = self.configs[name]
+        assert isinstance(config, AdapterConfig)
         if config.placement == "parallel":
             if ffn_input is None:
                 raise RuntimeError(f"parallel adapter {name!r} found no captured feed-forward input in layer {layer}")
@@ -125,25 +183,51 @@ class AdapterManager(nn.Module):
         return hidden
 
     # ----------------------------------------------------------------- adapters
-    def adapter_module(self, name: str, layer: int, location: str) -> BottleneckAdapter | None:
+    def adapter_module(self, name: str, layer: int, location: str) -> BottleneckAdapter | LoraAdapter | None:
         modules = self.adapters[name]
         key = point_key(layer, location)
         return modules[key] if key in modules else None  # type: ignore[return-value]  # noqa: SIM401
 
-    def add_adapter(self, name: str, config: AdapterConfig | None = None, *, activate: bool = True) -> None:
-        """Create a new adapter ``name`` (near-identity at start) in every configured layer."""
-        config = config or AdapterConfig()
+    def point_locations(self, layer: int, names: Iterable[str] | None = None) -> list[str]:
+        """The locations in ``layer`` where any of ``names`` (default: every adapter) has a module, in the order
+        the layer runs them (modules in definition order)."""
+        names = self.list_adapters() if names is None else list(names)
+        present = {loc for name in names for loc in self._point_paths if self.adapter_module(name, layer, loc)}
+        module_paths = layer_modules(self.base_model, self.spec)[layer].named_modules()
+        order = {path: i for i, (path, _) in enumerate(module_paths)}
+        return sorted(present, key=lambda loc: order.get(self._point_paths[loc], len(order)))
+
+    def add_adapter(self, name: str, config: AnyAdapterConfig | None = None, *, activate: bool = True) -> None:
+        """Create a new adapter ``name`` (identity at start: a zero up-projection / a zero LoRA ``B``) in every
+        configured layer; ``config`` is an ``AdapterConfig`` (bottleneck) or a ``LoraConfig``."""
+        config = config if config is not None else AdapterConfig()
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"adapter name must be a non-empty string without dots; got {name!r}")
         if name in self.adapters:
             raise ValueError(f"an adapter named {name!r} already exists; existing: {self.list_adapters()}")
-        if not isinstance(config, AdapterConfig):
-            raise TypeError(f"config must be an AdapterConfig; got {type(config).__name__}")
+        kind = adapter_kind(config)  # TypeError for anything but an adapter config
         layers = config.layers if config.layers is not None else tuple(range(self.num_layers))
         bad = [i for i in layers if not 0 <= i < self.num_layers]
         if bad:
             raise ValueError(f"adapter layers {bad} out of range: the model has layers 0..{self.num_layers - 1}")
+        if kind == "lora":
+            assert isinstance(config, LoraConfig)
+            modules, paths = self._build_lora(config, layers)
+        else:
+            assert isinstance(config, AdapterConfig)
+            modules, paths = self._build_bottleneck(config, layers), {}
         reference = next(self.base_model.parameters())
+        modules.to(device=reference.device, dtype=reference.dtype if reference.is_floating_point() else None)
+        modules.train(self.training)
+        self._point_paths.update(paths)
+        self.adapters[name] = modules
+        self.configs[name] = config
+        if self.attached:
+            self._hook_points()
+        if activate:
+            self.set_active(name)
+
+    def _build_bottleneck(self, config: AdapterConfig, layers: Sequence[int]) -> nn.ModuleDict:
         modules = nn.ModuleDict()
         for layer in layers:
             for location in config.locations():
@@ -155,12 +239,44 @@ class AdapterManager(nn.Module):
                     scaling=config.scaling,
                     initialization=config.initialization,
                 )
-        modules.to(device=reference.device, dtype=reference.dtype if reference.is_floating_point() else None)
-        modules.train(self.training)
-        self.adapters[name] = modules
-        self.configs[name] = config
-        if activate:
-            self.set_active(name)
+        return modules
+
+    def _build_lora(self, config: LoraConfig, layers: Sequence[int]) -> tuple[nn.ModuleDict, dict[str, str]]:
+        """A ``LoraAdapter`` per adapted linear layer; also returns location -> module path for the hooks."""
+        targets = config.target_modules or self.spec.lora_targets
+        if not targets:
+            raise ValueError(
+                f"LoraConfig.target_modules is unset and model type {self.model_type!r} has no default LoRA "
+                "targets; name the linear layers to adapt"
+            )
+        all_layers = layer_modules(self.base_model, self.spec)
+        modules, paths = nn.ModuleDict(), {}
+        for layer in layers:
+            linears = linear_modules(all_layers[layer])
+            for target in targets:
+                exact = target in linears
+                matches = [path for path in linears if path == target or (not exact and path.endswith("." + target))]
+                if not matches:
+                    raise ValueError(
+                        f"target_modules entry {target!r} matches no linear layer of layer {layer}; "
+                        f"its linear layers: {list(linears)}"
+                    )
+                for path in matches:
+                    in_features, out_features = linear_features(linears[path])  # type: ignore[misc]
+                    location = location_of(self.spec, path)
+                    other = paths.get(location) or self._point_paths.get(location) or path
+                    if other != path:
+                        raise ValueError(f"linear layers {path!r} and {other!r} map to one point name {location!r}")
+                    paths[location] = path
+                    modules[point_key(layer, location)] = LoraAdapter(
+                        in_features,
+                        out_features,
+                        config.r,
+                        scaling=config.scaling,
+                        dropout=config.dropout,
+                        initialization=config.initialization,
+                    )
+        return modules, paths
 
     def remove_adapter(self, name: str) -> None:
         self._check_names([name])

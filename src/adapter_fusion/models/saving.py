@@ -2,7 +2,9 @@
 
 Layout of an adapter directory::
 
-    adapter_config.json      adapter config, geometry (hidden size, layers, model type), base model, task
+    adapter_config.json      adapter kind ("bottleneck" or "lora"; absent in files written before LoRA:
+                             bottleneck), adapter config, geometry (hidden size, layers, model type), base
+                             model, task
     adapter.safetensors      adapter weights
     head_config.json         head config with label names          (when a head is saved)
     head.safetensors         head weights                           (when a head is saved; empty, or absent,
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.adapters import adapter_config_from_dict, adapter_kind
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
 
@@ -47,6 +49,7 @@ def save_adapter(
             tmp / ADAPTER_CONFIG,
             {
                 "name": name,
+                "adapter_kind": adapter_kind(manager.configs[name]),
                 "adapter": manager.configs[name].to_dict(),
                 "hidden_size": manager.hidden_size,
                 "num_layers": manager.num_layers,
@@ -127,7 +130,7 @@ def load_adapter(
             f"adapter at {directory} was trained for {info['num_layers']} layers, the model has {manager.num_layers}"
         )
     name = name or info["name"]
-    config = AdapterConfig.from_dict(info["adapter"])
+    config = adapter_config_from_dict(info["adapter"], info.get("adapter_kind"))
     weights = load_tensors(directory / ADAPTER_WEIGHTS)
     with_head = load_head and (directory / HEAD_CONFIG).is_file()
     if with_head and name in model.heads:

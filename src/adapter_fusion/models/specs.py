@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from adapter_fusion.registry import Registry
 
@@ -29,6 +30,8 @@ class ArchitectureSpec:
     ffn_output: str
     hidden_size_attribute: str = "hidden_size"
     is_decoder: bool = False
+    lora_targets: tuple[str, ...] = ()
+    """The linear layers LoRA adapts when its config names none (PEFT's defaults: attention query and value)."""
 
 
 ARCHITECTURES: Registry[ArchitectureSpec] = Registry("model type")
@@ -38,6 +41,7 @@ _BERT_LIKE = dict(
     attention_output="attention.output.dense",
     ffn_input="intermediate",
     ffn_output="output.dense",
+    lora_targets=("attention.self.query", "attention.self.value"),
 )
 ARCHITECTURES.register("bert", ArchitectureSpec(family="bert", **_BERT_LIKE))
 ARCHITECTURES.register("roberta", ArchitectureSpec(family="roberta", **_BERT_LIKE))
@@ -52,6 +56,7 @@ ARCHITECTURES.register(
         ffn_input="ffn",
         ffn_output="ffn.lin2",
         hidden_size_attribute="dim",
+        lora_targets=("attention.q_lin", "attention.v_lin"),
     ),
 )
 ARCHITECTURES.register(
@@ -64,6 +69,7 @@ ARCHITECTURES.register(
         ffn_output="mlp.c_proj",
         hidden_size_attribute="n_embd",
         is_decoder=True,
+        lora_targets=("attn.c_attn",),
     ),
 )
 _LLAMA_LIKE = dict(
@@ -72,6 +78,7 @@ _LLAMA_LIKE = dict(
     ffn_input="mlp",
     ffn_output="mlp.down_proj",
     is_decoder=True,
+    lora_targets=("self_attn.q_proj", "self_attn.v_proj"),
 )
 for _family in ("llama", "mistral", "qwen2"):
     ARCHITECTURES.register(_family, ArchitectureSpec(family=_family, **_LLAMA_LIKE))
@@ -100,3 +107,28 @@ def layer_modules(model: nn.Module, spec: ArchitectureSpec) -> list[nn.Module]:
     base = getattr(model, "base_model", model)
     layers = base.get_submodule(spec.layers)
     return list(layers)
+
+
+def linear_features(module: nn.Module) -> tuple[int, int] | None:
+    """``(in_features, out_features)`` of an ``nn.Linear`` or of GPT-2's ``Conv1D`` (weight ``[in, out]``)."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if isinstance(module, Conv1D):
+        return int(module.weight.shape[0]), int(module.weight.shape[1])
+    return None
+
+
+def linear_modules(layer: nn.Module) -> dict[str, nn.Module]:
+    """Every linear layer inside one transformer layer, by its dotted path in the layer."""
+    return {name: module for name, module in layer.named_modules() if name and linear_features(module) is not None}
+
+
+def location_of(spec: ArchitectureSpec, path: str) -> str:
+    """The adapter-point location of the linear layer at ``path`` in a layer: ``"attention"`` / ``"ffn"`` for the
+    sub-layer outputs bottleneck adapters follow (a LoRA there shares their point), else the path with dots
+    written as underscores (module names can't hold dots)."""
+    if path == spec.attention_output:
+        return "attention"
+    if path == spec.ffn_output:
+        return "ffn"
+    return path.replace(".", "_")

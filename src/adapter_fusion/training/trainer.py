@@ -17,7 +17,7 @@ import transformers
 from torch import nn
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
-from adapter_fusion.adapters import BottleneckAdapter
+from adapter_fusion.adapters import ADAPTER_MODULES
 from adapter_fusion.io import load_tensors, save_tensors, write_json
 from adapter_fusion.training.config import TrainingConfig
 
@@ -33,7 +33,7 @@ def parameter_kind(model: nn.Module) -> dict[str, str]:
     heads = getattr(model, "heads", None)
     head_ids = {id(m) for m in heads.modules()} if isinstance(heads, nn.Module) else set()
     for module_name, module in model.named_modules():
-        if isinstance(module, BottleneckAdapter):
+        if isinstance(module, ADAPTER_MODULES):
             kind = "adapter"
         elif isinstance(module, FusionLayer):
             kind = "fusion"
