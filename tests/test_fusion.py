@@ -98,7 +98,8 @@ def run(model: AdapterModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def reference_composition(fuse: Fuse) -> Callable[..., torch.Tensor]:
-    """A composition running the method's plain reference at every fused point (residual rule re-derived here)."""
+    """A composition running the method's plain reference at every fused point (residual rule re-derived here;
+    LoRA adapters read ``manager.module_input``)."""
     reference = FUSION_METHODS.get(fuse.config.fusion_method).reference  # type: ignore[union-attr]
 
     def compose(manager: AdapterManager, layer: int, location: str, hidden: torch.Tensor, ffn: Any) -> torch.Tensor:
@@ -107,9 +108,12 @@ def reference_composition(fuse: Fuse) -> Callable[..., torch.Tensor]:
             return hidden
         names = fuse.point_adapters[key]
         adapters = [manager.adapter_module(name, layer, location) for name in names]
-        parallel = [manager.configs[name].placement == "parallel" for name in names]
-        residual = parallel[0] or manager.configs[names[0]].residual
-        out = reference(fuse.layers[key], hidden, adapters, ffn, reads_ffn_input=parallel, residual=residual)
+        parallel = [getattr(manager.configs[name], "placement", None) == "parallel" for name in names]
+        residual = parallel[0] or getattr(manager.configs[names[0]], "residual", True)  # LoRA: always
+        out = reference(
+            fuse.layers[key], hidden, adapters, ffn, reads_ffn_input=parallel, residual=residual,
+            module_input=manager.module_input,
+        )  # fmt: skip
         return out.hidden
 
     return compose
@@ -159,6 +163,12 @@ def test_every_method_is_a_fusion_layer_with_a_reference() -> None:
 def test_fast_path_equals_reference_with_gradients(make_model, randomise, method, placement, heads, n) -> None:
     model = fused_model(make_model, randomise, adapter_configs(n, placement))
     fuse = add_fusion(model, fusion_config(method, n, num_attention_heads=heads))
+    assert_fast_equals_reference_with_gradients(model, fuse)
+
+
+def assert_fast_equals_reference_with_gradients(model: AdapterModel, fuse: Fuse) -> dict[str, torch.Tensor]:
+    """Perturb the fusion, train mode, adapters unfrozen: the fast path's output and every gradient equal the
+    reference's. Returns the fast path's gradients."""
     perturb_(fuse)
     model.train()
     for name in fuse.adapter_names:
@@ -180,6 +190,7 @@ def test_fast_path_equals_reference_with_gradients(make_model, randomise, method
     assert any(name.startswith("adapters.") for name in fast_grads)
     for name in fast_grads:
         torch.testing.assert_close(fast_grads[name], ref_grads[name], msg=lambda m, k=name: f"{k}: {m}")
+    return fast_grads
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -41,7 +41,7 @@ from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
 
 if TYPE_CHECKING:
-    from adapter_fusion.adapters import BottleneckAdapter
+    from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 VALUE_INITIALIZATIONS = ("identity", "random")
@@ -159,15 +159,16 @@ class AttentionFusion(FusionLayer):
 def reference_attention(
     layer: AttentionFusion,
     hidden: torch.Tensor,
-    adapters: Sequence[BottleneckAdapter],
+    adapters: Sequence[BottleneckAdapter | LoraAdapter],
     ffn_input: torch.Tensor | None = None,
     *,
     reads_ffn_input: Sequence[bool] | None = None,
     residual: bool = True,
+    module_input: torch.Tensor | None = None,
 ) -> FusionOutput:
     """AdapterHub's way: every adapter's up, key and value in ``d`` dims, then attention. For tests/benchmarks."""
     H, dh = layer.num_heads, layer.head_size
-    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input)  # [..., N, d]
+    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input, module_input)  # [..., N, d]
     q = layer.query(hidden).unflatten(-1, (H, dh))  # [..., H, dh]
     k = layer.key(ups).unflatten(-1, (H, dh))  # [..., N, H, dh]
     v = F.linear(ups, layer.value.weight).unflatten(-1, (H, dh))  # [..., N, H, dh]

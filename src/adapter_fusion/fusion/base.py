@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adapter_fusion.adapters import BottleneckAdapter
+from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
 from adapter_fusion.fusion.packing import AdapterPack
 
 Products = dict[str, torch.Tensor]
@@ -125,14 +125,20 @@ class FusionLayer(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
-        adapters: Sequence[BottleneckAdapter],
+        adapters: Sequence[BottleneckAdapter | LoraAdapter],
         ffn_input: torch.Tensor | None = None,
         *,
         reads_ffn_input: Sequence[bool] | None = None,
         residual: bool = True,
         return_weights: bool = False,
+        module_input: torch.Tensor | None = None,
     ) -> FusionOutput:
         """Fuse ``adapters`` at one point.
+
+        For LoRA adapters the point is a linear layer they adapt (or a sub-layer output whose linear layer they
+        adapt): ``hidden`` is that linear layer's output ``W x + b``, each LoRA's contribution is
+        ``up_i = s_i B_i A_i x`` for the layer's input ``x`` (``module_input``), and the method mixes these
+        per-module deltas exactly as it mixes bottleneck adapters' ``up_i`` (the same query, gates and weights).
 
         Args:
             hidden: the sub-layer output ``h``, ``[batch, seq, hidden]`` (also the fusion query).
@@ -142,6 +148,7 @@ class FusionLayer(nn.Module):
             reads_ffn_input: per adapter, whether its down-projection reads ``ffn_input`` instead of ``h``.
             residual: add ``h`` to the fused output (``False`` for adapters built with ``residual=False``).
             return_weights: also return the weights over adapters.
+            module_input: the adapted linear layer's input ``[batch, seq, in]``, read by LoRA adapters.
         """
         pack = AdapterPack(adapters, reads_ffn_input, self.hidden_size)
         if pack.n != self.num_adapters:
@@ -152,8 +159,14 @@ class FusionLayer(nn.Module):
             got = None if ffn_input is None else tuple(ffn_input.shape)
             raise ValueError(f"parallel adapters need ffn_input shaped like hidden {tuple(hidden.shape)}; got {got}")
         lead = hidden.shape[:-1]
+        if pack.any_reads_module_input and (
+            module_input is None or module_input.shape != (*lead, pack.module_input_size)
+        ):
+            got = None if module_input is None else tuple(module_input.shape)
+            raise ValueError(f"LoRA adapters need module_input of shape {(*lead, pack.module_input_size)}; got {got}")
         h = hidden.reshape(-1, self.hidden_size)
         x = ffn_input.reshape(-1, self.hidden_size) if pack.any_reads_ffn_input and ffn_input is not None else None
+        m = module_input.reshape(-1, module_input.shape[-1]) if module_input is not None else None
 
         products = self._cached_products(pack)
         if pack.all_read_hidden:
@@ -161,7 +174,7 @@ class FusionLayer(nn.Module):
             rows = F.linear(h, products["hidden_weight"], products["hidden_bias"])
             pre, extra = rows[:, : pack.total], rows[:, pack.total :]
         else:
-            pre = pack.down(h, x, products["down_weight"], products["down_bias"])
+            pre = pack.down(h, x, m, products)
             extra_weight = products["extra_weight"]
             extra = F.linear(h, extra_weight, products.get("extra_bias")) if len(extra_weight) else h[:, :0]
         activations = pack.activate(pre)
@@ -189,17 +202,17 @@ class FusionLayer(nn.Module):
         products = self._products(pack)
         extra_weight = products["extra_weight"]
         extra_bias = products.get("extra_bias")
-        down_weight, down_bias = pack.down_weight()
         if extra_bias is None and extra_weight.shape[0] > 0:
             extra_bias = extra_weight.new_zeros(extra_weight.shape[0])
         if pack.all_read_hidden:
+            down_weight, down_bias = pack.down_weight()
             if extra_weight.shape[0] == 0:
                 products["hidden_weight"], products["hidden_bias"] = down_weight, down_bias
             else:
                 products["hidden_weight"] = torch.cat([down_weight, extra_weight])
                 products["hidden_bias"] = torch.cat([down_bias, extra_bias])  # type: ignore[list-item]
         else:
-            products["down_weight"], products["down_bias"] = down_weight, down_bias
+            products.update(pack.down_products())
             if extra_bias is not None:
                 products["extra_bias"] = extra_bias
         return products

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from adapter_fusion.adapters import BottleneckAdapter
+from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
 from adapter_fusion.fusion.base import FusionLayer
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint
-from adapter_fusion.models.manager import LOCATIONS, AdapterManager, point_key
+from adapter_fusion.models.manager import AdapterManager, point_key
 
 if TYPE_CHECKING:
     from adapter_fusion.models.model import AdapterModel
@@ -94,6 +94,7 @@ class Fuse(nn.Module):
             reads_ffn_input=reads_ffn_input,
             residual=residual,
             return_weights=self.collect_weights,
+            module_input=manager.module_input,
         )
         if self.collect_weights and output.weights is not None:
             self.last_weights[key] = output.weights
@@ -133,8 +134,13 @@ class Fuse(nn.Module):
 def point_inputs(manager: AdapterManager, names: Sequence[str]) -> tuple[tuple[bool, ...], bool]:
     """Per adapter whether it reads the feed-forward input, and the shared residual flag (mixed -> ValueError)."""
     configs = [manager.configs[name] for name in names]
-    reads = tuple(config.placement == "parallel" for config in configs)
-    residuals = {name: config.placement == "parallel" or config.residual for name, config in zip(names, configs)}
+    # a LoRA adapter (no placement) reads its linear layer's input and always adds to the layer's output
+    placements = [getattr(config, "placement", None) for config in configs]
+    reads = tuple(placement == "parallel" for placement in placements)
+    residuals = {
+        name: placement in (None, "parallel") or config.residual
+        for name, config, placement in zip(names, configs, placements)
+    }
     if len(set(residuals.values())) > 1:
         raise ValueError(
             "fused adapters must agree on residual (parallel adapters always add the residual); got "
@@ -189,13 +195,12 @@ def build_fusion(config: FusionConfig, manager: AdapterManager, adapter_names: S
     point_adapters: dict[str, tuple[str, ...]] = {}
     for layer in layer_indices:
         found = False
-        for location in LOCATIONS:
-            present = [i for i, name in enumerate(names) if manager.adapter_module(name, layer, location) is not None]
-            if not present:
-                continue
+        for location in manager.point_locations(layer, names):
+            modules = [manager.adapter_module(name, layer, location) for name in names]
+            present = [i for i, module in enumerate(modules) if module is not None]
             found = True
             key = point_key(layer, location)
-            point = FusionPoint(key, manager.hidden_size, tuple(present), len(names))
+            point = FusionPoint(key, output_width(modules[present[0]]), tuple(present), len(names))
             layers[key] = method.build(config, point, shared)
             point_adapters[key] = tuple(names[i] for i in present)
         if not found and config.fusion_layers is not None:
@@ -208,6 +213,11 @@ def build_fusion(config: FusionConfig, manager: AdapterManager, adapter_names: S
         fuse.to(device=reference.device, dtype=reference.dtype if reference.is_floating_point() else None)
     fuse.train(manager.training)
     return fuse
+
+
+def output_width(module: nn.Module) -> int:
+    """The width of what an adapter adds to: the hidden size, or a LoRA's linear layer's output size."""
+    return int(module.out_features if isinstance(module, LoraAdapter) else module.hidden_size)
 
 
 def _manager_of(target: AdapterModel | AdapterManager) -> AdapterManager:

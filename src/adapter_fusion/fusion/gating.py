@@ -23,7 +23,7 @@ from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
 
 if TYPE_CHECKING:
-    from adapter_fusion.adapters import BottleneckAdapter
+    from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 GATE_ACTIVATIONS = ("sigmoid", "softmax")
@@ -86,14 +86,15 @@ class GatingFusion(FusionLayer):
 def reference_gating(
     layer: GatingFusion,
     hidden: torch.Tensor,
-    adapters: Sequence[BottleneckAdapter],
+    adapters: Sequence[BottleneckAdapter | LoraAdapter],
     ffn_input: torch.Tensor | None = None,
     *,
     reads_ffn_input: Sequence[bool] | None = None,
     residual: bool = True,
+    module_input: torch.Tensor | None = None,
 ) -> FusionOutput:
     """Run every adapter, gate and sum. For tests and benchmarks."""
-    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input)  # [..., N, d]
+    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input, module_input)  # [..., N, d]
     logits = layer.gate(hidden) / layer.temperature
     g = torch.softmax(logits, -1) if layer.activation == "softmax" else torch.sigmoid(logits)
     mixed = (g.unsqueeze(-1) * ups).sum(-2)

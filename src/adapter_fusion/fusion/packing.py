@@ -1,4 +1,4 @@
-"""Pack N bottleneck adapters for one batched pass: the fast path shared by every fusion method.
+"""Pack N adapters (bottleneck or LoRA) for one batched pass: the fast path shared by every fusion method.
 
 AdapterHub runs the fused adapters one after the other. Here the N down-projections (bottlenecks
 ``r_1 .. r_N``, ``R = sum r_i``) become one ``[R, hidden]`` weight, so one matmul gives every adapter's
@@ -10,6 +10,11 @@ Adapters may differ in bottleneck size, activation, dropout and input (parallel 
 input): activations and dropout are applied per run of consecutive adapters that agree, and the
 down-projection is one matmul per run of adapters reading the same input. Results are exact in every case;
 only the number of kernel launches grows with the number of runs.
+
+A LoRA adapter packs as a bottleneck whose down-projection is ``A`` (no bias), activation the identity, and
+up-projection ``B`` (no bias, scaled by ``alpha / r``), reading the input of the linear layer it adapts (the
+"module input") instead of that layer's output ``h``; its dropout acts on that input, one mask per adapter, as in
+PEFT.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from collections.abc import Callable, Hashable, Sequence
 import torch
 from torch.nn import functional as F
 
-from adapter_fusion.adapters import BottleneckAdapter
+from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
+
+# where an adapter's down-projection reads from
+HIDDEN, FFN_INPUT, MODULE_INPUT = 0, 1, 2
+SOURCE_NAMES = ("the sub-layer output", "the feed-forward input", "the adapted linear layer's input")
 
 
 def _runs(keys: Sequence[Hashable]) -> list[tuple[int, int]]:
@@ -33,20 +42,49 @@ def _runs(keys: Sequence[Hashable]) -> list[tuple[int, int]]:
     return runs
 
 
-def _activation_key(module: torch.nn.Module) -> Hashable:
-    return (type(module), module.extra_repr())
+def _activation_key(adapter: BottleneckAdapter | LoraAdapter) -> Hashable:
+    if isinstance(adapter, LoraAdapter):
+        return "identity"
+    return (type(adapter.activation), adapter.activation.extra_repr())
+
+
+def _bottleneck_dropout(adapter: BottleneckAdapter | LoraAdapter) -> float:
+    """The dropout on the bottleneck activations in effect now (LoRA's acts on its input instead)."""
+    if isinstance(adapter, LoraAdapter) or not adapter.dropout.training:
+        return 0.0
+    return float(adapter.dropout.p)
+
+
+def _input_dropout(adapter: BottleneckAdapter | LoraAdapter) -> float:
+    """The dropout on a LoRA adapter's input in effect now (0 for bottleneck adapters)."""
+    if isinstance(adapter, LoraAdapter) and adapter.dropout.training:
+        return float(adapter.dropout.p)
+    return 0.0
+
+
+def _down(adapter: BottleneckAdapter | LoraAdapter) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(adapter, LoraAdapter):
+        return adapter.lora_A.weight, None
+    return adapter.down.weight, adapter.down.bias
+
+
+def _up(adapter: BottleneckAdapter | LoraAdapter) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(adapter, LoraAdapter):
+        return adapter.lora_B.weight, None
+    return adapter.up.weight, adapter.up.bias
 
 
 class AdapterPack:
     """A read-only view of N adapters at one adapter point, laid out for batched maths.
 
     Built per forward (it only holds references and sizes); the weight products derived from it are what the
-    fusion layers cache.
+    fusion layers cache. ``sources[i]`` says what adapter ``i`` reads: ``HIDDEN`` (the sub-layer output ``h``),
+    ``FFN_INPUT`` (parallel bottleneck adapters) or ``MODULE_INPUT`` (LoRA adapters).
     """
 
     def __init__(
         self,
-        adapters: Sequence[BottleneckAdapter],
+        adapters: Sequence[BottleneckAdapter | LoraAdapter],
         reads_ffn_input: Sequence[bool] | None,
         hidden_size: int,
     ) -> None:
@@ -54,21 +92,31 @@ class AdapterPack:
         if not adapters:
             raise ValueError("a fusion needs at least one adapter at every fused point; got none")
         for index, adapter in enumerate(adapters):
-            if not isinstance(adapter, BottleneckAdapter):
-                raise TypeError(f"adapter {index} must be a BottleneckAdapter; got {type(adapter).__name__}")
-        sizes_seen = sorted({a.down.in_features for a in adapters} | {a.up.out_features for a in adapters})
-        if sizes_seen != [hidden_size]:
-            raise ValueError(
-                f"every fused adapter must have the fusion's hidden size {hidden_size}; "
-                f"got adapters with hidden sizes {[a.down.in_features for a in adapters]}"
-            )
+            if not isinstance(adapter, (BottleneckAdapter, LoraAdapter)):
+                raise TypeError(
+                    f"adapter {index} must be a BottleneckAdapter or LoraAdapter; got {type(adapter).__name__}"
+                )
         reads = tuple(bool(r) for r in reads_ffn_input) if reads_ffn_input is not None else (False,) * len(adapters)
         if len(reads) != len(adapters):
             raise ValueError(f"reads_ffn_input has {len(reads)} entries for {len(adapters)} adapters")
+        self.sources = tuple(
+            MODULE_INPUT if isinstance(a, LoraAdapter) else FFN_INPUT if r else HIDDEN for a, r in zip(adapters, reads)
+        )
+        outputs = [_up(a)[0].shape[0] for a in adapters]
+        inputs = [_down(a)[0].shape[1] for a, source in zip(adapters, self.sources) if source != MODULE_INPUT]
+        if set(outputs) != {hidden_size} or set(inputs) - {hidden_size}:
+            raise ValueError(
+                f"every fused adapter must have the fusion's hidden size {hidden_size}; "
+                f"got adapters with output sizes {outputs} (bottleneck input sizes {inputs})"
+            )
+        module_inputs = {_down(a)[0].shape[1] for a, s in zip(adapters, self.sources) if s == MODULE_INPUT}
+        if len(module_inputs) > 1:
+            raise ValueError(f"LoRA adapters fused at one point must read inputs of one size; got {module_inputs}")
+        self.module_input_size = next(iter(module_inputs), None)
         self.adapters = adapters
         self.hidden_size = hidden_size
-        self.reads_ffn_input = reads
-        self.sizes = tuple(a.down.out_features for a in adapters)
+        self.reads_ffn_input = tuple(source == FFN_INPUT for source in self.sources)
+        self.sizes = tuple(_down(a)[0].shape[0] for a in adapters)
         self.total = sum(self.sizes)
         self.uniform = len(set(self.sizes)) == 1
         offsets = [0]
@@ -83,42 +131,59 @@ class AdapterPack:
 
     @property
     def any_reads_ffn_input(self) -> bool:
-        return any(self.reads_ffn_input)
+        return FFN_INPUT in self.sources
+
+    @property
+    def any_reads_module_input(self) -> bool:
+        return MODULE_INPUT in self.sources
 
     @property
     def all_read_hidden(self) -> bool:
-        return not self.any_reads_ffn_input
+        return set(self.sources) == {HIDDEN}
 
     def tensors(self) -> list[torch.Tensor]:
         """Every weight the packed products depend on (the cache key of the fusion layers)."""
-        return [t for a in self.adapters for t in (a.down.weight, a.down.bias, a.up.weight, a.up.bias)]
+        return [t for a in self.adapters for pair in (_down(a), _up(a)) for t in pair if t is not None]
 
     def signature(self) -> tuple[Hashable, ...]:
         """Everything but the weights that the packed products depend on."""
         return (
             self.sizes,
-            self.reads_ffn_input,
+            self.sources,
             tuple(float(a.scaling) for a in self.adapters),
-            tuple(_activation_key(a.activation) for a in self.adapters),
+            tuple(_activation_key(a) for a in self.adapters),
         )
 
     # ------------------------------------------------------------------ packed weights (no token data)
-    def down_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[R, hidden]`` and ``[R]``: every down-projection, stacked."""
-        if self.n == 1:
-            return self.adapters[0].down.weight, self.adapters[0].down.bias
-        return (
-            torch.cat([a.down.weight for a in self.adapters]),
-            torch.cat([a.down.bias for a in self.adapters]),
-        )
+    def down_weight(self, start: int = 0, end: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[R, in]`` and ``[R]``: the down-projections of adapters ``start..end`` (default all), stacked; they
+        must read inputs of one width (LoRA's bias is zero)."""
+        chosen = self.adapters[start:end]
+        weights = [_down(a)[0] for a in chosen]
+        biases = [b if b is not None else w.new_zeros(w.shape[0]) for w, b in (_down(a) for a in chosen)]
+        if len(chosen) == 1:
+            return weights[0], biases[0]
+        return torch.cat(weights), torch.cat(biases)
+
+    def down_products(self) -> dict[str, torch.Tensor]:
+        """The stacked down-projections per run of adapters reading one source: ``down_weight.<run>`` and
+        ``down_bias.<run>`` (read by ``down``)."""
+        products = {}
+        for index, (start, end) in enumerate(_runs(self.sources)):
+            products[f"down_weight.{index}"], products[f"down_bias.{index}"] = self.down_weight(start, end)
+        return products
 
     def up_weight(self) -> torch.Tensor:
         """``[hidden, R]``: ``[s_1 U_1 | ... | s_N U_N]``."""
-        return torch.cat([_scaled(a.up.weight, a.scaling) for a in self.adapters], dim=1)
+        return torch.cat([_scaled(_up(a)[0], a.scaling) for a in self.adapters], dim=1)
 
     def up_bias_columns(self) -> torch.Tensor:
-        """``[hidden, N]``: column ``i`` is ``s_i c_i``."""
-        return torch.stack([_scaled(a.up.bias, a.scaling) for a in self.adapters], dim=1)
+        """``[hidden, N]``: column ``i`` is ``s_i c_i`` (zero for LoRA)."""
+        columns = []
+        for adapter in self.adapters:
+            weight, bias = _up(adapter)
+            columns.append(_scaled(bias, adapter.scaling) if bias is not None else weight.new_zeros(weight.shape[0]))
+        return torch.stack(columns, dim=1)
 
     def up_columns(self) -> torch.Tensor:
         """``[hidden, R + N]``: ``up_weight()`` then ``up_bias_columns()``."""
@@ -126,36 +191,46 @@ class AdapterPack:
 
     # ------------------------------------------------------------------ token maths
     def down(
-        self, hidden: torch.Tensor, ffn_input: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        ffn_input: torch.Tensor | None,
+        module_input: torch.Tensor | None,
+        products: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        """Pre-activations ``[tokens, R]``, one matmul per run of adapters that read the same input."""
-        runs = _runs(self.reads_ffn_input)
+        """Pre-activations ``[tokens, R]``: one matmul per run of adapters that read the same source (LoRA
+        adapters with input dropout in training: one each, every one with its own mask)."""
+        inputs = (hidden, ffn_input, module_input)
         parts = []
-        for start, end in runs:
-            source = ffn_input if self.reads_ffn_input[start] else hidden
+        for index, (start, end) in enumerate(_runs(self.sources)):
+            source = inputs[self.sources[start]]
             if source is None:
-                raise ValueError(
-                    f"adapter {start} reads the feed-forward input (parallel placement), but none was given"
-                )
-            lo, hi = self.offsets[start], self.offsets[end]
-            parts.append(F.linear(source, weight[lo:hi], bias[lo:hi]))
+                raise ValueError(f"adapter {start} reads {SOURCE_NAMES[self.sources[start]]}, but none was given")
+            weight, bias = products[f"down_weight.{index}"], products[f"down_bias.{index}"]
+            base = self.offsets[start]
+            # adapters with input dropout get a key of their own, so each is its own sub-run (its own mask)
+            keys = [index if _input_dropout(a) else None for index, a in enumerate(self.adapters[start:end])]
+            for lo, hi in _runs(keys):
+                p = _input_dropout(self.adapters[start + lo])
+                x = F.dropout(source, p, training=True) if p else source
+                if (lo, hi) == (0, end - start):
+                    parts.append(F.linear(x, weight, bias))
+                    continue
+                rows = slice(self.offsets[start + lo] - base, self.offsets[start + hi] - base)
+                parts.append(F.linear(x, weight[rows], bias[rows]))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """``[tokens, R] -> [tokens, R]``: each adapter's activation, then its dropout (when training)."""
-
-        def key(adapter: BottleneckAdapter) -> Hashable:
-            dropout = adapter.dropout.p if adapter.dropout.training else 0.0
-            return (_activation_key(adapter.activation), dropout)
-
-        runs = _runs([key(a) for a in self.adapters])
+        runs = _runs([(_activation_key(a), _bottleneck_dropout(a)) for a in self.adapters])
         parts = []
         for start, end in runs:
             adapter = self.adapters[start]
             chunk = pre if len(runs) == 1 else pre[..., self.offsets[start] : self.offsets[end]]
-            chunk = adapter.activation(chunk)
-            if adapter.dropout.training and adapter.dropout.p > 0:
-                chunk = F.dropout(chunk, adapter.dropout.p, training=True)
+            if isinstance(adapter, BottleneckAdapter):
+                chunk = adapter.activation(chunk)
+            p = _bottleneck_dropout(adapter)
+            if p > 0:
+                chunk = F.dropout(chunk, p, training=True)
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 

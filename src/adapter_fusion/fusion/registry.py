@@ -15,7 +15,7 @@ import torch
 from adapter_fusion.registry import Registry
 
 if TYPE_CHECKING:
-    from adapter_fusion.adapters import BottleneckAdapter
+    from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.fusion.base import FusionLayer, FusionOutput
     from adapter_fusion.fusion.config import FusionConfig
 
@@ -40,7 +40,7 @@ class FusionPoint:
 
 # (config, point, state shared by the layers of one fusion) -> the point's fusion layer
 Builder = Callable[["FusionConfig", FusionPoint, dict[str, Any]], "FusionLayer"]
-# (layer, hidden, adapters, ffn_input, reads_ffn_input=..., residual=...) -> FusionOutput with weights
+# (layer, hidden, adapters, ffn_input, reads_ffn_input=..., residual=..., module_input=...) -> FusionOutput
 Reference = Callable[..., "FusionOutput"]
 
 
@@ -64,16 +64,20 @@ FUSION_METHODS: Registry[FusionMethod] = Registry("fusion method")
 
 def reference_contributions(
     hidden: torch.Tensor,
-    adapters: Sequence[BottleneckAdapter],
+    adapters: Sequence[BottleneckAdapter | LoraAdapter],
     ffn_input: torch.Tensor | None,
     reads_ffn_input: Sequence[bool] | None,
+    module_input: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Each adapter's contribution ``up_i`` run one by one, stacked: ``[..., N, hidden]`` (for references)."""
+    """Each adapter's contribution ``up_i`` run one by one, stacked: ``[..., N, hidden]`` (for references).
+    A LoRA adapter reads ``module_input`` (the input of the linear layer it adapts)."""
+    from adapter_fusion.adapters import LoraAdapter
+
     reads = list(reads_ffn_input) if reads_ffn_input is not None else [False] * len(adapters)
     ups = []
     for adapter, reads_ffn in zip(adapters, reads):
-        source = ffn_input if reads_ffn else hidden
+        source = module_input if isinstance(adapter, LoraAdapter) else ffn_input if reads_ffn else hidden
         if source is None:
-            raise ValueError("a parallel adapter needs ffn_input")
+            raise ValueError("a parallel adapter needs ffn_input and a LoRA adapter module_input")
         ups.append(adapter(source))
     return torch.stack(ups, dim=-2)

@@ -20,7 +20,7 @@ from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
 
 if TYPE_CHECKING:
-    from adapter_fusion.adapters import BottleneckAdapter
+    from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 WEIGHT_INITIALIZATIONS = ("uniform", "normal")
@@ -110,14 +110,15 @@ def init_logits_(logits: torch.Tensor, initialization: str) -> None:
 def reference_weighted(
     layer: WeightedFusion,
     hidden: torch.Tensor,
-    adapters: Sequence[BottleneckAdapter],
+    adapters: Sequence[BottleneckAdapter | LoraAdapter],
     ffn_input: torch.Tensor | None = None,
     *,
     reads_ffn_input: Sequence[bool] | None = None,
     residual: bool = True,
+    module_input: torch.Tensor | None = None,
 ) -> FusionOutput:
     """Run every adapter, then weight and sum. For tests and benchmarks."""
-    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input)  # [..., N, d]
+    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input, module_input)  # [..., N, d]
     w = torch.softmax(layer.logits / layer.temperature, -1) if layer.learnable else layer.fixed_weights
     mixed = (w.unsqueeze(-1) * ups).sum(-2)
     out = hidden + mixed if residual else mixed
