@@ -87,9 +87,15 @@ def base_model_arguments(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:
+    """The ``adapter_config.json`` of an adapter directory; for a PEFT LoRA directory, its name, kind, base model
+    and PEFT config (``"format": "peft"``)."""
+    from adapter_fusion.interop.peft import is_peft_directory, peft_adapter_info
+
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"adapter directory {directory} does not exist")
+    if is_peft_directory(directory):
+        return peft_adapter_info(directory)
     for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (directory / required).is_file():
             present = sorted(p.name for p in directory.iterdir())
@@ -111,9 +117,14 @@ def load_adapter(
     load_head: bool = True,
     activate: bool = True,
 ) -> str:
-    """Load an adapter directory into ``model``; returns the adapter's name in the model."""
+    """Load an adapter directory (this library's, or a PEFT LoRA directory) into ``model``; returns the adapter's
+    name in the model."""
     directory = Path(directory)
     info = read_adapter_config(directory)
+    if info.get("format") == "peft":
+        from adapter_fusion.interop.peft import load_peft_adapter
+
+        return load_peft_adapter(model, directory, name, activate=activate)
     manager = model.adapters
     if info["hidden_size"] != manager.hidden_size:
         raise ValueError(
