@@ -29,8 +29,8 @@ from adapter_fusion.tasks import base as tasks_base
 from adapter_fusion.tasks.readers import JsonReader, TsvReader
 
 EXPECTED_TASKS = {
-    "ag_news", "cola", "cr", "imdb", "mnli", "mpqa", "mr", "mrpc", "qnli", "qqp", "rte", "snli", "sst2", "sst5",
-    "stsb", "subj", "trec", "wnli",
+    "ag_news", "boolq", "cola", "cr", "imdb", "imdb_pcp", "mnli", "mnli_plus", "mpqa", "mr", "mrpc", "qnli",
+    "qnli_squad", "qqp", "rte", "snli", "sst2", "sst5", "stsb", "subj", "trec", "wikiqa", "wnli",
 }
 
 
@@ -204,12 +204,12 @@ def test_trec_ids_are_remapped_to_hub_order(tiny_data_dir: Path) -> None:
     assert names == ["description", "entity", "abbreviation", "human", "location", "number"]
 
 
-def test_imdb_labels_are_reversed_and_validation_carved(tiny_data_dir: Path) -> None:
-    train = load_task_split("imdb", "train", data_dir=tiny_data_dir)
-    validation = load_task_split("imdb", "validation", data_dir=tiny_data_dir)
+def test_imdb_pcp_labels_are_reversed_and_validation_carved(tiny_data_dir: Path) -> None:
+    train = load_task_split("imdb_pcp", "train", data_dir=tiny_data_dir)
+    validation = load_task_split("imdb_pcp", "validation", data_dir=tiny_data_dir)
     assert (len(train), len(validation)) == (18, 2)
     assert not set(train["text_a"]) & set(validation["text_a"])
-    test = load_task_split("imdb", "test", data_dir=tiny_data_dir)
+    test = load_task_split("imdb_pcp", "test", data_dir=tiny_data_dir)
     assert test["label"] == [1, 0, 1, 0]  # file "0" (positive) -> id 1
 
 
@@ -445,7 +445,9 @@ REAL_SIZES: dict[str, tuple[int, int, int | None]] = {
     "mnli": (8999, 1000, None), "qqp": (8999, 1000, None), "snli": (8999, 1000, 9842),
     "trec": (4906 - 491, 546, 491), "sst5": (7689 - 769, 855, 769), "mr": (7795 - 780, 867, 780),
     "cr": (1597 - 160, 178, 160), "mpqa": (7742 - 774, 861, 774), "subj": (7200 - 720, 800, 720),
-    "ag_news": (8001, 1000, 1000), "imdb": (900, 100, 1000),
+    "ag_news": (8001, 1000, 1000), "imdb_pcp": (900, 100, 1000), "imdb": (23000, 2000, 25000),
+    "boolq": (9427, 3270, None), "mnli_plus": (55558, 1000, None), "qnli_squad": (171479, 5463, None),
+    "wikiqa": (20360, 2733, 6165),
 }
 
 
@@ -471,11 +473,13 @@ def test_real_data_split_sizes(name: str) -> None:
 
 
 @pytest.mark.realdata
-def test_real_imdb_label_direction() -> None:
-    """The PCP aclImdb files use 0 = positive; after remapping, 'positive' reviews praise more than they pan."""
+@pytest.mark.parametrize("name", ["imdb_pcp", "imdb"])
+def test_real_imdb_label_direction(name: str) -> None:
+    """The PCP aclImdb files use 0 = positive, the full set 1 = positive; after mapping, 'positive' reviews praise
+    more than they pan in both."""
     if not REAL_DATA_DIR.is_dir():
         pytest.skip(f"real data directory {REAL_DATA_DIR} not found")
-    test = load_task_split("imdb", "test", data_dir=REAL_DATA_DIR)
+    test = load_task_split(name, "test", data_dir=REAL_DATA_DIR, max_examples=2000)
     praise = {0: 0, 1: 0}
     for text, label in zip(test["text_a"], test["label"]):
         praise[label] += sum(text.lower().count(word) for word in ("excellent", "wonderful", "loved")) - sum(

@@ -12,6 +12,7 @@ from adapter_fusion.tasks import qa as _qa  # noqa: F401  (registers extractive 
 from adapter_fusion.tasks import choice as _choice  # noqa: F401  (registers multiple choice: codah, dream, piqa)
 from adapter_fusion.tasks import tagging as _tagging  # noqa: F401  (registers token classification and its tasks)
 from adapter_fusion.tasks import generation as _generation  # noqa: F401  (registers generation tasks)
+from adapter_fusion.tasks import transfer_sets as _transfer_sets  # noqa: F401  (IMDB, BoolQ, MNLI+, SQuAD, ...)
 from adapter_fusion.tasks.base import (
     CARVE_SEED,
     DATA_DIR_ENV,

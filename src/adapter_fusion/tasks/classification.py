@@ -273,9 +273,10 @@ register_task(TaskSpec(
 _IMDB_LABELS = {"0": "positive", "1": "negative"}
 _IMDB_DEV = LocalFile(("lmbff_pcp/aclImdb/dev.json",), JsonReader(text_a="ori", text_b=None), label_map=_IMDB_LABELS)
 register_task(TaskSpec(
-    name="imdb", task_type="classification", label_names=SENTIMENT_LABELS, is_pair=False,
-    metrics=("accuracy",), main_metric="accuracy", aliases=("aclimdb",),
-    description="IMDb: binary sentiment of full movie reviews. Local: lmbff_pcp/aclImdb dev.json (1,000) is split "
+    name="imdb_pcp", task_type="classification", label_names=SENTIMENT_LABELS, is_pair=False,
+    metrics=("accuracy",), main_metric="accuracy",
+    description="IMDb (PCP subset; the full 25k/25k set is the task 'imdb'): binary sentiment of full movie reviews. "
+                "Local: lmbff_pcp/aclImdb dev.json (1,000) is split "
                 "with CARVE_SEED into train (900) and validation (10%, 100); test.json (1,000) is the test split. "
                 "The PCP files use 0 = positive, 1 = negative; ids are remapped to the Hub's (0 negative, "
                 "1 positive). Hub: stanfordnlp/imdb (validation = 10% of train, carved).",
