@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import read_adapter_config
 from adapter_fusion.tasks import get_task, load_task_split
@@ -28,6 +29,7 @@ def evaluate_adapter(
     from adapter_fusion.heads import HEADS
     from adapter_fusion.tasks import get_task_type
 
+    directory = resolve_artefact(directory)
     info = read_fusion_config(directory) if is_fusion_directory(directory) else read_adapter_config(directory)
     task_name = task or info.get("metadata", {}).get("task")
     if not task_name:

@@ -32,9 +32,10 @@ class FusionPipeline:
     @classmethod
     def from_pretrained(cls, directory: str | Path, model: str | None = None, max_length: int = 128) -> FusionPipeline:
         """Load a fusion directory (``FusionModel.save_fusion``) or an adapter directory (``save_adapter``)."""
+        from adapter_fusion.bank import resolve_artefact
         from adapter_fusion.fusion.saving import is_fusion_directory, load_fusion, read_fusion_config
 
-        directory = Path(directory)
+        directory = resolve_artefact(directory)
         if is_fusion_directory(directory):
             info = read_fusion_config(directory)
             fusion_model = load_fusion(directory, model=model)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adapter_fusion.adapters import adapter_config_from_dict, adapter_kind
+from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
 
@@ -87,11 +88,11 @@ def base_model_arguments(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:
-    """The ``adapter_config.json`` of an adapter directory; for a PEFT LoRA directory, its name, kind, base model
-    and PEFT config (``"format": "peft"``)."""
+    """The ``adapter_config.json`` of an adapter directory (or ``bank:NAME``); for a PEFT LoRA directory, its name,
+    kind, base model and PEFT config (``"format": "peft"``)."""
     from adapter_fusion.interop.peft import is_peft_directory, peft_adapter_info
 
-    directory = Path(directory)
+    directory = resolve_artefact(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"adapter directory {directory} does not exist")
     if is_peft_directory(directory):
@@ -117,9 +118,9 @@ def load_adapter(
     load_head: bool = True,
     activate: bool = True,
 ) -> str:
-    """Load an adapter directory (this library's, or a PEFT LoRA directory) into ``model``; returns the adapter's
-    name in the model."""
-    directory = Path(directory)
+    """Load an adapter directory (this library's, a PEFT LoRA directory, or ``bank:NAME``) into ``model``; returns
+    the adapter's name in the model."""
+    directory = resolve_artefact(directory)
     info = read_adapter_config(directory)
     if info.get("format") == "peft":
         from adapter_fusion.interop.peft import load_peft_adapter

@@ -18,6 +18,7 @@ from typing import Any
 
 import transformers
 
+from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import load_tensors
@@ -64,7 +65,7 @@ class FusionTrainer(TaskTrainer):
 
     def setup_model(self, adapter_paths: Sequence[str | Path] | None = None) -> FusionModel:
         """Load the base model, the adapters and the fusion; add the task head; set what trains."""
-        paths = [str(p) for p in (adapter_paths or self.fusion_config.adapter_paths)]
+        paths = [str(resolve_artefact(p)) for p in (adapter_paths or self.fusion_config.adapter_paths)]
         if not paths:
             raise ValueError("setup_model needs adapter directories (argument or FusionConfig.adapter_paths)")
         name = self.model_config.model_name_or_path
