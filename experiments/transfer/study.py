@@ -1,0 +1,206 @@
+"""The AdapterFusion transfer study (issue 13): does fusing the bank's source adapters help a target task?
+
+One resumable command; every (protocol, target, system, seed) run writes
+``experiments/transfer/results/<protocol>/<target>__<system>__seed<seed>.json`` and a finished run is never redone;
+``RESULTS.md`` is rewritten from those files after every run (cells without a file say "not run").
+
+    OMP_NUM_THREADS=1 python experiments/transfer/study.py --protocol fewshot            # every few-shot cell
+    OMP_NUM_THREADS=1 python experiments/transfer/study.py --protocol fewshot --targets cr mr --seeds 13
+    python experiments/transfer/study.py --table-only                                     # rewrite RESULTS.md
+
+Protocols:
+- ``fewshot`` (LM-BFF, Gao et al. 2021): for each data seed (13, 21, 42, 87, 100), 16 examples per class are drawn from
+  the target's train split for training and another 16 per class for model selection; the test set is the target's
+  LM-BFF dev set (for RTE, not in LM-BFF, the GLUE dev set).
+- ``full`` (the AdapterFusion paper's Table 1): the whole train split, model selection and report on the dev split
+  (GLUE practice), seeds 1, 2, 3.
+
+Systems: ``head`` (frozen encoder, trained head), ``st-a`` (a single-task adapter), ``full-ft`` (full fine-tuning),
+``attention`` / ``weighted`` / ``gating`` (fusion of the bank's sources allowed for the target plus the target's own
+ST-A adapter of the same seed, the adapters frozen, a fresh head: nothing starts from the ST-A's trained head, so no
+system gets extra steps). Sources are leave-one-out (``EXCLUDED``): a target never reads an adapter trained on its own
+dataset or on a dataset built from its examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from runner import ROOT  # noqa: E402
+
+from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
+from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
+from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
+from adapter_fusion.tasks.readers import JsonReader  # noqa: E402
+
+HERE = ROOT / "experiments" / "transfer"
+RESULTS = HERE / "results"
+FEWSHOT_TARGETS = ("mr", "cr", "mpqa", "subj", "sst5", "trec", "snli", "qnli", "rte")
+FULL_TARGETS = ("rte", "mrpc", "cola", "stsb", "boolq")
+SEEDS = {"fewshot": (13, 21, 42, 87, 100), "full": (1, 2, 3)}
+SHOTS = 16
+SYSTEMS = ("head", "st-a", "full-ft", "attention", "weighted", "gating")
+FUSIONS = ("attention", "weighted", "gating")
+
+# target -> bank adapters it may not read, and why
+EXCLUDED: dict[str, tuple[tuple[str, ...], str]] = {
+    "mr": (("sst2",), "SST was built from MR's Rotten Tomatoes sentences"),
+    "sst5": (("sst2",), "SST-5 and SST-2 label the same SST sentences"),
+    "qnli": (("qnli_squad",), "QNLI was built from SQuAD"),
+    "snli": ((), "mnli_plus holds no SNLI pair (its JOCI part reuses some SNLI premises with new hypotheses)"),
+    "boolq": (("boolq",), "the target's own dataset"),
+    "rte": ((), "no RTE or Add-One RTE data in any source"),
+}
+LMBFF_TEST_FILES = {"qnli": "lmbff_pcp/glue_pretrain/QNLI/dev.json"}
+"""Targets whose registered validation split is not their LM-BFF dev set (QNLI's is the official GLUE dev set)."""
+
+BUDGETS: dict[str, dict[str, Any]] = {
+    "fewshot": dict(num_train_epochs=20, batch_size=8, eval_batch_size=64, warmup_ratio=0.06),
+    "full": dict(num_train_epochs=3, batch_size=32, eval_batch_size=128, warmup_ratio=0.06),
+}
+LEARNING_RATES: dict[str, dict[str, float]] = {
+    "head": dict(adapter_learning_rate=1e-3),
+    "st-a": dict(adapter_learning_rate=1e-3),
+    "full-ft": dict(base_learning_rate=5e-5, head_learning_rate=1e-3),
+    "fusion": dict(fusion_learning_rate=5e-4, head_learning_rate=1e-3),
+}
+
+
+def sources_for(target: str) -> list[str]:
+    """The bank adapters a target's fusion reads: every shipped one but the excluded."""
+    excluded = set(EXCLUDED.get(target, ((), ""))[0]) | {target}
+    return [name for name in list_bank() if name not in excluded and read_card(name)["task"] != target]
+
+
+def few_shot_split(target: str, seed: int, data_dir: str) -> tuple[Any, Any]:
+    """``SHOTS`` training and ``SHOTS`` model-selection examples per class from the target's train split, disjoint,
+    drawn with ``seed``."""
+    train = load_task_split(target, "train", data_dir)
+    order = np.random.default_rng(seed).permutation(len(train))
+    labels = train["label"]
+    picked: dict[str, dict[int, list[int]]] = {"train": {}, "dev": {}}
+    for index in order.tolist():
+        label = labels[index]
+        for part in ("train", "dev"):
+            bucket = picked[part].setdefault(label, [])
+            if len(bucket) < SHOTS:
+                bucket.append(index)
+                break
+    num_labels = get_task(target).num_labels
+    for part, buckets in picked.items():
+        short = {label: len(b) for label, b in buckets.items() if len(b) < SHOTS}
+        if len(buckets) != num_labels or short:
+            raise ValueError(f"{target}: cannot draw {SHOTS} {part} examples of each of {num_labels} classes: {short}")
+    return tuple(train.select(sorted(i for b in picked[p].values() for i in b)) for p in ("train", "dev"))
+
+
+def test_split(target: str, protocol: str, data_dir: str) -> Any:
+    """The split a protocol reports: the LM-BFF dev set (few-shot) or the dev split (full data)."""
+    if protocol == "fewshot" and target in LMBFF_TEST_FILES:
+        spec = get_task(target)
+        raw = JsonReader()([Path(data_dir) / LMBFF_TEST_FILES[target]])
+        return get_task_type(spec).to_dataset(spec, raw, None, LMBFF_TEST_FILES[target])
+    return load_task_split(target, "validation", data_dir)
+
+
+def training_config(protocol: str, system: str, seed: int, output_dir: str) -> TrainingConfig:
+    rates = LEARNING_RATES["fusion" if system in FUSIONS else system]
+    return TrainingConfig(output_dir=output_dir, seed=seed, save_total_limit=1, disable_tqdm=True, logging_steps=50,
+                          full_finetune=system == "full-ft", **BUDGETS[protocol], **rates)
+
+
+def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, scratch: Path) -> dict[str, Any]:
+    """Train ``system`` on ``target`` with ``seed`` and score it on the protocol's test split."""
+    if protocol == "fewshot":
+        train, dev = few_shot_split(target, seed, data_dir)
+    else:
+        train, dev = load_task_split(target, "train", data_dir), load_task_split(target, "validation", data_dir)
+    test = test_split(target, protocol, data_dir)
+    config = training_config(protocol, system, seed, str(scratch / f"{target}-{system}-{seed}"))
+    sources: list[str] = []
+    began = time.monotonic()
+    if system in FUSIONS:
+        adapter_dir = scratch / f"{target}-st-a-{seed}-adapter"
+        if not adapter_dir.is_dir():  # the target's own adapter of this seed joins the fusion
+            single = AdapterTrainer(target, training_config=training_config(protocol, "st-a", seed,
+                                                                           str(scratch / "st-a-for-fusion")),
+                                    data_dir=data_dir)
+            single.train(train, dev)
+            single.save_adapter(adapter_dir)
+        sources = sources_for(target)
+        trainer: Any = FusionTrainer(target, FusionConfig(fusion_method=system), training_config=config,
+                                     data_dir=data_dir, init_head_from_adapter=False)
+        trainer.setup_model([PREFIX + name for name in sources] + [str(adapter_dir)])
+        trainer.train_fusion(train, dev)
+    else:
+        trainer = AdapterTrainer(target, adapter_config=AdapterConfig(), training_config=config, data_dir=data_dir)
+        if system == "head":
+            trainer.model.adapters.remove_adapter(trainer.adapter_name)
+        trainer.train(train, dev)
+        if system == "st-a":
+            trainer.save_adapter(scratch / f"{target}-st-a-{seed}-adapter")
+    seconds = time.monotonic() - began
+    shutil.rmtree(config.output_dir, ignore_errors=True)  # checkpoints of this run (full fine-tuning: 90 MB each)
+    return {
+        "protocol": protocol, "target": target, "system": system, "seed": seed, "sources": sources,
+        "train_examples": len(train), "dev_examples": len(dev), "test_examples": len(test),
+        "dev": {k: v for k, v in trainer.metrics.items() if isinstance(v, float)},
+        "test": trainer.evaluate(test), "global_step": trainer.metrics.get("global_step"),
+        "trainable_parameters": trainer.metrics.get("trainable_parameters"),
+        "wall_seconds": round(seconds, 1), "budget": {**BUDGETS[protocol], **LEARNING_RATES[
+            "fusion" if system in FUSIONS else system]},
+    }
+
+
+def result_path(protocol: str, target: str, system: str, seed: int) -> Path:
+    return RESULTS / protocol / f"{target}__{system}__seed{seed}.json"
+
+
+def main() -> int:
+    from table import write_results
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=("fewshot", "full"), default="fewshot")
+    parser.add_argument("--targets", nargs="+")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--table-only", action="store_true", help="rewrite RESULTS.md from the result files")
+    args = parser.parse_args()
+    if args.table_only:
+        print(write_results())
+        return 0
+    targets = args.targets or list(FEWSHOT_TARGETS if args.protocol == "fewshot" else FULL_TARGETS)
+    seeds = args.seeds or list(SEEDS[args.protocol])
+    command = "python experiments/transfer/study.py " + shlex.join(sys.argv[1:]).replace(args.data_dir, "DATA")
+    with tempfile.TemporaryDirectory(prefix="transfer-study-") as scratch:
+        for seed in seeds:  # seed-major: every target gets a first seed before any gets a second
+            for target in targets:
+                for system in args.systems:
+                    out = result_path(args.protocol, target, system, seed)
+                    if out.is_file():
+                        continue
+                    record = run_one(args.protocol, target, system, seed, args.data_dir, Path(scratch))
+                    record["command"] = command
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+                    main_metric = get_task(target).main_metric
+                    print(f"# {target} {system} seed {seed}: test {main_metric} "
+                          f"{record['test'][main_metric]:.4f} ({record['wall_seconds']:.0f} s)", flush=True)
+                    write_results()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Write ``experiments/transfer/RESULTS.md`` from the bank's cards and the study's result files (every cell is a
+measured file; a missing one says "not run")."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from study import EXCLUDED, FEWSHOT_TARGETS, FULL_TARGETS, FUSIONS, HERE, RESULTS, SEEDS, SYSTEMS
+
+from adapter_fusion.bank import list_bank, read_card
+from adapter_fusion.tasks import get_task
+
+OUT = HERE / "RESULTS.md"
+GOALS = {"sst2": 0.89, "imdb": 0.88, "mnli_plus": 0.68, "qnli_squad": 0.82, "boolq": 0.68, "ag_news": 0.90}
+
+
+def load(protocol: str) -> dict[tuple[str, str], dict[int, dict]]:
+    runs: dict[tuple[str, str], dict[int, dict]] = {}
+    for path in sorted((RESULTS / protocol).glob("*.json")):
+        record = json.loads(path.read_text())
+        runs.setdefault((record["target"], record["system"]), {})[record["seed"]] = record
+    return runs
+
+
+def score(record: dict) -> float:
+    return record["test"][get_task(record["target"]).main_metric]
+
+
+def cell(records: dict[int, dict]) -> str:
+    if not records:
+        return "not run"
+    values = [score(r) for r in records.values()]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f} (n={len(values)})"
+
+
+def bank_section() -> list[str]:
+    lines = ["## The bank (`adapter_fusion/bank/v1`, `bank:NAME`)", "",
+             "Dev scores measured on the shipped files (`adapter-fusion evaluate --adapter bank:NAME` prints them).",
+             "",
+             "| adapter | task | dev split (n) | dev score | goal | steps | epochs | minutes | recipe |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in list_bank():
+        card = read_card(name)
+        dev, training = card["dev"], card["training"]
+        metric = get_task(card["task"]).main_metric
+        goal = GOALS.get(name)
+        lines.append(f"| {name} | {card['task']} | {dev['split']} ({dev['examples']}) | {dev[metric]:.4f} {metric} | "
+                     f"{goal if goal else '-'} | {training['global_step']} | {training['epoch']:.2f} | "
+                     f"{training['train_seconds'] / 60:.1f} | {card['recipe']} |")
+    return lines + ["", "Commands: each card (`adapter_fusion/bank/v1/NAME.md`) lists the command that trained it; "
+                    "`python experiments/transfer/bank.py` reruns the whole bank (resumable).", ""]
+
+
+def study_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
+    runs = load(protocol)
+    if not runs:
+        return [f"## {protocol}: no runs yet", ""]
+    title = {"fewshot": "Few-shot targets (16 per class, LM-BFF protocol)",
+             "full": "Full-data targets (the paper's Table 1 protocol)"}[protocol]
+    lines = [f"## {title}", "", "Test score (main metric, x100): mean ± standard deviation over seeds "
+             f"{', '.join(map(str, SEEDS[protocol]))} (n = seeds run).", "",
+             "| target | " + " | ".join(SYSTEMS) + " |", "|---|" + "---|" * len(SYSTEMS)]
+    for target in targets:
+        lines.append(f"| {target} | " + " | ".join(cell(runs.get((target, s), {})) for s in SYSTEMS) + " |")
+    lines += ["", "Paired by seed, fusion minus ST-A (test, x100; only seeds where both ran):", "",
+              "| target | " + " | ".join(FUSIONS) + " |", "|---|" + "---|" * len(FUSIONS)]
+    for target in targets:
+        row = []
+        for fusion in FUSIONS:
+            single, fused = runs.get((target, "st-a"), {}), runs.get((target, fusion), {})
+            seeds = sorted(set(single) & set(fused))
+            if not seeds:
+                row.append("not run")
+                continue
+            diffs = [100 * (score(fused[s]) - score(single[s])) for s in seeds]
+            wins = sum(d > 0 for d in diffs)
+            row.append(f"{statistics.mean(diffs):+.1f} ({wins}/{len(seeds)} seeds better)")
+        lines.append(f"| {target} | " + " | ".join(row) + " |")
+    lines += ["", "Sources each target's fusion read (plus the target's own ST-A adapter of the same seed):", ""]
+    for target in targets:
+        fused = next((r for s in FUSIONS for r in runs.get((target, s), {}).values()), None)
+        why = EXCLUDED.get(target, ((), ""))
+        left_out = f"; left out: {', '.join(why[0])} ({why[1]})" if why[0] else ""
+        lines.append(f"- {target}: {', '.join(fused['sources']) if fused else 'not run'}{left_out}")
+    commands = sorted({r["command"] for records in runs.values() for r in records.values()})
+    seconds = sum(r["wall_seconds"] for records in runs.values() for r in records.values())
+    lines += ["", f"Wall time of all {sum(len(v) for v in runs.values())} runs: {seconds / 60:.0f} minutes. "
+              "Commands that produced these files:", ""] + [f"    {c}" for c in commands] + [""]
+    return lines
+
+
+def write_results() -> Path:
+    lines = ["# AdapterFusion transfer study on the bundled all-MiniLM-L6-v2", "",
+             "Generated by `python experiments/transfer/study.py --table-only` from `experiments/transfer/results/` "
+             "and the bank's cards; every cell is a measured run (see `study.py` for the protocols and budgets).", ""]
+    lines += bank_section() + study_section("fewshot", FEWSHOT_TARGETS) + study_section("full", FULL_TARGETS)
+    OUT.write_text("\n".join(lines))
+    return OUT
