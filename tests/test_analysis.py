@@ -226,3 +226,25 @@ def test_help(command: str, capsys: Any) -> None:
         main([command, "--help"])
     assert info.value.code == 0
     assert f"usage: adapter-fusion {command}" in capsys.readouterr().out
+
+
+def test_multi_head_attention_weights_are_averaged_over_heads(tiny_dir: Path, data_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = FusionModel.from_pretrained(str(tiny_dir)).eval()
+    for index, name in enumerate(SOURCES):
+        model.add_adapter(name, AdapterConfig(bottleneck_size=4), activate=False)
+        randomise_(model.adapters.adapters[name], seed=index + 1, std=0.3)
+    model.add_fusion(FusionConfig(adapter_names=SOURCES, fusion_method="attention", num_attention_heads=2))
+    randomise_(model.fusion, seed=3, std=0.5)
+    sst2_head(model, seed=4)
+    tokenizer = load_tokenizer(str(tiny_dir))
+    spec = get_task("sst2")
+    dataset = load_task_split(spec, "validation", data_dir, max_examples=8)
+    summary = collect_fusion_weights(model, tokenizer, spec, dataset, head="sst2", keep_examples=1)
+    batch = tokenizer(list(dataset["text_a"]), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        weights = model(**batch, head="sst2", return_fusion_weights=True).fusion_weights["1_ffn"]
+    assert weights.shape[2:] == (2, len(SOURCES))  # [batch, seq, heads, adapters]
+    expected = weights.mean(2)[batch["attention_mask"].bool()].mean(0).numpy()
+    np.testing.assert_allclose(summary.mean[1], expected, rtol=1e-5, atol=1e-6)
+    assert summary.samples[0].weights.shape == (int(batch["attention_mask"][0].sum()), 2, len(SOURCES))
