@@ -34,14 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runner import ROOT  # noqa: E402
 
 from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
 from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
+from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 from adapter_fusion.tasks.readers import JsonReader  # noqa: E402
 
 HERE = ROOT / "experiments" / "transfer"
@@ -83,28 +82,6 @@ def sources_for(target: str) -> list[str]:
     return [name for name in list_bank() if name not in excluded and read_card(name)["task"] != target]
 
 
-def few_shot_split(target: str, seed: int, data_dir: str) -> tuple[Any, Any]:
-    """``SHOTS`` training and ``SHOTS`` model-selection examples per class from the target's train split, disjoint,
-    drawn with ``seed``."""
-    train = load_task_split(target, "train", data_dir)
-    order = np.random.default_rng(seed).permutation(len(train))
-    labels = train["label"]
-    picked: dict[str, dict[int, list[int]]] = {"train": {}, "dev": {}}
-    for index in order.tolist():
-        label = labels[index]
-        for part in ("train", "dev"):
-            bucket = picked[part].setdefault(label, [])
-            if len(bucket) < SHOTS:
-                bucket.append(index)
-                break
-    num_labels = get_task(target).num_labels
-    for part, buckets in picked.items():
-        short = {label: len(b) for label, b in buckets.items() if len(b) < SHOTS}
-        if len(buckets) != num_labels or short:
-            raise ValueError(f"{target}: cannot draw {SHOTS} {part} examples of each of {num_labels} classes: {short}")
-    return tuple(train.select(sorted(i for b in picked[p].values() for i in b)) for p in ("train", "dev"))
-
-
 def test_split(target: str, protocol: str, data_dir: str) -> Any:
     """The split a protocol reports: the LM-BFF dev set (few-shot) or the dev split (full data)."""
     if protocol == "fewshot" and target in LMBFF_TEST_FILES:
@@ -123,7 +100,7 @@ def training_config(protocol: str, system: str, seed: int, output_dir: str) -> T
 def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, scratch: Path) -> dict[str, Any]:
     """Train ``system`` on ``target`` with ``seed`` and score it on the protocol's test split."""
     if protocol == "fewshot":
-        train, dev = few_shot_split(target, seed, data_dir)
+        train, dev = few_shot_splits(target, SHOTS, seed, data_dir)
     else:
         train, dev = load_task_split(target, "train", data_dir), load_task_split(target, "validation", data_dir)
     test = test_split(target, protocol, data_dir)
