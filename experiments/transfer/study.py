@@ -39,12 +39,15 @@ from runner import ROOT  # noqa: E402
 
 from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
 from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
+from adapter_fusion.evaluation.fusion_weights import collect_fusion_weights  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
 from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 from adapter_fusion.tasks.readers import JsonReader  # noqa: E402
 
 HERE = ROOT / "experiments" / "transfer"
 RESULTS = HERE / "results"
+ADAPTERS = ROOT / "runs" / "transfer-study"
+"""The ST-A adapters the study trains (git-ignored), kept so each seed's fusions reuse their target's adapter."""
 FEWSHOT_TARGETS = ("mr", "cr", "mpqa", "subj", "sst5", "trec", "snli", "qnli", "rte")
 FULL_TARGETS = ("rte", "mrpc", "cola", "stsb", "boolq")
 SEEDS = {"fewshot": (13, 21, 42, 87, 100), "full": (1, 2, 3)}
@@ -107,8 +110,8 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
     config = training_config(protocol, system, seed, str(scratch / f"{target}-{system}-{seed}"))
     sources: list[str] = []
     began = time.monotonic()
+    adapter_dir = ADAPTERS / protocol / f"{target}-st-a-seed{seed}"
     if system in FUSIONS:
-        adapter_dir = scratch / f"{target}-st-a-{seed}-adapter"
         if not adapter_dir.is_dir():  # the target's own adapter of this seed joins the fusion
             single = AdapterTrainer(target, training_config=training_config(protocol, "st-a", seed,
                                                                            str(scratch / "st-a-for-fusion")),
@@ -125,11 +128,15 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         if system == "head":
             trainer.model.adapters.remove_adapter(trainer.adapter_name)
         trainer.train(train, dev)
-        if system == "st-a":
-            trainer.save_adapter(scratch / f"{target}-st-a-{seed}-adapter")
+        if system == "st-a" and not adapter_dir.is_dir():  # a fusion run may have trained it already (same seed)
+            trainer.save_adapter(adapter_dir)
     seconds = time.monotonic() - began
     shutil.rmtree(config.output_dir, ignore_errors=True)  # checkpoints of this run (full fine-tuning: 90 MB each)
-    return {
+    weights = None
+    if system in FUSIONS:  # where the fusion looks, on the test set: mean weight per fused point and adapter
+        weights = collect_fusion_weights(trainer.model, trainer.tokenizer, trainer.task, test, head=trainer.head_name,
+                                         keep_examples=0).to_dict()
+    return {"fusion_weights": weights,
         "protocol": protocol, "target": target, "system": system, "seed": seed, "sources": sources,
         "train_examples": len(train), "dev_examples": len(dev), "test_examples": len(test),
         "dev": {k: v for k, v in trainer.metrics.items() if isinstance(v, float)},
