@@ -94,7 +94,7 @@ def ship(names: list[str], data_dir: str) -> None:
         cmd = [part for part in cmd if part != "last" and part != "--resume-from-checkpoint"]
         card = ship_adapter(TRAINED / name, name, task=task, recipe=recipe, command=shown(cmd),
                             metrics=json.loads(metrics_file.read_text()), trained_on="2 shared CPU cores",
-                            data_dir=data_dir)
+                            data_dir=data_dir, project_root=ROOT)
         print(f"# {name}: shipped to {card}", flush=True)
 
 
