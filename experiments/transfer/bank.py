@@ -39,9 +39,9 @@ RECIPES: dict[str, tuple[str, str, list[str]]] = {
              ["--num-train-epochs", "3", "--eval-steps", "1000", "--max-seq-length", "128",
               "--max-train-minutes", "35"]),
     "imdb": ("imdb", "Pfeiffer adapter, reduction factor 16, lr 1e-3, batches of 32, max 192 tokens (reviews "
-             "truncated), model selection on 1,000 of the 2,000 carved validation reviews",
-             ["--num-train-epochs", "1", "--eval-steps", "200", "--max-seq-length", "192", "--max-eval-examples",
-              "1000", "--max-train-minutes", "35"]),
+             "truncated), model selection on 500 of the 2,000 carved validation reviews",
+             ["--num-train-epochs", "1", "--eval-steps", "300", "--max-seq-length", "192", "--max-eval-examples",
+              "500", "--max-train-minutes", "40"]),
     "mnli_plus": ("mnli_plus", "Pfeiffer adapter, reduction factor 8, lr 1e-3, batches of 32, max 128 tokens, "
                   "MNLI + 46k extra NLI pairs",
                   ["--reduction-factor", "8", "--num-train-epochs", "2", "--eval-steps", "400", "--max-seq-length",
@@ -93,7 +93,8 @@ def ship(names: list[str], data_dir: str) -> None:
         cmd = command(name, "../shared/data")
         cmd = [part for part in cmd if part != "last" and part != "--resume-from-checkpoint"]
         card = ship_adapter(TRAINED / name, name, task=task, recipe=recipe, command=shown(cmd),
-                            metrics=json.loads(metrics_file.read_text()), trained_on="2 shared CPU cores")
+                            metrics=json.loads(metrics_file.read_text()), trained_on="2 shared CPU cores",
+                            data_dir=data_dir, project_root=ROOT)
         print(f"# {name}: shipped to {card}", flush=True)
 
 

@@ -34,18 +34,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runner import ROOT  # noqa: E402
 
 from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
 from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
+from adapter_fusion.evaluation.fusion_weights import collect_fusion_weights  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
+from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 from adapter_fusion.tasks.readers import JsonReader  # noqa: E402
 
 HERE = ROOT / "experiments" / "transfer"
 RESULTS = HERE / "results"
+ADAPTERS = ROOT / "runs" / "transfer-study"
+"""The ST-A adapters the study trains (git-ignored), kept so each seed's fusions reuse their target's adapter."""
 FEWSHOT_TARGETS = ("mr", "cr", "mpqa", "subj", "sst5", "trec", "snli", "qnli", "rte")
 FULL_TARGETS = ("rte", "mrpc", "cola", "stsb", "boolq")
 SEEDS = {"fewshot": (13, 21, 42, 87, 100), "full": (1, 2, 3)}
@@ -83,28 +85,6 @@ def sources_for(target: str) -> list[str]:
     return [name for name in list_bank() if name not in excluded and read_card(name)["task"] != target]
 
 
-def few_shot_split(target: str, seed: int, data_dir: str) -> tuple[Any, Any]:
-    """``SHOTS`` training and ``SHOTS`` model-selection examples per class from the target's train split, disjoint,
-    drawn with ``seed``."""
-    train = load_task_split(target, "train", data_dir)
-    order = np.random.default_rng(seed).permutation(len(train))
-    labels = train["label"]
-    picked: dict[str, dict[int, list[int]]] = {"train": {}, "dev": {}}
-    for index in order.tolist():
-        label = labels[index]
-        for part in ("train", "dev"):
-            bucket = picked[part].setdefault(label, [])
-            if len(bucket) < SHOTS:
-                bucket.append(index)
-                break
-    num_labels = get_task(target).num_labels
-    for part, buckets in picked.items():
-        short = {label: len(b) for label, b in buckets.items() if len(b) < SHOTS}
-        if len(buckets) != num_labels or short:
-            raise ValueError(f"{target}: cannot draw {SHOTS} {part} examples of each of {num_labels} classes: {short}")
-    return tuple(train.select(sorted(i for b in picked[p].values() for i in b)) for p in ("train", "dev"))
-
-
 def test_split(target: str, protocol: str, data_dir: str) -> Any:
     """The split a protocol reports: the LM-BFF dev set (few-shot) or the dev split (full data)."""
     if protocol == "fewshot" and target in LMBFF_TEST_FILES:
@@ -123,15 +103,15 @@ def training_config(protocol: str, system: str, seed: int, output_dir: str) -> T
 def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, scratch: Path) -> dict[str, Any]:
     """Train ``system`` on ``target`` with ``seed`` and score it on the protocol's test split."""
     if protocol == "fewshot":
-        train, dev = few_shot_split(target, seed, data_dir)
+        train, dev = few_shot_splits(target, SHOTS, seed, data_dir)
     else:
         train, dev = load_task_split(target, "train", data_dir), load_task_split(target, "validation", data_dir)
     test = test_split(target, protocol, data_dir)
     config = training_config(protocol, system, seed, str(scratch / f"{target}-{system}-{seed}"))
     sources: list[str] = []
     began = time.monotonic()
+    adapter_dir = ADAPTERS / protocol / f"{target}-st-a-seed{seed}"
     if system in FUSIONS:
-        adapter_dir = scratch / f"{target}-st-a-{seed}-adapter"
         if not adapter_dir.is_dir():  # the target's own adapter of this seed joins the fusion
             single = AdapterTrainer(target, training_config=training_config(protocol, "st-a", seed,
                                                                            str(scratch / "st-a-for-fusion")),
@@ -148,11 +128,15 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         if system == "head":
             trainer.model.adapters.remove_adapter(trainer.adapter_name)
         trainer.train(train, dev)
-        if system == "st-a":
-            trainer.save_adapter(scratch / f"{target}-st-a-{seed}-adapter")
+        if system == "st-a" and not adapter_dir.is_dir():  # a fusion run may have trained it already (same seed)
+            trainer.save_adapter(adapter_dir)
     seconds = time.monotonic() - began
     shutil.rmtree(config.output_dir, ignore_errors=True)  # checkpoints of this run (full fine-tuning: 90 MB each)
-    return {
+    weights = None
+    if system in FUSIONS:  # where the fusion looks, on the test set: mean weight per fused point and adapter
+        weights = collect_fusion_weights(trainer.model, trainer.tokenizer, trainer.task, test, head=trainer.head_name,
+                                         keep_examples=0).to_dict()
+    return {"fusion_weights": weights,
         "protocol": protocol, "target": target, "system": system, "seed": seed, "sources": sources,
         "train_examples": len(train), "dev_examples": len(dev), "test_examples": len(test),
         "dev": {k: v for k, v in trainer.metrics.items() if isinstance(v, float)},

@@ -27,6 +27,7 @@ SLICE_EXAMPLES = 200
 """Size of the fixed slice of the dev split (``load_task_split(max_examples=200, seed=SLICE_SEED)``) whose score
 every card records, so a test can check a shipped adapter quickly."""
 SLICE_SEED = 0
+WEIGHT_FILES = ("adapter.safetensors", "head.safetensors")
 
 
 def bank_directory() -> Path:
@@ -89,9 +90,12 @@ def base_model_checksum(name_or_path: str) -> str | None:
 
 
 def ship_adapter(trained: str | Path, name: str, *, task: str, recipe: str, command: str,
-                 metrics: dict[str, Any], trained_on: str, data_dir: str | Path | None = None) -> Path:
+                 metrics: dict[str, Any], trained_on: str, data_dir: str | Path | None = None,
+                 project_root: str | Path | None = None) -> Path:
     """Copy the adapter saved at ``trained`` into the bank as ``name``, with a card whose dev scores are measured on
-    the shipped files (the whole dev split and the fixed slice). Returns the card's markdown path."""
+    the shipped files (the whole dev split and the fixed slice). Paths under ``project_root`` in the recorded
+    metadata are written relative to it (a shipped file names no directory of the machine it was made on).
+    Returns the card's markdown path."""
     from adapter_fusion.evaluation.evaluate import evaluate_adapter
     from adapter_fusion.io import atomic_write_text
     from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
@@ -111,17 +115,33 @@ def ship_adapter(trained: str | Path, name: str, *, task: str, recipe: str, comm
         "selection_score": {key: value for key, value in metrics.items() if isinstance(value, float)},
         "shipped": datetime.date.today().isoformat(),
     }
-    metadata = {**info.get("metadata", {}), "card": card}
+    metadata = _relative({**info.get("metadata", {}), "card": card}, project_root)
+    target = bank_directory() / name
     with tempfile.TemporaryDirectory() as scratch:
         draft = save_adapter(model, loaded, Path(scratch) / name, head=loaded, metadata=metadata)
-        card["dev"] = evaluate_adapter(draft, task, "validation", data_dir)
-        card["dev_slice"] = evaluate_adapter(draft, task, "validation", data_dir, max_examples=SLICE_EXAMPLES,
-                                             seed=SLICE_SEED)
-    target = bank_directory() / name
+        if name in list_bank() and files_checksum(target, WEIGHT_FILES) == files_checksum(draft, WEIGHT_FILES):
+            shipped = read_card(name)  # the same weights: their measured scores stand
+            card["dev"], card["dev_slice"] = shipped["dev"], shipped["dev_slice"]
+        else:
+            card["dev"] = evaluate_adapter(draft, task, "validation", data_dir)
+            card["dev_slice"] = evaluate_adapter(draft, task, "validation", data_dir, max_examples=SLICE_EXAMPLES,
+                                                 seed=SLICE_SEED)
     save_adapter(model, loaded, target, head=loaded, metadata={**metadata, "card": card})
     card_path = bank_directory() / f"{name}.md"
     atomic_write_text(card_path, render_card(card))
     return card_path
+
+
+def _relative(value: Any, root: str | Path | None) -> Any:
+    """``value`` with every string path under ``root`` made relative to it (nested dicts and lists too)."""
+    if root is None:
+        return value
+    prefix = str(Path(root).resolve()) + os.sep
+    if isinstance(value, dict):
+        return {key: _relative(item, root) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_relative(item, root) for item in value]
+    return value.replace(prefix, "") if isinstance(value, str) else value
 
 
 def render_card(card: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from adapter_fusion.tasks.base import (
     register_task,
     resolve_data_dir,
 )
+from adapter_fusion.tasks.fewshot import few_shot_splits
 from adapter_fusion.tasks.metrics import METRICS, compute_metrics
 from adapter_fusion.tasks.types import TASK_TYPES, TaskType, get_task_type, register_task_type, task_type_for_head
 
@@ -38,6 +39,7 @@ __all__ = [
     "TaskSpec",
     "TaskType",
     "compute_metrics",
+    "few_shot_splits",
     "get_task",
     "get_task_type",
     "list_tasks",

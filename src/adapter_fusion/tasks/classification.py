@@ -1,6 +1,7 @@
 """The registered sentence(-pair) classification and regression tasks.
 
-Local layouts follow ``/work/shared/data/README.md`` (GLUE TSVs, LM-BFF/PCP JSON, AG News TSV, e-SNLI lines).
+Local layouts (GLUE TSVs, LM-BFF/PCP JSON, AG News TSV, e-SNLI lines) follow the data README
+(``../shared/data/README.md`` from the project root).
 Where a split is missing locally it is carved from another file with ``CARVE_SEED`` (see ``Carve``); where a Hub
 dataset has no validation split, 10% of its train split is carved off the same way. Label orders follow the Hub
 datasets (GLUE, SNLI, TREC coarse, AG News, IMDb), so local and Hub class ids agree.

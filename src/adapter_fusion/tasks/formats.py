@@ -1,5 +1,5 @@
 """Readers for the token-classification, extractive-QA, multiple-choice and generation files of the data directory
-(see ``/work/shared/data/README.md``).
+(see ``../shared/data/README.md`` from the project root).
 
 A reader is a small frozen dataclass called with the absolute file paths of one split; it returns a list of records,
 one dict per example, in the schema of its task type:

@@ -1,4 +1,4 @@
-"""Readers for the local file formats of the task data directory (see ``/work/shared/data/README.md``).
+"""Readers for the local file formats of the task data directory (``../shared/data/README.md``).
 
 A reader is a small frozen dataclass, called with the file paths of one split, that returns the raw columns
 ``(text_a, text_b, labels)``. Readers keep labels raw (strings or ints as in the file); mapping them to class ids
