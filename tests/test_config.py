@@ -18,7 +18,7 @@ from adapter_fusion.training.config import ModelConfig, TrainingConfig
 
 NON_DEFAULT = [
     AdapterConfig(),
-    AdapterConfig(bottleneck_size=12, activation="gelu", dropout=0.1, placement="parallel", residual=False,
+    AdapterConfig(bottleneck_size=12, activation="gelu", dropout=0.1, placement="houlsby", residual=False,
                   scaling=4.0, initialization="bert", layers=(0, 2, 5)),
     HeadConfig(),
     HeadConfig(num_labels=3, label_names=("neg", "neu", "pos"), pooling="mean", dropout=0.0, task="sst2"),

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from adapter_fusion.config import JsonConfig
+from adapter_fusion.config import JsonConfig, check_known_keys, did_you_mean
 
 
 @cache
@@ -88,33 +88,75 @@ def load_config_file(path: str | None) -> dict[str, Any]:
     if path is None:
         return {}
     file = Path(path)
+    if file.is_dir():
+        raise IsADirectoryError(f"config file {file} is a directory; give a YAML or JSON file")
     if not file.is_file():
         raise FileNotFoundError(f"config file {file} does not exist")
-    text = file.read_text()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"config file {file} is not UTF-8 text: {error.reason} at byte {error.start}") from None
     if file.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ValueError(f"config file {file}: invalid YAML{where}: {problem}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"config file {file}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            ) from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {file} must hold a mapping; got {type(data).__name__}")
     return data
 
 
+def check_config_file(file_data: dict[str, Any], classes: tuple[type[JsonConfig], ...], *extra: str) -> None:
+    """Refuse a key of the config file that no config of the subcommand has (``extra``: the subcommand's own keys
+    such as ``task``), and a section that is not one of its configs, with a did-you-mean."""
+    sections = {cls.config_type for cls in classes}
+    flat = {f.name for cls in classes for f in dataclasses.fields(cls)} | set(extra)
+    for key, value in file_data.items():
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ValueError(f"config file: section {key!r} must be a mapping of fields; got {value!r}")
+        elif key not in flat:
+            kind = "section" if isinstance(value, dict) else "key"
+            raise ValueError(
+                f"config file: unknown {kind} {key!r}{did_you_mean(str(key), flat | sections)} (sections: "
+                f"{', '.join(sorted(sections))}; keys: {', '.join(sorted(extra))} and the fields of those sections, "
+                "as listed by --help)"
+            )
+
+
 def build_config(cls: type[JsonConfig], file_data: dict[str, Any], args: argparse.Namespace, **forced: Any) -> Any:
-    """File values (flat or in a section named ``cls.config_type``), then ``--flag`` overrides, then ``forced``."""
+    """File values (flat or in a section named ``cls.config_type``), then ``--flag`` overrides, then ``forced``.
+
+    A value the user gave (in the file or as a flag) for a field the resulting config does not read (e.g.
+    ``--num-attention-heads`` with ``--method weighted``) is an error."""
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {k: v for k, v in file_data.items() if k in names}
+    given = {k: f"{k} (config file)" for k in values}
     section = file_data.get(cls.config_type)
     if isinstance(section, dict):
-        unknown = sorted(set(section) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.config_type} keys in config file: {unknown}; allowed: {sorted(names)}")
+        check_known_keys(f"config file section {cls.config_type!r}", section, names)
         values.update(section)
+        given.update({k: f"{cls.config_type}.{k} (config file)" for k in section})
     prefix = f"{cls.config_type}."
     for key, value in vars(args).items():
         if key.startswith(prefix):
             values[key[len(prefix) :]] = tuple(value) if isinstance(value, list) else value
+            given[key[len(prefix) :]] = f"--{key[len(prefix):].replace('_', '-')}"
     values.update({k: v for k, v in forced.items() if v is not None})
-    return cls(**values)
+    config = cls(**values)
+    for field, why in config.inapplicable_fields().items():
+        if field in given and field not in forced:
+            raise ValueError(f"{given[field]}={values[field]!r} does not apply: {why}")
+    return config

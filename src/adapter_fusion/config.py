@@ -1,13 +1,18 @@
 """Shared JSON round-trip and validation helpers for the frozen dataclass configs.
 
-Every config serialises with a discriminator (``"config_type"``) and the library version. Loading warns about
-and drops unknown keys (written by a newer version) and raises on missing required keys.
+Every config serialises with a discriminator (``"config_type"``) and the library version. Loading a dict written by
+adapter-fusion (it carries ``library_version``) warns about and drops unknown keys (a newer version wrote them); in a
+hand-written dict, as in keyword arguments, an unknown key is an error with a did-you-mean. Missing required keys
+raise. No float field of any config may be NaN or infinite.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import json
+import math
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +21,31 @@ from typing import Any, ClassVar, TypeVar
 from adapter_fusion.io import atomic_write_text
 
 C = TypeVar("C", bound="JsonConfig")
+
+
+def did_you_mean(name: str, allowed: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest allowed name, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_known_keys(where: str, keys: Iterable[str], allowed: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming the first unknown key, the closest allowed one and all allowed ones."""
+    allowed = sorted(allowed)
+    unknown = [key for key in keys if key not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key {unknown[0]!r}{did_you_mean(str(unknown[0]), allowed)} "
+            f"(allowed: {', '.join(allowed)})"
+        )
+
+
+def check_finite(field: str, value: Any) -> None:
+    """Refuse NaN and infinities in a float, or in a tuple/list of numbers."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    for item in values:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{field} must be a finite number; got {value!r}")
 
 
 def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
@@ -29,21 +59,74 @@ def check_positive(field: str, value: Any, *, allow_zero: bool = False, integer:
     if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "an integer" if integer else "a number"
         raise TypeError(f"{field} must be {kind}; got {value!r} ({type(value).__name__})")
+    check_finite(field, value)
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{field} must be {bound}; got {value!r}")
 
 
 def check_range(field: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN fails too
         raise ValueError(f"{field} must be a number in [{low}, {high}]; got {value!r}")
 
 
+def check_probability(field: str, value: Any) -> None:
+    """A dropout rate: in [0, 1) (1 would drop everything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{field} must be a number in [0, 1); got {value!r}")
+
+
+class _ConfigMeta(type):
+    """Refuses unknown keyword arguments with a did-you-mean before the dataclass ``__init__`` sees them."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        parameters = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            unknown = [key for key in kwargs if key not in parameters or key == "self"]
+            if unknown:
+                allowed = [name for name in parameters if name != "self"]
+                raise TypeError(
+                    f"{cls.__name__} got an unknown keyword argument {unknown[0]!r}"
+                    f"{did_you_mean(unknown[0], allowed)} (allowed: {', '.join(allowed)})"
+                )
+        return super().__call__(*args, **kwargs)
+
+
+def _with_finite_check(post_init: Any) -> Any:
+    def __post_init__(self: JsonConfig) -> None:
+        self._check_finite_fields()
+        post_init(self)
+
+    __post_init__.__wrapped__ = post_init  # type: ignore[attr-defined]
+    return __post_init__
+
+
 @dataclasses.dataclass(frozen=True)
-class JsonConfig:
-    """Base class: ``to_dict`` / ``from_dict`` / ``save`` / ``load`` with a type discriminator."""
+class JsonConfig(metaclass=_ConfigMeta):
+    """Base class: ``to_dict`` / ``from_dict`` / ``save`` / ``load`` with a type discriminator.
+
+    Every subclass's ``__post_init__`` first refuses NaN and infinities in any float field (subclasses need not
+    list their float fields, and fields added later are covered)."""
 
     config_type: ClassVar[str] = "config"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not hasattr(own, "__wrapped__"):
+            cls.__post_init__ = _with_finite_check(own)  # type: ignore[method-assign]
+
+    def __post_init__(self) -> None:
+        self._check_finite_fields()
+
+    def _check_finite_fields(self) -> None:
+        for f in dataclasses.fields(self):
+            check_finite(f.name, getattr(self, f.name))
+
+    def inapplicable_fields(self) -> dict[str, str]:
+        """Fields these settings do not read (field -> why), e.g. another fusion method's options. The CLI and
+        config files refuse a value given for one; subclasses override."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         from adapter_fusion import __version__
@@ -62,9 +145,11 @@ class JsonConfig:
         kind = data.pop("config_type", cls.config_type)
         if kind != cls.config_type:
             raise ValueError(f"expected a {cls.config_type!r} config; got config_type={kind!r}")
-        data.pop("library_version", None)
+        written_by_library = data.pop("library_version", None) is not None
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
+        if unknown and not written_by_library:
+            check_known_keys(cls.__name__, data, fields)
         if unknown:
             warnings.warn(
                 f"{cls.__name__}: ignoring unknown keys {unknown} (written by a newer adapter-fusion?)", stacklevel=2

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_range
+from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_probability
 
 ACTIVATIONS = ("relu", "gelu", "silu", "swish", "tanh")
 PLACEMENTS = ("pfeiffer", "houlsby", "parallel")
 INITIALIZATIONS = ("near_identity", "bert")
+DEFAULT_REDUCTION_FACTOR = 16.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +21,7 @@ class AdapterConfig(JsonConfig):
 
     bottleneck_size: int | None = None
     """Width of the bottleneck. When unset it is ``hidden_size // reduction_factor``."""
-    reduction_factor: float = 16.0
+    reduction_factor: float = DEFAULT_REDUCTION_FACTOR
     """Hidden size divided by the bottleneck width (used when ``bottleneck_size`` is unset)."""
     activation: str = "relu"
     """Non-linearity inside the bottleneck: relu, gelu, silu, swish or tanh."""
@@ -44,23 +45,49 @@ class AdapterConfig(JsonConfig):
         if self.bottleneck_size is not None:
             check_positive("bottleneck_size", self.bottleneck_size, integer=True)
         check_positive("reduction_factor", self.reduction_factor)
+        if self.bottleneck_size is not None and self.reduction_factor != DEFAULT_REDUCTION_FACTOR:
+            raise ValueError(
+                f"give bottleneck_size or reduction_factor, not both: bottleneck_size={self.bottleneck_size} would "
+                f"ignore reduction_factor={self.reduction_factor}"
+            )
         check_choice("activation", self.activation, ACTIVATIONS)
-        check_range("dropout", self.dropout, 0.0, 1.0)
+        check_probability("dropout", self.dropout)
         check_choice("placement", self.placement, PLACEMENTS)
         if not isinstance(self.residual, bool):
             raise TypeError(f"residual must be a bool; got {self.residual!r}")
         check_positive("scaling", self.scaling)
         check_choice("initialization", self.initialization, INITIALIZATIONS)
+        if self.placement == "parallel" and not self.residual:
+            raise ValueError(
+                "residual=False does not apply to placement='parallel': a parallel adapter always adds to the "
+                "feed-forward output; use a sequential placement ('pfeiffer', 'houlsby') or drop residual"
+            )
         if self.layers is not None:
             if isinstance(self.layers, list):
                 object.__setattr__(self, "layers", tuple(self.layers))
-            if not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers):
-                raise ValueError(f"layers must be a non-empty sequence of layer indices or None; got {self.layers!r}")
+            layers = self.layers
+            if (
+                not isinstance(layers, tuple)
+                or not layers
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)
+            ):
+                raise ValueError(f"layers must be a non-empty sequence of layer indices or None; got {layers!r}")
+            if len(set(layers)) != len(layers):
+                raise ValueError(f"layers must be distinct; got {list(layers)}")
 
     def bottleneck_for(self, hidden_size: int) -> int:
+        """The bottleneck width for a model of ``hidden_size``; a reduction factor that leaves less than one unit
+        is refused (never clamped)."""
         if self.bottleneck_size is not None:
             return self.bottleneck_size
-        return max(1, int(hidden_size // self.reduction_factor))
+        size = int(hidden_size // self.reduction_factor)
+        if size < 1:
+            raise ValueError(
+                f"reduction_factor={self.reduction_factor} gives a bottleneck of {hidden_size} / "
+                f"{self.reduction_factor} < 1 unit for hidden size {hidden_size}; allowed: reduction_factor in "
+                f"(0, {hidden_size}] (or set bottleneck_size)"
+            )
+        return size
 
     def locations(self) -> tuple[str, ...]:
         """The sub-layer locations this adapter occupies in each layer."""

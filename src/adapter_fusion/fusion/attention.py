@@ -199,6 +199,7 @@ FUSION_METHODS.register(
         build=build_attention,
         reference=reference_attention,
         single_adapter_identity={"value_initialization": "identity"},
+        config_fields=("num_attention_heads", "attention_dropout", "value_initialization", "value_regularization"),
         description="AdapterFusion: attention over the adapters' outputs, query from the sub-layer output",
     ),
 )

@@ -133,6 +133,16 @@ class FusionConfig(JsonConfig):
                 )
         check_choice("gate_activation", self.gate_activation, GATE_ACTIVATIONS)
 
+    def inapplicable_fields(self) -> dict[str, str]:
+        """Fields that only another fusion method reads (from each method's ``config_fields``), with why."""
+        chosen = FUSION_METHODS.get(self.fusion_method).config_fields
+        return {
+            field: f"only fusion_method={name!r} reads it; got fusion_method={self.fusion_method!r}"
+            for name, method in FUSION_METHODS.items()
+            for field in method.config_fields
+            if field not in chosen
+        }
+
     def temperature_at(self, step: int) -> float:
         """The scheduled temperature after ``step`` optimizer steps: ``max(temperature - decay * step, min)``."""
         return max(self.temperature - self.temperature_decay * step, self.temperature_min)

@@ -118,6 +118,7 @@ FUSION_METHODS.register(
         build=build_gating,
         reference=reference_gating,
         single_adapter_identity={"gate_activation": "softmax"},
+        config_fields=("gate_activation", "gate_bias"),
         description="per-token sigmoid or softmax gates over the adapters, from the sub-layer output",
     ),
 )

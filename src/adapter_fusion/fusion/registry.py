@@ -56,6 +56,8 @@ class FusionMethod:
     """A plain loop over adapters computing the same maths (AdapterHub style), for tests and benchmarks."""
     single_adapter_identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Config overrides under which fusing one adapter, at initialisation, equals that adapter alone."""
+    config_fields: tuple[str, ...] = ()
+    """``FusionConfig`` fields that only this method reads: setting one with another method is an error."""
     description: str = ""
 
 

@@ -158,6 +158,7 @@ FUSION_METHODS.register(
         build=build_weighted,
         reference=reference_weighted,
         single_adapter_identity={},
+        config_fields=("learnable_weights", "weight_sharing", "weight_initialization", "fixed_weights"),
         description="a softmax-normalised weight per adapter (per layer or shared), or fixed weights",
     ),
 )

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_range
+from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_probability
 from adapter_fusion.registry import Registry
 
 POOLINGS = ("cls", "mean", "last")
@@ -54,7 +54,7 @@ class HeadConfig(JsonConfig):
                 f"{list(self.label_names)}"
             )
         check_choice("pooling", self.pooling, POOLINGS)
-        check_range("dropout", self.dropout, 0.0, 1.0)
+        check_probability("dropout", self.dropout)
         check_choice("problem_type", self.problem_type, PROBLEM_TYPES)
         check_positive("casing_dim", self.casing_dim, allow_zero=True, integer=True)
         if self.casing_dim and self.head_type != "token_classification":

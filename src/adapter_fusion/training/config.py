@@ -8,6 +8,8 @@ from typing import ClassVar
 from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_range
 from adapter_fusion.heads.base import POOLINGS
 
+MAX_SEED = 2**32 - 1
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(JsonConfig):
@@ -106,3 +108,6 @@ class TrainingConfig(JsonConfig):
             if getattr(self, name) is not None:
                 check_positive(name, getattr(self, name), integer=True)
         check_positive("save_total_limit", self.save_total_limit, integer=True)
+        check_positive("seed", self.seed, allow_zero=True, integer=True)
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed must be in [0, {MAX_SEED}] (numpy's range); got {self.seed}")
