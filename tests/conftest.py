@@ -148,3 +148,26 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"data directory {path} not found (set ADAPTER_FUSION_DATA_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """For in-process CLI runs: ``model``, a tiny random BERT saved with the bundled MiniLM's tokenizer (64
+    positions), and ``data``, a data directory with small SST-2 (single sentence) and RTE (pair) TSV files."""
+    from adapter_fusion.models import default_model_path, load_tokenizer
+
+    root = tmp_path_factory.mktemp("cli_env")
+    tokenizer = load_tokenizer(default_model_path())
+    build_tiny_model("bert", vocab_size=tokenizer.vocab_size).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    words = (["good fine lovely", "great fun"], ["bad dull awful", "boring"])
+    for split, size in (("train", 24), ("dev", 8)):
+        sst2 = ["sentence\tlabel"] + [f"{words[i % 2][i % 4 // 2]} {i}\t{1 - i % 2}" for i in range(size)]
+        labels = ("not_entailment", "entailment")
+        rte = ["index\tsentence1\tsentence2\tlabel"] + [
+            f"{i}\ta man walks {i}\ta man {('sleeps', 'moves')[i % 2]}\t{labels[i % 2]}" for i in range(size)
+        ]
+        for folder, rows in (("SST-2", sst2), ("RTE", rte)):
+            (root / "data" / "glue" / folder).mkdir(parents=True, exist_ok=True)
+            (root / "data" / "glue" / folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return {"model": root / "model", "data": root / "data", "root": root}

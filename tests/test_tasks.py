@@ -268,7 +268,7 @@ def test_missing_file_names_path_and_task(tiny_data_dir: Path) -> None:
 
 def test_reader_format_errors(tmp_path: Path) -> None:
     path = write_tsv(tmp_path / "x.tsv", [["sentence", "label"], ["only one field"]])
-    with pytest.raises(ValueError, match=r"x.tsv:2: expected at least 2"):
+    with pytest.raises(ValueError, match=r"x.tsv:2: expected 2 tab-separated fields \(the header.s\), got 1"):
         TsvReader(text_a="sentence", label="label")([path])
     with pytest.raises(ValueError, match="no column 'text'"):
         TsvReader(text_a="text", label="label")([path])

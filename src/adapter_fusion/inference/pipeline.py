@@ -6,6 +6,7 @@ pipe.predict("a gorgeous, witty film", task="sentiment")  # {"label": "positive"
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -99,4 +100,19 @@ class FusionPipeline:
             results = task_type.predict(
                 self.model, self.tokenizer, head, batch, max_length=self.max_length, batch_size=batch_size, **options
             )
+        _check_finite(results, head)
         return results[0] if single else results
+
+
+def _check_finite(value: Any, head: str) -> None:
+    """Refuse NaN or infinite scores: an adapter or head with broken weights is an error, not an answer."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"head {head!r} produced a non-finite score ({value}): the adapter or head weights are not finite "
+            "(NaN/inf); retrain or reload them"
+        )
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_finite(item, head)

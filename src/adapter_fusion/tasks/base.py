@@ -226,6 +226,18 @@ def list_tasks() -> list[TaskSpec]:
     return [spec for _, spec in TASKS.items()]
 
 
+DEFAULT_DATA_DIRS = (Path("data"), Path("..") / "shared" / "data")
+"""Where a data directory is looked for when neither ``data_dir`` nor the environment variable names one."""
+
+
+def _no_data_dir(spec: TaskSpec, reason: str) -> str:
+    looked = ", ".join(str(path.absolute()) for path in DEFAULT_DATA_DIRS)
+    return (
+        f"task {spec.name!r}: no local data directory (no data_dir / --data-dir given, ${DATA_DIR_ENV} unset, none "
+        f"of {looked} exists) and {reason}; pass data_dir= (CLI: --data-dir DIR) or set ${DATA_DIR_ENV}"
+    )
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
     """The local data directory to read, or None to use the Hugging Face Hub.
 
@@ -239,8 +251,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
     elif env_value:
         given, origin = Path(env_value), f"${DATA_DIR_ENV}"
     else:
-        candidates = (Path("data"), Path("..") / "shared" / "data")
-        return next((path.resolve() for path in candidates if path.is_dir()), None)
+        return next((path.resolve() for path in DEFAULT_DATA_DIRS if path.is_dir()), None)
     given = given.expanduser()
     if not given.is_dir():
         raise FileNotFoundError(f"{origin}: data directory {str(given)!r} does not exist or is not a directory")
@@ -310,7 +321,7 @@ def _load_local(spec: TaskSpec, split: str, root: Path) -> datasets.Dataset:
 def _load_hub(spec: TaskSpec, split: str) -> datasets.Dataset:
     hub = spec.hub
     if hub is None:
-        raise ValueError(f"task {spec.name!r} has no Hub source; pass data_dir or set ${DATA_DIR_ENV}")
+        raise FileNotFoundError(_no_data_dir(spec, "the task has no Hugging Face Hub source"))
     offered = ", ".join(s for s in hub.splits if s not in hub.unlabelled)
     if split in hub.unlabelled or split not in hub.splits:
         raise ValueError(f"task {spec.name!r}: the Hub has no labelled {split!r} split; labelled splits: {offered}")
@@ -318,6 +329,10 @@ def _load_hub(spec: TaskSpec, split: str) -> datasets.Dataset:
     hub_split = entry.source if isinstance(entry, Carve) else entry
     assert isinstance(hub_split, str), f"a Hub Carve must partition a Hub split name; got {hub_split!r}"
     origin = f"Hub dataset {hub.path!r} (config {hub.config!r}, split {hub_split!r})"
-    raw = load_hub_dataset(hub.path, hub.config, hub_split)
+    try:
+        raw = load_hub_dataset(hub.path, hub.config, hub_split)
+    except (ConnectionError, OSError) as error:  # offline (HF_HUB_OFFLINE) or unreachable, and not in the cache
+        reason = f"the Hub dataset {hub.path!r} could not be loaded ({' '.join(str(error).split())[:200]})"
+        raise FileNotFoundError(_no_data_dir(spec, reason)) from None
     dataset = get_task_type(spec).from_hub(spec, hub, raw, origin)
     return entry.select(dataset) if isinstance(entry, Carve) else dataset

@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
+
+MAX_FIELD_CHARS = 1 << 20
+"""Longest TSV field read (csv's own default is 128 Ki characters). Texts are truncated to the model's
+``max_seq_length`` tokens anyway; a longer field is almost surely a missing line break."""
+
+
+@contextmanager
+def _field_size_limit(limit: int) -> Iterator[None]:
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 class RawColumns(NamedTuple):
@@ -50,28 +64,48 @@ class TsvReader:
     """Whether the first row names the columns."""
 
     def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        """Read the file; a row whose number of fields differs from the header's (a tab inside a text), an empty
+        text, or a field over ``MAX_FIELD_CHARS`` raises ``ValueError`` naming the file and line."""
         path = _single(paths, "TsvReader")
+        with _field_size_limit(MAX_FIELD_CHARS), path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            try:
+                return self._read(rows, path)
+            except csv.Error as error:
+                raise ValueError(
+                    f"{path}:{rows.line_num}: {error} (the reader allows fields of up to {MAX_FIELD_CHARS:,} "
+                    "characters; is a line break missing?)"
+                ) from None
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}: not UTF-8 text near line {rows.line_num + 1} ({error.reason})") from None
+
+    def _read(self, rows: Any, path: Path) -> RawColumns:
         text_a: list[str] = []
         text_b: list[str] = []
         labels: list[object] = []
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            names = next(rows, None) if self.header else None
-            if self.header and names is None:
-                raise ValueError(f"{path}: empty file, expected a header row")
-            col_a, col_label = self._index(self.text_a, names, path), self._index(self.label, names, path)
-            col_b = None if self.text_b is None else self._index(self.text_b, names, path)
-            width = max(col for col in (col_a, col_b, col_label) if col is not None) + 1
-            for row in rows:
-                if not row:
-                    continue
-                if len(row) < width:
-                    raise ValueError(
-                        f"{path}:{rows.line_num}: expected at least {width} tab-separated fields, got {len(row)}"
-                    )
-                text_a.append(row[col_a].strip())
-                text_b.append("" if col_b is None else row[col_b].strip())
-                labels.append(row[col_label].strip())
+        names = next(rows, None) if self.header else None
+        if self.header and names is None:
+            raise ValueError(f"{path}: empty file, expected a header row")
+        col_a, col_label = self._index(self.text_a, names, path), self._index(self.label, names, path)
+        col_b = None if self.text_b is None else self._index(self.text_b, names, path)
+        needed = max(col for col in (col_a, col_b, col_label) if col is not None) + 1
+        width = len(names) if names is not None else None
+        for row in rows:
+            if not row:
+                continue
+            width = len(row) if width is None else width  # without a header, the first row sets the width
+            if len(row) != width or len(row) < needed:
+                origin = "the header's" if names is not None else "the first row's"
+                raise ValueError(
+                    f"{path}:{rows.line_num}: expected {max(width, needed)} tab-separated fields ({origin}), got "
+                    f"{len(row)}; a tab inside a text, or a missing field?"
+                )
+            for column, what in ((col_a, "first text"), (col_b, "second text")):
+                if column is not None and not row[column].strip():
+                    raise ValueError(f"{path}:{rows.line_num}: the {what} (column {column}) is empty")
+            text_a.append(row[col_a].strip())
+            text_b.append("" if col_b is None else row[col_b].strip())
+            labels.append(row[col_label].strip())
         return RawColumns(text_a, text_b, labels)
 
     def _index(self, column: str | int, names: list[str] | None, path: Path) -> int:
@@ -98,8 +132,13 @@ class JsonReader:
 
     def __call__(self, paths: Sequence[Path]) -> RawColumns:
         path = _single(paths, "JsonReader")
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
+        try:
+            with path.open(encoding="utf-8") as handle:
+                data = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason})") from None
         if isinstance(data, dict):
             records = list(data.items())
         elif isinstance(data, list):

@@ -38,6 +38,13 @@ class SequenceClassificationType(TaskType):
 
     # ------------------------------------------------------------------ data
     def to_dataset(self, spec: TaskSpec, raw: RawColumns, label_map: LabelMap | None, origin: str) -> datasets.Dataset:
+        if spec.is_pair:
+            missing = [index for index, text in enumerate(raw.text_b) if not text.strip()]
+            if missing:
+                raise ValueError(
+                    f"task {spec.name!r} is a sentence-pair task, but record {missing[0]} of {origin} has no second "
+                    f"text ({len(missing)} of {len(raw.text_b)} records lack one)"
+                )
         label_feature, labels = self._labels(spec, raw.labels, label_map, origin)
         features = datasets.Features(
             {"text_a": datasets.Value("string"), "text_b": datasets.Value("string"), "label": label_feature}
@@ -66,6 +73,12 @@ class SequenceClassificationType(TaskType):
         text_b = [str(text) for text in raw[hub.text_b]] if hub.text_b else [""] * len(raw)
         columns = RawColumns([str(text) for text in raw[hub.text_a]], text_b, labels)
         return self.to_dataset(spec, columns, hub.label_map, origin)
+
+    def check_dataset(self, dataset: Any, what: str = "dataset") -> None:
+        """Also refuse a dataset whose texts are all empty (it would train on padding alone)."""
+        super().check_dataset(dataset, what)
+        if not any(isinstance(text, str) and text.strip() for text in dataset["text_a"]):
+            raise ValueError(f"{what}: all {len(dataset)} texts (text_a) are empty")
 
     def preprocess(
         self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
@@ -101,6 +114,16 @@ class SequenceClassificationType(TaskType):
         return logits.argmax(axis=-1)
 
     # ------------------------------------------------------------------ inference
+    def takes_pairs(self, config: HeadConfig) -> bool | None:
+        """True for a head trained on a sentence-pair task, False for a single-sentence task, None when the
+        head's task is not registered (either is accepted then)."""
+        from adapter_fusion.tasks.base import get_task
+
+        try:
+            return get_task(config.task).is_pair if config.task else None
+        except KeyError:
+            return None
+
     @torch.no_grad()
     def predict(
         self,
@@ -118,11 +141,21 @@ class SequenceClassificationType(TaskType):
         per text (``score`` is the predicted value for regression)."""
         if options:
             raise TypeError(f"unexpected options for {self.name} prediction: {sorted(options)}")
-        if any(not isinstance(text, str) for text in inputs):
-            raise ValueError(f"{self.name} inputs must be strings; got {list(inputs)!r}")
+        if any(not isinstance(text, str) or not text.strip() for text in inputs):
+            raise ValueError(f"{self.name} inputs must be non-empty strings; got {list(inputs)!r}")
         if text_pairs is not None and len(text_pairs) != len(inputs):
             raise ValueError(f"got {len(inputs)} texts but {len(text_pairs)} text_pairs")
         config = model.head_config(head)
+        pairs = self.takes_pairs(config)
+        if pairs and text_pairs is None:
+            raise ValueError(
+                f"task {config.task!r} is a sentence-pair task: give each text its second sentence (text_pairs=; "
+                "CLI: --pair SECOND, or 'first<TAB>second' lines in --input)"
+            )
+        if pairs is False and text_pairs is not None:
+            raise ValueError(f"task {config.task!r} takes single sentences; text_pairs does not apply to it")
+        if text_pairs is not None and any(not isinstance(text, str) or not text.strip() for text in text_pairs):
+            raise ValueError(f"text_pairs must be non-empty strings; got {list(text_pairs)!r}")
         results: list[dict[str, Any]] = []
         for start in range(0, len(inputs), batch_size):
             chunk = list(inputs[start : start + batch_size])

@@ -89,6 +89,10 @@ class TaskType:
         """A Hub split (``raw``) in this type's schema."""
         raise NotImplementedError(f"task type {self.name!r} has no Hub loader")
 
+    def takes_pairs(self, config: HeadConfig) -> bool | None:
+        """Whether a head of this config predicts on sentence pairs (``text_pairs``); None when unknown."""
+        return False
+
     def check_dataset(self, dataset: Any, what: str = "dataset") -> None:
         """Refuse anything that is not a non-empty ``datasets.Dataset`` with this type's columns."""
         names = getattr(dataset, "column_names", None)
