@@ -10,12 +10,24 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from adapter_fusion.adapters import AdapterConfig
-from adapter_fusion.cli_args import add_config_arguments, build_config, load_config_file
+from adapter_fusion.cli_args import add_config_arguments, build_config, check_config_file, load_config_file
+from adapter_fusion.cli_checks import (
+    EXIT_INTERNAL_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    check_writable_directory,
+    check_writable_file,
+    interrupted_message,
+    one_line,
+    user_error_types,
+)
+from adapter_fusion.cli_inputs import read_predict_inputs
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 
 
@@ -33,18 +45,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="base model: Hub id or local path (default: the bundled all-MiniLM-L6-v2)")
 
 
+def _check_outputs(args: argparse.Namespace, output: Path, training_config: TrainingConfig) -> None:
+    """Before any model loads: every path the run will write can be written (a run is never lost at the end)."""
+    check_writable_directory(output, "--output")
+    check_writable_directory(training_config.output_dir, "--output-dir")
+    if args.metrics_file:
+        check_writable_file(args.metrics_file, "--metrics-file")
+
+
 def _train_adapter(args: argparse.Namespace) -> int:
     from adapter_fusion.training.adapter_trainer import AdapterTrainer
 
     file_data = load_config_file(args.config)
+    check_config_file(file_data, (AdapterConfig, TrainingConfig, ModelConfig), "task", "output")
     task = args.task or file_data.get("task")
     if not task:
-        raise SystemExit("train-adapter: --task is required (see `adapter-fusion list-tasks`)")
+        raise ValueError("--task is required (see `adapter-fusion list-tasks`)")
     output = Path(args.output or file_data.get("output") or f"adapters/{task}")
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
     adapter_config = build_config(AdapterConfig, file_data, args)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    _check_outputs(args, output, training_config)
     trainer = AdapterTrainer(task, model_config, adapter_config, training_config, data_dir=args.data_dir)
     base = sum(p.numel() for p in trainer.model.base.parameters())
     if training_config.full_finetune:
@@ -72,10 +94,11 @@ def _train_fusion(args: argparse.Namespace) -> int:
     from adapter_fusion.training.fusion_trainer import FusionTrainer
 
     file_data = load_config_file(args.config)
+    check_config_file(file_data, (FusionConfig, TrainingConfig, ModelConfig), "task", "adapters", "method", "output")
     task = args.task or file_data.get("task")
     adapters = args.adapters or file_data.get("adapters")
     if not task or not adapters:
-        raise SystemExit("train-fusion: --task and --adapters DIR [DIR ...] are required")
+        raise ValueError("--task and --adapters DIR [DIR ...] are required")
     method = args.method or file_data.get("method")
     output = Path(args.output or file_data.get("output") or f"fusions/{task}-{method or 'attention'}")
     forced: dict[str, Any] = {"adapter_paths": tuple(adapters), "fusion_method": method}
@@ -85,6 +108,7 @@ def _train_fusion(args: argparse.Namespace) -> int:
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    _check_outputs(args, output, training_config)
     trainer = FusionTrainer(task, fusion_config, model_config, training_config, data_dir=args.data_dir)
     assert trainer.model is not None
     fuse = trainer.model.fusion
@@ -110,15 +134,18 @@ def _train_multitask(args: argparse.Namespace) -> int:
     from adapter_fusion.training.multitask import MultiTaskConfig, MultiTaskTrainer
 
     file_data = load_config_file(args.config)
+    config_classes = (MultiTaskConfig, AdapterConfig, TrainingConfig, ModelConfig)
+    check_config_file(file_data, config_classes, "tasks", "output")
     tasks = args.tasks or file_data.get("tasks")
     if not tasks:
-        raise SystemExit("train-multitask: --tasks NAME [NAME ...] is required (see `adapter-fusion list-tasks`)")
+        raise ValueError("--tasks NAME [NAME ...] is required (see `adapter-fusion list-tasks`)")
     output = Path(args.output or file_data.get("output") or f"adapters/multitask-{'-'.join(tasks)}")
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
     adapter_config = build_config(AdapterConfig, file_data, args)
     multitask_config = build_config(MultiTaskConfig, file_data, args)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    _check_outputs(args, output, training_config)
     trainer = MultiTaskTrainer(
         list(tasks), model_config, adapter_config, training_config, data_dir=args.data_dir,
         sampling=multitask_config.sampling, temperature=multitask_config.temperature,
@@ -147,12 +174,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from adapter_fusion.evaluation import evaluate_adapter, evaluate_base
 
     if args.base == bool(args.adapter):
-        raise SystemExit("evaluate: give --adapter DIR, or --base with --task (the zero-shot base model)")
+        raise ValueError("give --adapter DIR, or --base with --task (the zero-shot base model)")
     if args.base and args.head:
-        raise SystemExit("evaluate --base: --head names a saved adapter's head; give --adapter DIR with it")
+        raise ValueError("--base: --head names a saved adapter's head; give --adapter DIR with it")
+    if args.metrics_file:
+        check_writable_file(args.metrics_file, "--metrics-file")
     if args.base:
         if not args.task:
-            raise SystemExit("evaluate --base: --task is required")
+            raise ValueError("--base: --task is required")
         metrics = evaluate_base(
             args.task, split=args.split, data_dir=args.data_dir, model=args.model, max_examples=args.max_examples
         )
@@ -174,36 +203,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_input(text: str) -> Any:
-    """A JSON object (``{"question": ..., "context": ...}`` for QA, ``{"context", "options"}`` for multiple
-    choice) when the text is one, else the text itself."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError as error:
-            raise SystemExit(f"predict: input {stripped[:80]!r} looks like JSON but does not parse: {error}") from None
-    return text
-
-
 def _predict(args: argparse.Namespace) -> int:
     from adapter_fusion.inference import FusionPipeline
     from adapter_fusion.tasks import task_type_for_head
 
-    texts = list(args.texts)
-    if args.input:
-        texts += [line.rstrip("\n") for line in Path(args.input).read_text().splitlines() if line.strip()]
-    if not texts:
-        raise SystemExit("predict: give texts as arguments or --input FILE (one text or JSON object per line)")
-    inputs = [_parse_input(text) for text in texts]
+    if not args.texts and not args.input:
+        raise ValueError("give texts as arguments or --input FILE (one text or JSON object per line)")
     pipeline = FusionPipeline.from_pretrained(args.adapter, model=args.model)
-    task_type = task_type_for_head(pipeline.model.head_config(pipeline._head_for(args.task)))
+    head_config = pipeline.model.head_config(pipeline._head_for(args.task))
+    task_type = task_type_for_head(head_config)
+    inputs, pairs = read_predict_inputs(args, bool(task_type.takes_pairs(head_config)))
+    options = {} if pairs is None else {"text_pairs": pairs}
     if task_type.is_single_input(inputs):  # token classification reads a list of str as ONE pre-split sentence
-        results = [pipeline.predict(item, task=args.task) for item in inputs]
+        results = [pipeline.predict(item, task=args.task, **options) for item in inputs]
     else:
-        results = pipeline.predict(inputs, task=args.task)
-    for item, result in zip(inputs, results):
-        print(json.dumps({("text" if isinstance(item, str) else "input"): item, **result}))
+        results = pipeline.predict(inputs, task=args.task, **options)
+    for index, (item, result) in enumerate(zip(inputs, results)):
+        record = {("text" if isinstance(item, str) else "input"): item}
+        if pairs is not None:
+            record["text_pair"] = pairs[index]
+        print(json.dumps({**record, **result}, allow_nan=False))
     return 0
 
 
@@ -221,6 +240,7 @@ def _list_tasks(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapter-fusion", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train-adapter", help="train one task adapter (+ head) on a frozen base model")
@@ -290,7 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="base model (default: the one recorded in the adapter)")
     predict.add_argument("--task", help="task head to use (default: the only one)")
     predict.add_argument(
-        "--input", help="file with one input per line: a text, or a JSON object for QA / multiple choice"
+        "--input",
+        help="file with one input per line: a text, 'first<TAB>second' for a sentence-pair task, or a JSON object "
+        'for QA / multiple choice ({"text": ..., "text_pair": ...} for a pair)',
+    )
+    predict.add_argument(
+        "--pair",
+        action="append",
+        metavar="SECOND",
+        help="second sentence of a sentence-pair task (e.g. rte, mrpc): give one --pair per text, in order",
     )
     predict.add_argument(
         "texts",
@@ -306,19 +334,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
     list_tasks.set_defaults(func=_list_tasks)
+    for subparser in sub.choices.values():  # also accepted after the subcommand
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. Failures end in one line on stderr: exit 2 for bad input, 1 for internal errors
+    (``--debug`` adds the traceback), 130 for Ctrl-C (after the trainer saved a checkpoint if it could)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    prefix = f"adapter-fusion {args.command}"
+    debug = getattr(args, "debug", False)
     try:
         return int(args.func(args))
-    except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"adapter-fusion {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as interrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"{prefix}: {interrupted_message(interrupt)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except user_error_types() as error:
+        if debug:
+            traceback.print_exc()
+        print(f"{prefix}: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as error:  # the last resort: one line, not a traceback, unless --debug
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else "; run again with --debug for the traceback"
+        print(f"{prefix}: internal error: {type(error).__name__}: {one_line(error)}{hint}", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ A path to a ``.gguf`` file loads through transformers' GGUF support (``gguf_file
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +85,8 @@ def load_base_model(
     if "gguf_file" in extra and "dtype" not in kwargs and "torch_dtype" not in kwargs:
         extra["dtype"] = torch.float32
     loader = AutoModelForCausalLM if causal_lm else AutoModel
-    model = loader.from_pretrained(path, **{**extra, **kwargs})
+    with _explained_load_errors(name):
+        model = loader.from_pretrained(path, **{**extra, **kwargs})
     return model, name
 
 
@@ -90,4 +94,42 @@ def load_tokenizer(name_or_path: str | None = None, **kwargs: Any) -> Any:
     from transformers import AutoTokenizer
 
     path, extra = from_pretrained_arguments(name_or_path)
-    return AutoTokenizer.from_pretrained(path, **{**extra, **kwargs})
+    with _explained_load_errors(path):
+        return AutoTokenizer.from_pretrained(path, **{**extra, **kwargs})
+
+
+@contextmanager
+def _explained_load_errors(name: str) -> Iterator[None]:
+    """A model name that is neither a local directory nor loadable from the Hub: one clear ``FileNotFoundError``
+    instead of transformers' multi-paragraph ``OSError`` (or a connection error when offline)."""
+    try:
+        yield
+    except OSError as error:
+        if Path(name).expanduser().exists():
+            raise
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true") else ""
+        raise FileNotFoundError(
+            f"model {name!r}: no such local directory, and not loadable from the Hugging Face Hub{offline}; give a "
+            "model directory (config.json + weights) or a Hub id such as 'bert-base-uncased'"
+        ) from error
+
+
+def max_positions(config: Any) -> int | None:
+    """How many token positions the model embeds (None when unbounded or unknown). RoBERTa-style models offset
+    positions by ``pad_token_id + 1``."""
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(limit, int):
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= (getattr(config, "pad_token_id", 0) or 0) + 1
+    return limit
+
+
+def check_max_length(config: Any, max_length: int, name: str | None = None) -> None:
+    """Refuse a ``max_seq_length`` above what the base model embeds (longer inputs would crash mid-run)."""
+    limit = max_positions(config)
+    if limit is not None and max_length > limit:
+        raise ValueError(
+            f"max_seq_length={max_length} is more than base model {name or '?'} takes: allowed 1..{limit} "
+            "(its position embeddings)"
+        )

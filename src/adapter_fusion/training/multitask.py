@@ -35,6 +35,7 @@ from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.config import JsonConfig
 from adapter_fusion.io import read_json, write_json
 from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
+from adapter_fusion.models.loading import check_max_length
 from adapter_fusion.models.saving import ADAPTER_CONFIG
 from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.tasks.multitask import (
@@ -200,6 +201,7 @@ class MultiTaskTrainer:
         name, causal_lm = self._base_model()
         self.tokenizer = load_tokenizer(name)
         self.model = AdapterModel.from_pretrained(name, causal_lm=causal_lm)
+        check_max_length(self.model.config, self.model_config.max_seq_length, name)
         self.preprocessor = MultiTaskPreprocessor(
             list(self.specs.values()), self.tokenizer, self.model_config.max_seq_length, data_dir,
             self.training_config.seed,

@@ -11,6 +11,7 @@ from typing import Any
 import transformers
 
 from adapter_fusion.models import AdapterModel
+from adapter_fusion.models.loading import check_max_length
 from adapter_fusion.tasks import TaskSpec, get_task, get_task_type, load_task_split
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.trainer import (
@@ -67,6 +68,7 @@ class TaskTrainer:
 
     def _prepare(self, dataset: Any) -> Any:
         self.task_type.check_dataset(dataset)
+        check_max_length(self.model.config, self.model_config.max_seq_length, self.model.name_or_path)
         return self.task_type.preprocess(self.task, dataset, self.tokenizer, self.model_config.max_seq_length)
 
     def callbacks(self) -> list[transformers.TrainerCallback]:

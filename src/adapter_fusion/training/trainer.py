@@ -8,6 +8,7 @@ Checkpoints hold only the trainable weights, as safetensors.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from adapter_fusion.adapters import ADAPTER_MODULES
 from adapter_fusion.io import load_tensors, save_tensors, write_json
 from adapter_fusion.training.config import TrainingConfig
 
+logger = logging.getLogger(__name__)
 TRAINABLE_WEIGHTS = "trainable.safetensors"
 PARAM_GROUPS = ("adapter", "fusion", "head", "base")
 
@@ -105,6 +107,25 @@ class ModularTrainer(transformers.Trainer):
         super().__init__(*args, **kwargs)
         self.group_learning_rates = learning_rates or {}
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train``; on Ctrl-C, save a checkpoint of the last finished step first (its path goes on the
+        ``KeyboardInterrupt`` as ``checkpoint``, None when nothing could be saved) and re-raise."""
+        try:
+            return super().train(*args, **kwargs)
+        except KeyboardInterrupt as interrupt:
+            interrupt.checkpoint = self._save_interrupted()  # type: ignore[attr-defined]
+            raise
+
+    def _save_interrupted(self) -> str | None:
+        if self.state.global_step == 0 or not self.args.should_save:
+            return None
+        try:
+            self._save_checkpoint(self.model, trial=None)
+        except Exception as error:  # a failure here must not hide the interrupt itself
+            logger.warning("interrupted, and the checkpoint could not be saved: %s", error)
+            return None
+        return str(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
+
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is not None:
             return self.optimizer
@@ -184,6 +205,15 @@ class ModularTrainer(transformers.Trainer):
             missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
             raise ValueError(
                 f"checkpoint {directory} does not match the model: missing {missing[:5]}, extra {extra[:5]}"
+            )
+        current = self._trainable_state()
+        reshaped = [key for key in sorted(weights) if weights[key].shape != current[key].shape]
+        if reshaped:
+            key = reshaped[0]
+            raise ValueError(
+                f"checkpoint {directory} was trained with other shapes: {key} is {list(weights[key].shape)} there "
+                f"and {list(current[key].shape)} now ({len(reshaped)} tensors differ); resume with the settings it "
+                "was trained with (e.g. the same bottleneck size), or start without resume_from_checkpoint"
             )
         result = self.model.load_state_dict(weights, strict=False)
         assert not result.unexpected_keys, result.unexpected_keys
