@@ -8,13 +8,17 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from adapter_fusion.cli_checks import check_writable_directory, check_writable_file
+
 
 def _compare(args: argparse.Namespace) -> int:
     from adapter_fusion.evaluation.fusion_evaluator import FusionEvaluator, parse_system
     from adapter_fusion.io import atomic_write_text
 
     if not (args.adapter or args.fusion or args.baseline):
-        raise SystemExit("compare: give at least one --adapter, --fusion or --baseline")
+        raise ValueError("give at least one --adapter, --fusion or --baseline")
+    if args.output:
+        check_writable_file(args.output, "--output")
     evaluator = FusionEvaluator(
         args.task, data_dir=args.data_dir, split=args.split, max_examples=args.max_examples, model=args.model
     )
@@ -31,6 +35,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from adapter_fusion.evaluation.analysis import analyze_fusion, describe
 
+    if args.output:
+        check_writable_directory(args.output, "--output")
     analysis = analyze_fusion(
         args.fusion_dir, task=args.task, split=args.split, output=args.output, data_dir=args.data_dir,
         max_examples=args.max_examples, examples=args.examples, model=args.model,
