@@ -64,7 +64,7 @@ def test_undecodable_and_truncated_files_name_the_file(tmp_path: Path) -> None:
 
     path = tmp_path / "latin1.tsv"
     path.write_bytes(b"sentence\tlabel\ncaf\xe9 good\t1\n")
-    with pytest.raises(ValueError, match=r"latin1.tsv: not UTF-8 text near line 2"):
+    with pytest.raises(ValueError, match=r"latin1.tsv: not UTF-8 text \(invalid continuation byte\); save it"):
         TsvReader(text_a="sentence", label="label")([path])
     path = tmp_path / "cut.json"
     path.write_text('[{"text_a": "x", "label": 1},')

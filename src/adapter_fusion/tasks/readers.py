@@ -77,7 +77,7 @@ class TsvReader:
                     "characters; is a line break missing?)"
                 ) from None
             except UnicodeDecodeError as error:
-                raise ValueError(f"{path}: not UTF-8 text near line {rows.line_num + 1} ({error.reason})") from None
+                raise ValueError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
 
     def _read(self, rows: Any, path: Path) -> RawColumns:
         text_a: list[str] = []
