@@ -82,6 +82,7 @@ def fused_model(
 def fusion_config(method: str, n: int, **overrides: Any) -> FusionConfig:
     settings: dict[str, Any] = dict(fusion_method=method, adapter_names=tuple(f"a{i}" for i in range(n)))
     settings["attention_dropout"] = 0.0
+    settings["top_k"] = min(2, n)  # sparse fusion: k <= N (other methods ignore it)
     settings.update(overrides)
     return FusionConfig(**settings)
 
@@ -449,7 +450,7 @@ def test_eval_memo_is_reused_and_invalidated_by_weight_updates(make_model, rando
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (dict(fusion_method="average"), r"fusion_method must be one of 'attention', 'gating', 'weighted'"),
+        (dict(fusion_method="average"), r"fusion_method must be one of 'attention', 'gating', 'sparse', 'weighted'"),
         (dict(num_attention_heads=0), "num_attention_heads"),
         (dict(attention_dropout=1.0), "attention_dropout"),
         (dict(value_initialization="zeros"), "value_initialization"),

@@ -18,6 +18,7 @@ from adapter_fusion.fusion.composition import (
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.gating import GatingFusion
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint
+from adapter_fusion.fusion.sparse import SparseFusion
 from adapter_fusion.fusion.weighted import WeightedFusion
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "FusionOutput",
     "FusionPoint",
     "GatingFusion",
+    "SparseFusion",
     "WeightedFusion",
     "add_fusion",
     "build_fusion",

@@ -150,14 +150,7 @@ class FusionLayer(nn.Module):
             return_weights: also return the weights over adapters.
             module_input: the adapted linear layer's input ``[batch, seq, in]``, read by LoRA adapters.
         """
-        pack = AdapterPack(adapters, reads_ffn_input, self.hidden_size)
-        if pack.n != self.num_adapters:
-            raise ValueError(f"this fusion layer fuses {self.num_adapters} adapters; got {pack.n}")
-        if hidden.shape[-1] != self.hidden_size:
-            raise ValueError(f"hidden must be [..., {self.hidden_size}]; got shape {tuple(hidden.shape)}")
-        if pack.any_reads_ffn_input and (ffn_input is None or ffn_input.shape != hidden.shape):
-            got = None if ffn_input is None else tuple(ffn_input.shape)
-            raise ValueError(f"parallel adapters need ffn_input shaped like hidden {tuple(hidden.shape)}; got {got}")
+        pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input)
         lead = hidden.shape[:-1]
         if pack.any_reads_module_input and (
             module_input is None or module_input.shape != (*lead, pack.module_input_size)
@@ -185,6 +178,24 @@ class FusionLayer(nn.Module):
         if not return_weights:
             return FusionOutput(out, None)
         return FusionOutput(out, weights.reshape(*lead, *weights.shape[1:]))
+
+    def checked_pack(
+        self,
+        hidden: torch.Tensor,
+        adapters: Sequence[BottleneckAdapter],
+        ffn_input: torch.Tensor | None,
+        reads_ffn_input: Sequence[bool] | None,
+    ) -> AdapterPack:
+        """The ``AdapterPack`` of ``adapters``, after checking their count and the shapes of the inputs."""
+        pack = AdapterPack(adapters, reads_ffn_input, self.hidden_size)
+        if pack.n != self.num_adapters:
+            raise ValueError(f"this fusion layer fuses {self.num_adapters} adapters; got {pack.n}")
+        if hidden.shape[-1] != self.hidden_size:
+            raise ValueError(f"hidden must be [..., {self.hidden_size}]; got shape {tuple(hidden.shape)}")
+        if pack.any_reads_ffn_input and (ffn_input is None or ffn_input.shape != hidden.shape):
+            got = None if ffn_input is None else tuple(ffn_input.shape)
+            raise ValueError(f"parallel adapters need ffn_input shaped like hidden {tuple(hidden.shape)}; got {got}")
+        return pack
 
     # ------------------------------------------------------------------ for subclasses
     def _products(self, pack: AdapterPack) -> Products:

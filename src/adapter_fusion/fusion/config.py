@@ -9,6 +9,7 @@ from adapter_fusion.config import JsonConfig, check_choice, check_positive
 from adapter_fusion.fusion.attention import VALUE_INITIALIZATIONS
 from adapter_fusion.fusion.gating import GATE_ACTIVATIONS
 from adapter_fusion.fusion.registry import FUSION_METHODS
+from adapter_fusion.fusion.sparse import ROUTINGS
 from adapter_fusion.fusion.weighted import WEIGHT_INITIALIZATIONS
 
 WEIGHT_SHARINGS = ("per_layer", "shared")
@@ -27,8 +28,8 @@ class FusionConfig(JsonConfig):
     """Names of the adapters to fuse, in order (adapters already in the model, or the names to load
     adapter_paths under)."""
     fusion_method: str = "attention"
-    """How adapters are combined: 'attention' (AdapterFusion), 'weighted' (a weight per adapter) or 'gating'
-    (per-token gates)."""
+    """How adapters are combined: 'attention' (AdapterFusion), 'weighted' (a weight per adapter), 'gating'
+    (per-token gates) or 'sparse' (top-k routing: only k adapters are computed per token or example)."""
     name: str = "fusion"
     """Name of the fusion (used in file names and logs)."""
     fusion_layers: tuple[int, ...] | None = None
@@ -64,6 +65,14 @@ class FusionConfig(JsonConfig):
     """Gating fusion: learn a bias of the gates."""
     freeze_adapters_during_fusion: bool = True
     """Keep the fused adapters' weights fixed while the fusion trains."""
+    top_k: int = 2
+    """Sparse fusion: how many adapters each token (or example) uses, at most the number of fused adapters; only
+    those are computed."""
+    routing: str = "token"
+    """Sparse fusion: 'token' (each token picks its adapters) or 'example' (each sequence picks them at its first
+    position, the [CLS] token of encoders; faster, but not for causal LMs generating with a KV cache)."""
+    load_balancing: float = 0.01
+    """Sparse fusion: weight of the Switch load-balancing loss added to the training loss (0 disables)."""
 
     def __post_init__(self) -> None:
         for field in ("adapter_paths", "adapter_names", "fusion_layers", "fixed_weights"):
@@ -132,6 +141,12 @@ class FusionConfig(JsonConfig):
                     f"fixed_weights has {len(weights)} weights for {count} adapters; give one per adapter"
                 )
         check_choice("gate_activation", self.gate_activation, GATE_ACTIVATIONS)
+        check_positive("top_k", self.top_k, integer=True)
+        count = len(self.adapter_names) or len(self.adapter_paths)
+        if self.fusion_method == "sparse" and count and self.top_k > count:
+            raise ValueError(f"top_k={self.top_k} exceeds the {count} fused adapters; use top_k <= {count}")
+        check_choice("routing", self.routing, ROUTINGS)
+        check_positive("load_balancing", self.load_balancing, allow_zero=True)
 
     def inapplicable_fields(self) -> dict[str, str]:
         """Fields that only another fusion method reads (from each method's ``config_fields``), with why."""
