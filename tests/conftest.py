@@ -140,6 +140,14 @@ def batch(tiny_model: nn.Module) -> dict[str, torch.Tensor]:
     return batch_for(tiny_model)
 
 
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``build_tiny_model("bert")`` saved to disk, so fusion directories can name their base model and reload."""
+    directory = tmp_path_factory.mktemp("tiny_bert_saved")
+    build_tiny_model("bert").save_pretrained(directory)
+    return directory
+
+
 @pytest.fixture
 def data_dir() -> Path:
     """``$ADAPTER_FUSION_DATA_DIR`` or ``<repo>/../shared/data``; skips the test when it does not exist."""

@@ -130,6 +130,28 @@ def _train_fusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extend_fusion(args: argparse.Namespace) -> int:
+    from adapter_fusion.training.extension_trainer import ExtensionTrainer
+
+    file_data = load_config_file(args.config)
+    task, fusion, adapter = (args.task or file_data.get("task"), args.fusion or file_data.get("fusion"),
+                             args.adapter or file_data.get("adapter"))  # fmt: skip
+    if not task or not fusion or not adapter:
+        raise SystemExit("extend-fusion: --task, --fusion DIR and --adapter DIR are required")
+    output = Path(args.output or file_data.get("output") or f"{fusion}+{task}")
+    model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
+    training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
+    training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    trainer = ExtensionTrainer(task, fusion, adapter, model_config, training_config, data_dir=args.data_dir)
+    print(f"extended {fusion} with {trainer.adapter_name!r} for task {trainer.task.name}: "
+          f"{trainer.model.trainable_parameters():,} trainable parameters (old tasks unchanged)")  # fmt: skip
+    metrics = trainer.train()
+    print(json.dumps(metrics, indent=2, default=str))
+    trainer.save_fusion(output)
+    print(f"saved fusion to {output}")
+    return 0
+
+
 def _train_multitask(args: argparse.Namespace) -> int:
     from adapter_fusion.training.multitask import MultiTaskConfig, MultiTaskTrainer
 
@@ -256,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(fusion)
     fusion.add_argument("--task", help="target task name or alias (see list-tasks)")
     fusion.add_argument("--adapters", nargs="+", help="directories of the saved adapters to fuse")
-    fusion.add_argument("--method", help="fusion method: attention, weighted or gating (default: attention)")
+    fusion.add_argument("--method", help="fusion method: attention, weighted, gating or sparse (default: attention)")
     fusion.add_argument(
         "--strategy",
         choices=("sequential", "joint"),
@@ -289,6 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add_config_arguments(multitask, cls, skip)
     multitask.set_defaults(func=_train_multitask)
+
+    extend = sub.add_parser("extend-fusion", help="add a new task's adapter to a trained fusion (continual)")
+    _common(extend)
+    extend.add_argument("--fusion", help="saved fusion directory to extend")
+    extend.add_argument("--adapter", help="saved adapter directory of the new task (same base model)")
+    extend.add_argument("--task", help="the new task (see list-tasks)")
+    extend.add_argument("--output", help="fusion directory to write (default: FUSION+TASK)")
+    for cls, skip in ((TrainingConfig, ()), (ModelConfig, ("model_name_or_path",))):
+        add_config_arguments(extend, cls, skip)
+    extend.set_defaults(func=_extend_fusion)
 
     evaluate = sub.add_parser("evaluate", help="score a saved adapter or fusion on a task split")
     _common(evaluate)

@@ -16,6 +16,7 @@ from adapter_fusion.fusion.composition import (
     train_fusion,
 )
 from adapter_fusion.fusion.config import FusionConfig
+from adapter_fusion.fusion.continual import ExtendedFusion, TaskFuse, extend_fusion
 from adapter_fusion.fusion.gating import GatingFusion
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint
 from adapter_fusion.fusion.sparse import SparseFusion
@@ -24,6 +25,7 @@ from adapter_fusion.fusion.weighted import WeightedFusion
 __all__ = [
     "FUSION_METHODS",
     "AttentionFusion",
+    "ExtendedFusion",
     "Fuse",
     "FusionConfig",
     "FusionLayer",
@@ -32,9 +34,11 @@ __all__ = [
     "FusionPoint",
     "GatingFusion",
     "SparseFusion",
+    "TaskFuse",
     "WeightedFusion",
     "add_fusion",
     "build_fusion",
+    "extend_fusion",
     "load_fusion_adapters",
     "remove_fusion",
     "train_fusion",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapter_fusion.fusion.config import FusionConfig
+from adapter_fusion.fusion.continual import continual_info, rebuild_extensions
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
 from adapter_fusion.models.saving import (
@@ -63,7 +64,8 @@ def save_fusion(
     fuse = model._require_fusion()
     manager = model.adapters
     head_names = list(model.heads) if heads is None else [model._check_head(h) for h in heads]
-    config = (fuse.config or FusionConfig()).replace(adapter_paths=(), adapter_names=tuple(fuse.adapter_names))
+    fused = continual_info(fuse).get("base_adapter_names", fuse.adapter_names)  # the config's own adapters
+    config = (fuse.config or FusionConfig()).replace(adapter_paths=(), adapter_names=tuple(fused))
     layers = list(fuse.fusion_layers().values())
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
@@ -92,6 +94,7 @@ def save_fusion(
                 "library_version": __version__,
                 "checksums": checksums,
                 "metadata": metadata or {},
+                **continual_info(fuse),
             },
         )
     return directory
@@ -130,8 +133,11 @@ def load_fusion(directory: str | Path, model: str | None = None) -> FusionModel:
         )
     for name in info["adapter_names"]:
         load_adapter(fusion_model, directory / "adapters" / name, name, load_head=False, activate=False)
-    config = FusionConfig.from_dict(info["fusion"]).replace(adapter_names=tuple(info["adapter_names"]))
+    base_names = info.get("base_adapter_names", info["adapter_names"])  # extended fusions: see fusion.continual
+    config = FusionConfig.from_dict(info["fusion"]).replace(adapter_names=tuple(base_names))
     fuse = fusion_model.add_fusion(config)
+    if info.get("extensions"):
+        fuse = rebuild_extensions(fusion_model, info["extensions"])
     if sorted(fuse.layers.keys()) != sorted(info["points"]):
         raise ValueError(f"rebuilt fusion has points {sorted(fuse.layers)}, the saved one {info['points']}")
     load_exact(fuse, load_tensors(directory / FUSION_WEIGHTS), f"fusion weights at {directory}")

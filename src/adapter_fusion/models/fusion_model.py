@@ -18,6 +18,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from adapter_fusion.fusion import Fuse, FusionConfig, add_fusion, remove_fusion, train_fusion
+from adapter_fusion.fusion.continual import extend_fusion, running_task, train_extension
 from adapter_fusion.models.model import AdapterModel
 from adapter_fusion.models.saving import base_model_arguments, read_adapter_config
 
@@ -69,6 +70,15 @@ class FusionModel(AdapterModel):
     def remove_fusion(self) -> None:
         remove_fusion(self)
 
+    def extend_fusion(self, adapter: str | Path, *, name: str | None = None, task: str | None = None) -> str:
+        """Add a new task's adapter to the trained fusion; old tasks' outputs stay bit-identical (see
+        ``fusion.continual``). Returns the adapter's name."""
+        return extend_fusion(self, adapter, name=name, task=task)
+
+    def train_extension(self, task: str) -> None:
+        """Train only ``task``'s gates over the added adapters and its head (see ``fusion.continual``)."""
+        train_extension(self, task)
+
     def _require_fusion(self) -> Fuse:
         if self.fusion is None:
             raise ValueError("this model has no fusion: call add_fusion(FusionConfig(...)) first")
@@ -111,6 +121,22 @@ class FusionModel(AdapterModel):
         **kwargs: Any,
     ) -> FusionModelOutput:
         adapter_names = self._fused_adapter_names(adapter_names)
+        with running_task(self.fusion, head if head is not None else self.active_head):
+            return self._forward(
+                input_ids, attention_mask, token_type_ids, labels, adapter_names, head, return_fusion_weights, **kwargs
+            )
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        adapter_names: Iterable[str] | str | None,
+        head: str | None,
+        return_fusion_weights: bool,
+        **kwargs: Any,
+    ) -> FusionModelOutput:
         if return_fusion_weights:
             fuse = self._require_fusion()
             with fuse.record_weights() as weights:
@@ -133,7 +159,9 @@ class FusionModel(AdapterModel):
         **generate_kwargs: Any,
     ) -> Any:
         """``AdapterModel.generate`` through the fusion (``adapter_names``, if given, must be the fused ones)."""
-        return super().generate(input_ids, attention_mask, self._fused_adapter_names(adapter_names), **generate_kwargs)
+        names = self._fused_adapter_names(adapter_names)
+        with running_task(self.fusion, self.active_head):
+            return super().generate(input_ids, attention_mask, names, **generate_kwargs)
 
     def _fused_adapter_names(self, adapter_names: Iterable[str] | str | None) -> Iterable[str] | str | None:
         """With a fusion, ``adapter_names`` may only name the fused adapters (then it is dropped: the fusion runs)."""
