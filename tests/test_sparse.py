@@ -17,17 +17,16 @@ from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter
 from adapter_fusion.fusion import FUSION_METHODS, FusionConfig, FusionPoint, GatingFusion, SparseFusion, add_fusion
 from adapter_fusion.models.fusion_model import FusionModel
 from conftest import build_tiny_model, make_batch, randomise_
-from test_fusion import adapter_configs, fused_model, fusion_config, inputs, run
+from test_fusion import (
+    adapter_configs,
+    fused_model,
+    fusion_config,
+    inputs,
+    one_thread,  # noqa: F401  (autouse: one intra-op thread)
+    run,
+)
 
 HIDDEN = 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def adapters(n: int, seed: int = 0, **kwargs: Any) -> list[BottleneckAdapter]:

@@ -18,6 +18,13 @@ from adapter_fusion.fusion.composition import (
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.continual import ExtendedFusion, TaskFuse, extend_fusion
 from adapter_fusion.fusion.gating import GatingFusion
+from adapter_fusion.fusion.hierarchy import (
+    FusionNode,
+    HierarchicalFuse,
+    HierarchyConfig,
+    add_hierarchy,
+    build_hierarchy,
+)
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint
 from adapter_fusion.fusion.sparse import SparseFusion
 from adapter_fusion.fusion.weighted import WeightedFusion
@@ -30,14 +37,19 @@ __all__ = [
     "FusionConfig",
     "FusionLayer",
     "FusionMethod",
+    "FusionNode",
     "FusionOutput",
     "FusionPoint",
     "GatingFusion",
+    "HierarchicalFuse",
+    "HierarchyConfig",
     "SparseFusion",
     "TaskFuse",
     "WeightedFusion",
     "add_fusion",
+    "add_hierarchy",
     "build_fusion",
+    "build_hierarchy",
     "extend_fusion",
     "load_fusion_adapters",
     "remove_fusion",

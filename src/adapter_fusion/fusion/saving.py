@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.continual import continual_info, rebuild_extensions
+from adapter_fusion.fusion.hierarchy import HierarchyConfig, add_hierarchy, hierarchy_info, restore_temperatures
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
 from adapter_fusion.models.saving import (
@@ -95,6 +96,7 @@ def save_fusion(
                 "checksums": checksums,
                 "metadata": metadata or {},
                 **continual_info(fuse),
+                **hierarchy_info(fuse),
             },
         )
     return directory
@@ -135,13 +137,17 @@ def load_fusion(directory: str | Path, model: str | None = None) -> FusionModel:
         load_adapter(fusion_model, directory / "adapters" / name, name, load_head=False, activate=False)
     base_names = info.get("base_adapter_names", info["adapter_names"])  # extended fusions: see fusion.continual
     config = FusionConfig.from_dict(info["fusion"]).replace(adapter_names=tuple(base_names))
-    fuse = fusion_model.add_fusion(config)
+    if "hierarchy" in info:  # see fusion.hierarchy
+        fuse = add_hierarchy(fusion_model, HierarchyConfig.from_dict(info["hierarchy"]))
+    else:
+        fuse = fusion_model.add_fusion(config)
     if info.get("extensions"):
         fuse = rebuild_extensions(fusion_model, info["extensions"])
     if sorted(fuse.layers.keys()) != sorted(info["points"]):
         raise ValueError(f"rebuilt fusion has points {sorted(fuse.layers)}, the saved one {info['points']}")
     load_exact(fuse, load_tensors(directory / FUSION_WEIGHTS), f"fusion weights at {directory}")
     fuse.set_temperature(info["temperature"])
+    restore_temperatures(fuse, info.get("layer_temperatures", {}))
     for head in info["heads"]:
         head_dir = directory / "heads" / head
         module = fusion_model.add_head(head, HeadConfig.load(head_dir / HEAD_CONFIG), activate=False)

@@ -111,6 +111,13 @@ class SparseFusion(FusionLayer):
         mean_probability = torch.softmax(logits, dim=-1).mean(0)
         return self.load_balancing * self.num_adapters * (share * mean_probability).sum()
 
+    def record_balance(self, logits: torch.Tensor, chosen: torch.Tensor) -> None:
+        """Keep this forward's balancing term for ``regularization_loss`` (training with grad only)."""
+        if self.training and torch.is_grad_enabled() and self.load_balancing > 0:
+            self._balance = self.balance_loss(logits, chosen)
+        else:
+            self._balance = None
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -128,10 +135,7 @@ class SparseFusion(FusionLayer):
             raise ValueError(f"hidden must be [batch, seq, {self.hidden_size}]; got shape {tuple(hidden.shape)}")
         pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input)
         logits, chosen, weights = self.route(hidden)
-        if self.training and torch.is_grad_enabled() and self.load_balancing > 0:
-            self._balance = self.balance_loss(logits, chosen)
-        else:
-            self._balance = None
+        self.record_balance(logits, chosen)
         if self.routing == "example" and _gatherable(pack):
             delta = self._gathered(hidden, ffn_input if pack.any_reads_ffn_input else None, pack, chosen, weights)
         else:
@@ -236,7 +240,8 @@ def reference_sparse(
 ) -> FusionOutput:
     """The dense computation: every adapter's contribution, weighted by the top-k gate (zeros elsewhere)."""
     ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input)  # [B, S, N, d]
-    _, chosen, weights = layer.route(hidden)
+    logits, chosen, weights = layer.route(hidden)
+    layer.record_balance(logits, chosen)  # hierarchies mix nodes with the reference: keep the balancing term
     dense = weights.new_zeros(chosen.shape[0], len(adapters)).scatter(-1, chosen, weights)
     if layer.routing == "example":
         dense = dense.unsqueeze(1).expand(*hidden.shape[:-1], len(adapters))

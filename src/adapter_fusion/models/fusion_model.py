@@ -19,6 +19,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from adapter_fusion.fusion import Fuse, FusionConfig, add_fusion, remove_fusion, train_fusion
 from adapter_fusion.fusion.continual import extend_fusion, running_task, train_extension
+from adapter_fusion.fusion.hierarchy import HierarchicalFuse, HierarchyConfig, add_hierarchy
 from adapter_fusion.models.model import AdapterModel
 from adapter_fusion.models.saving import base_model_arguments, read_adapter_config
 
@@ -69,6 +70,10 @@ class FusionModel(AdapterModel):
 
     def remove_fusion(self) -> None:
         remove_fusion(self)
+
+    def add_hierarchy(self, hierarchy: HierarchyConfig) -> HierarchicalFuse:
+        """Fuse adapters and fusions of them, to any depth (see ``fusion.hierarchy``); becomes the model's fusion."""
+        return add_hierarchy(self, hierarchy)
 
     def extend_fusion(self, adapter: str | Path, *, name: str | None = None, task: str | None = None) -> str:
         """Add a new task's adapter to the trained fusion; old tasks' outputs stay bit-identical (see
