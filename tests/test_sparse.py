@@ -111,7 +111,7 @@ def test_example_routing_gather_path_equals_dispatch_path_and_reference(k: int) 
 
     pack = AdapterPack(group, None, HIDDEN)
     gathered = fusion._gathered(h, None, pack, chosen, weights)
-    dispatched = fusion._dispatched(h, None, pack, chosen, weights)
+    dispatched = fusion._dispatched((h, None, None), pack, chosen, weights)
     torch.testing.assert_close(gathered, dispatched)
     reference = FUSION_METHODS.get("sparse").reference(fusion, h, group)
     torch.testing.assert_close(h + gathered, reference.hidden)

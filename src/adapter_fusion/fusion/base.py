@@ -150,13 +150,8 @@ class FusionLayer(nn.Module):
             return_weights: also return the weights over adapters.
             module_input: the adapted linear layer's input ``[batch, seq, in]``, read by LoRA adapters.
         """
-        pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input)
+        pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input, module_input)
         lead = hidden.shape[:-1]
-        if pack.any_reads_module_input and (
-            module_input is None or module_input.shape != (*lead, pack.module_input_size)
-        ):
-            got = None if module_input is None else tuple(module_input.shape)
-            raise ValueError(f"LoRA adapters need module_input of shape {(*lead, pack.module_input_size)}; got {got}")
         h = hidden.reshape(-1, self.hidden_size)
         x = ffn_input.reshape(-1, self.hidden_size) if pack.any_reads_ffn_input and ffn_input is not None else None
         m = module_input.reshape(-1, module_input.shape[-1]) if module_input is not None else None
@@ -182,9 +177,10 @@ class FusionLayer(nn.Module):
     def checked_pack(
         self,
         hidden: torch.Tensor,
-        adapters: Sequence[BottleneckAdapter],
+        adapters: Sequence[BottleneckAdapter | LoraAdapter],
         ffn_input: torch.Tensor | None,
         reads_ffn_input: Sequence[bool] | None,
+        module_input: torch.Tensor | None = None,
     ) -> AdapterPack:
         """The ``AdapterPack`` of ``adapters``, after checking their count and the shapes of the inputs."""
         pack = AdapterPack(adapters, reads_ffn_input, self.hidden_size)
@@ -195,6 +191,12 @@ class FusionLayer(nn.Module):
         if pack.any_reads_ffn_input and (ffn_input is None or ffn_input.shape != hidden.shape):
             got = None if ffn_input is None else tuple(ffn_input.shape)
             raise ValueError(f"parallel adapters need ffn_input shaped like hidden {tuple(hidden.shape)}; got {got}")
+        lead = hidden.shape[:-1]
+        if pack.any_reads_module_input and (
+            module_input is None or module_input.shape != (*lead, pack.module_input_size)
+        ):
+            got = None if module_input is None else tuple(module_input.shape)
+            raise ValueError(f"LoRA adapters need module_input of shape {(*lead, pack.module_input_size)}; got {got}")
         return pack
 
     # ------------------------------------------------------------------ for subclasses

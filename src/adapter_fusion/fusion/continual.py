@@ -34,7 +34,7 @@ from adapter_fusion.fusion.composition import Fuse, point_inputs
 from adapter_fusion.fusion.packing import AdapterPack
 
 if TYPE_CHECKING:
-    from adapter_fusion.adapters import BottleneckAdapter
+    from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.models.fusion_model import FusionModel
 
 
@@ -90,19 +90,20 @@ class ExtendedFusion(FusionLayer):
     def forward(
         self,
         hidden: torch.Tensor,
-        adapters: Sequence[BottleneckAdapter],
+        adapters: Sequence[BottleneckAdapter | LoraAdapter],
         ffn_input: torch.Tensor | None = None,
         *,
         reads_ffn_input: Sequence[bool] | None = None,
         residual: bool = True,
         return_weights: bool = False,
+        module_input: torch.Tensor | None = None,
     ) -> FusionOutput:
         if len(adapters) != self.num_adapters:
             raise ValueError(f"this fusion layer fuses {self.num_adapters} adapters; got {len(adapters)}")
         reads = list(reads_ffn_input) if reads_ffn_input is not None else [False] * len(adapters)
         n = self.num_base
         out = self.base(hidden, adapters[:n], ffn_input, reads_ffn_input=reads[:n], residual=residual,
-                        return_weights=return_weights)  # fmt: skip
+                        return_weights=return_weights, module_input=module_input)  # fmt: skip
         task = self.scope.task
         gate = self.gates[task] if task is not None and task in self.gates else None
         lead = hidden.shape[:-1]
@@ -114,7 +115,8 @@ class ExtendedFusion(FusionLayer):
         pack = AdapterPack(adapters[n : n + width], reads[n : n + width], self.hidden_size)
         h = hidden.reshape(-1, self.hidden_size)
         x = ffn_input.reshape(-1, self.hidden_size) if ffn_input is not None and pack.any_reads_ffn_input else None
-        activations = pack.activate(pack.down(h, x, *pack.down_weight()))
+        m = module_input.reshape(-1, module_input.shape[-1]) if module_input is not None else None
+        activations = pack.activate(pack.down(h, x, m, pack.down_products()))
         g = F.linear(h, gate.weight, gate.bias)  # [T, width]
         delta = F.linear(torch.cat([pack.scale(activations, g), g], dim=-1), pack.up_columns())
         fused = out.hidden + delta.view_as(hidden)
@@ -243,8 +245,6 @@ def extend_fusion(model: FusionModel, adapter: str | Path, *, name: str | None =
 
 def extended(fuse: Fuse, manager: Any, name: str, task: str) -> TaskFuse:
     """A ``TaskFuse`` equal to ``fuse`` plus adapter ``name`` behind a new zero gate for ``task``."""
-    from adapter_fusion.models.manager import LOCATIONS
-
     if isinstance(fuse, TaskFuse):
         base_names, records, scope = fuse.base_adapter_names, list(fuse.extensions), fuse.scope
     else:
@@ -255,7 +255,6 @@ def extended(fuse: Fuse, manager: Any, name: str, task: str) -> TaskFuse:
     point_adapters: dict[str, tuple[str, ...]] = {}
     for key, layer in fuse.fusion_layers().items():
         index, location = key.split("_", 1)
-        assert location in LOCATIONS
         base_layer = layer.base if isinstance(layer, ExtendedFusion) else layer
         base_here = tuple(n for n in fuse.point_adapters[key] if n in base_names)
         added_here = [n for n in added if manager.adapter_module(n, int(index), location) is not None]

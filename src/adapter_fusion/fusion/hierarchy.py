@@ -219,7 +219,7 @@ class HierarchicalFuse(Fuse):
             adapters = [manager.adapter_module(name, layer, location) for name in inputs]
             reads, _ = point_inputs(manager, inputs)
             out = fusion(hidden, adapters, ffn_input, reads_ffn_input=reads, residual=False,  # type: ignore[arg-type]
-                         return_weights=self.collect_weights)  # fmt: skip
+                         return_weights=self.collect_weights, module_input=manager.module_input)  # fmt: skip
         else:
             parts = []
             for name in inputs:
@@ -227,8 +227,11 @@ class HierarchicalFuse(Fuse):
                     part = self._contribution(name, key, manager, layer, location, hidden, ffn_input)
                 else:
                     adapter = manager.adapter_module(name, layer, location)
-                    parallel = manager.configs[name].placement == "parallel"
-                    part = adapter(ffn_input if parallel else hidden)  # type: ignore[misc]
+                    placement = getattr(manager.configs[name], "placement", None)  # LoRA configs have none
+                    source = (
+                        manager.module_input if placement is None else ffn_input if placement == "parallel" else hidden
+                    )
+                    part = adapter(source)  # type: ignore[misc]
                 assert part is not None
                 parts.append(Precomputed(part))
             reference = FUSION_METHODS.get(self._method(node, layer)).reference

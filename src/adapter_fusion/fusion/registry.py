@@ -58,6 +58,9 @@ class FusionMethod:
     """Config overrides under which fusing one adapter, at initialisation, equals that adapter alone."""
     config_fields: tuple[str, ...] = ()
     """``FusionConfig`` fields that only this method reads: setting one with another method is an error."""
+    dense: bool = True
+    """Every adapter runs on every token, as in the reference (so in training their dropout masks are drawn
+    like the reference's); False for methods that run only some adapters (sparse top-k)."""
     description: str = ""
 
 

@@ -36,12 +36,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from adapter_fusion.adapters import BottleneckAdapter
 from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products
 from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
 
 if TYPE_CHECKING:
-    from adapter_fusion.adapters import BottleneckAdapter
+    from adapter_fusion.adapters import LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 ROUTINGS = ("token", "example")
@@ -122,24 +123,25 @@ class SparseFusion(FusionLayer):
     def forward(
         self,
         hidden: torch.Tensor,
-        adapters: Sequence[BottleneckAdapter],
+        adapters: Sequence[BottleneckAdapter | LoraAdapter],
         ffn_input: torch.Tensor | None = None,
         *,
         reads_ffn_input: Sequence[bool] | None = None,
         residual: bool = True,
         return_weights: bool = False,
+        module_input: torch.Tensor | None = None,
     ) -> FusionOutput:
         """As ``FusionLayer.forward``; ``hidden`` must be ``[batch, seq, hidden]``. The weights over adapters
         are ``[batch, seq, N]``, zero for the adapters a token (example) did not choose."""
         if hidden.dim() != 3:
             raise ValueError(f"hidden must be [batch, seq, {self.hidden_size}]; got shape {tuple(hidden.shape)}")
-        pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input)
+        pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input, module_input)
         logits, chosen, weights = self.route(hidden)
         self.record_balance(logits, chosen)
         if self.routing == "example" and _gatherable(pack):
             delta = self._gathered(hidden, ffn_input if pack.any_reads_ffn_input else None, pack, chosen, weights)
         else:
-            delta = self._dispatched(hidden, ffn_input, pack, chosen, weights)
+            delta = self._dispatched((hidden, ffn_input, module_input), pack, chosen, weights)
         out = hidden + delta if residual else delta
         if not return_weights:
             return FusionOutput(out, None)
@@ -150,18 +152,18 @@ class SparseFusion(FusionLayer):
 
     def _dispatched(
         self,
-        hidden: torch.Tensor,
-        ffn_input: torch.Tensor | None,
+        sources: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None],
         pack: AdapterPack,
         chosen: torch.Tensor,
         weights: torch.Tensor,
     ) -> torch.Tensor:
-        """Each chosen adapter runs once on the units that chose it; ``[batch, seq, d]``."""
+        """Each chosen adapter runs once on the units that chose it, reading its source (``hidden``, the
+        feed-forward input or a LoRA's module input, indexed by ``pack.sources``); ``[batch, seq, d]``."""
+        hidden = sources[0]
         per_token = self.routing == "token"
-        h = hidden.reshape(-1, self.hidden_size) if per_token else hidden
-        x = None
-        if ffn_input is not None and pack.any_reads_ffn_input:
-            x = ffn_input.reshape(-1, self.hidden_size) if per_token else ffn_input
+        units_of = [None if x is None else x.reshape(-1, x.shape[-1]) if per_token else x for x in sources]
+        h = units_of[0]
+        assert h is not None
         flat = chosen.reshape(-1)
         order = torch.argsort(flat, stable=True)
         unit_of = torch.div(order, self.top_k, rounding_mode="floor")
@@ -173,7 +175,7 @@ class SparseFusion(FusionLayer):
             if count == 0:
                 continue
             units = unit_of[start : start + count]
-            source = x if pack.reads_ffn_input[index] else h
+            source = units_of[pack.sources[index]]
             assert source is not None
             scale = sorted_weights[start : start + count].view(-1, *([1] * (h.dim() - 1)))
             out.index_add_(0, units, pack.adapters[index](source.index_select(0, units)) * scale)
@@ -226,20 +228,23 @@ def _gatherable(pack: AdapterPack) -> bool:
     def key(adapter: BottleneckAdapter) -> Hashable:
         return (type(adapter.activation), adapter.activation.extra_repr(), adapter.dropout.p)
 
+    if not all(isinstance(a, BottleneckAdapter) for a in pack.adapters):
+        return False  # LoRA adapters read another input and have no activation: dispatched
     return pack.uniform and len({key(a) for a in pack.adapters}) == 1 and len(set(pack.reads_ffn_input)) == 1
 
 
 def reference_sparse(
     layer: SparseFusion,
     hidden: torch.Tensor,
-    adapters: Sequence[BottleneckAdapter],
+    adapters: Sequence[BottleneckAdapter | LoraAdapter],
     ffn_input: torch.Tensor | None = None,
     *,
     reads_ffn_input: Sequence[bool] | None = None,
     residual: bool = True,
+    module_input: torch.Tensor | None = None,
 ) -> FusionOutput:
     """The dense computation: every adapter's contribution, weighted by the top-k gate (zeros elsewhere)."""
-    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input)  # [B, S, N, d]
+    ups = reference_contributions(hidden, adapters, ffn_input, reads_ffn_input, module_input)  # [B, S, N, d]
     logits, chosen, weights = layer.route(hidden)
     layer.record_balance(logits, chosen)  # hierarchies mix nodes with the reference: keep the balancing term
     dense = weights.new_zeros(chosen.shape[0], len(adapters)).scatter(-1, chosen, weights)
@@ -273,6 +278,8 @@ FUSION_METHODS.register(
         build=build_sparse,
         reference=reference_sparse,
         single_adapter_identity={"top_k": 1},
+        dense=False,
+        config_fields=("top_k", "routing", "load_balancing"),
         description="top-k routing: a gate picks k adapters per token (or example), only those are computed",
     ),
 )
