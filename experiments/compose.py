@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fusion-learning-rate", type=float, default=1e-3)
     parser.add_argument("--head-learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data-dir", help="default: $ADAPTER_FUSION_DATA_DIR, ./data or ../shared/data")
     args = parser.parse_args(argv)
     args.tasks = args.tasks or DEFAULT_TASKS[args.experiment]
     torch.set_num_threads(1)
