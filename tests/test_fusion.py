@@ -236,6 +236,86 @@ def test_both_attention_score_paths_equal_reference(heads: int, fold_query: bool
     torch.testing.assert_close(fast.weights, ref.weights)
 
 
+# ------------------------------------------------------------------------------ temperature, by hand (T != 1)
+def hand_contributions(hidden: torch.Tensor, adapters: list[BottleneckAdapter]) -> list[torch.Tensor]:
+    """``up_i = s_i (U_i act_i(D_i h + d_i) + c_i)`` written out from the weights (not through the library)."""
+    ups = []
+    for adapter in adapters:
+        bottleneck = adapter.activation(hidden @ adapter.down.weight.T + adapter.down.bias)
+        ups.append(adapter.scaling * (bottleneck @ adapter.up.weight.T + adapter.up.bias))
+    return ups
+
+
+def hand_softmax(scores: torch.Tensor) -> torch.Tensor:
+    exp = (scores - scores.amax(-1, keepdim=True)).exp()
+    return exp / exp.sum(-1, keepdim=True)
+
+
+def temperature_setup(num_heads: int = 1) -> tuple[list[BottleneckAdapter], torch.Tensor]:
+    torch.manual_seed(0)
+    adapters = [
+        BottleneckAdapter(HIDDEN, r, activation=act, scaling=s, initialization="bert").double()
+        for r, act, s in ((8, "relu", 1.0), (4, "tanh", 2.0), (8, "gelu", 0.5))
+    ]
+    for index, adapter in enumerate(adapters):
+        perturb_(adapter, seed=20 + index, std=0.3)
+    return adapters, torch.randn(2, 5, HIDDEN, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 3.0])
+@pytest.mark.parametrize("heads", [1, 4])
+@pytest.mark.parametrize("fold_query", [True, False])
+def test_attention_divides_scores_by_temperature(temperature: float, heads: int, fold_query: bool) -> None:
+    """softmax(q . k_i / T) per head against a hand computation, at T != 1 (T = 1 hides * T vs / T)."""
+    adapters, hidden = temperature_setup()
+    layer = AttentionFusion(
+        HIDDEN, 3, num_heads=heads, attention_dropout=0.0, fold_query=fold_query, temperature=temperature
+    ).double()
+    perturb_(layer, seed=5, std=0.3)
+    fast = layer(hidden, adapters, return_weights=True)
+
+    ups = torch.stack(hand_contributions(hidden, adapters), dim=-2)  # [b, s, N, d]
+    dh = HIDDEN // heads
+    q = (hidden @ layer.query.weight.T + layer.query.bias).view(2, 5, 1, heads, dh)
+    k = (ups @ layer.key.weight.T + layer.key.bias).view(2, 5, 3, heads, dh)
+    v = (ups @ layer.value.weight.T).view(2, 5, 3, heads, dh)
+    probs = hand_softmax((q * k).sum(-1).transpose(-1, -2) / temperature)  # [b, s, heads, N]
+    context = torch.einsum("bshn,bsnhd->bshd", probs, v).reshape(2, 5, HIDDEN) + layer.value.bias
+    torch.testing.assert_close(fast.hidden, hidden + context)
+    torch.testing.assert_close(fast.weights, probs.squeeze(-2) if heads == 1 else probs)
+    at_one = hand_softmax((q * k).sum(-1).transpose(-1, -2))
+    assert (probs - at_one).abs().max() > 0.05  # the temperature matters at this setting
+
+
+@pytest.mark.parametrize("temperature", [0.5, 3.0])
+def test_weighted_fusion_divides_logits_by_temperature(temperature: float) -> None:
+    adapters, hidden = temperature_setup()
+    layer = WeightedFusion(HIDDEN, 3, temperature=temperature).double()
+    with torch.no_grad():
+        layer.logits.copy_(torch.tensor([0.9, -0.4, 0.2]))
+    out = layer(hidden, adapters, return_weights=True)
+    w = hand_softmax(torch.tensor([0.9, -0.4, 0.2], dtype=torch.float64) / temperature)
+    expected = hidden + sum(w[i] * up for i, up in enumerate(hand_contributions(hidden, adapters)))
+    torch.testing.assert_close(out.hidden, expected)
+    torch.testing.assert_close(out.weights, w.expand(2, 5, 3))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 3.0])
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+def test_gating_fusion_divides_logits_by_temperature(temperature: float, activation: str) -> None:
+    from adapter_fusion.fusion import GatingFusion
+
+    adapters, hidden = temperature_setup()
+    layer = GatingFusion(HIDDEN, 3, activation=activation, temperature=temperature).double()
+    perturb_(layer, seed=6, std=0.3)
+    out = layer(hidden, adapters, return_weights=True)
+    logits = (hidden @ layer.gate.weight.T + layer.gate.bias) / temperature
+    gates = hand_softmax(logits) if activation == "softmax" else 1 / (1 + (-logits).exp())
+    expected = hidden + sum(gates[..., i : i + 1] * up for i, up in enumerate(hand_contributions(hidden, adapters)))
+    torch.testing.assert_close(out.hidden, expected)
+    torch.testing.assert_close(out.weights, gates)
+
+
 def test_per_adapter_dropout_draws_like_the_reference() -> None:
     """Adapters with their own dropout rates: the packed path draws one mask per adapter, in order."""
     torch.manual_seed(0)
