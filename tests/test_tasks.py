@@ -396,6 +396,14 @@ def test_classification_metrics_match_hand_computed_values() -> None:
                                                                                 "macro_f1": 7 / 9})
 
 
+def test_binary_f1_scores_the_positive_class() -> None:
+    """MRPC/QQP's F1 is class 1's: here class 1 has P 1, R 2/3 (F1 0.8) and class 0 P 1/2, R 1 (F1 2/3)."""
+    assert compute_metrics("mrpc", [1, 1, 0, 0], [1, 1, 1, 0])["f1"] == pytest.approx(0.8)
+    assert compute_metrics("qqp", [0, 0, 1, 1], [0, 0, 0, 1])["f1"] == pytest.approx(2 / 3)
+    # no true and no predicted positives: 0.0, not sklearn's 1.0 for an empty class
+    assert compute_metrics("mrpc", [0, 0], [0, 0])["f1"] == 0.0
+
+
 def test_regression_metrics_match_hand_computed_values() -> None:
     # Pearson of [1,2,3,4] vs [1,2,3,5]: sum(dx*dy) = 6.5, sum(dx^2) = 5, sum(dy^2) = 8.75; ranks agree exactly.
     pearson = 6.5 / np.sqrt(5 * 8.75)
