@@ -183,6 +183,31 @@ def test_save_and_reload_gives_identical_logits(base_dir: Path, tmp_path: Path, 
     assert reloaded.fusion.adapter_names == ADAPTERS
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_reload_restores_the_annealed_temperature(base_dir: Path, tmp_path: Path, method: str) -> None:
+    """A fusion saved mid-schedule reloads at the temperature it had, not at its config's starting one."""
+    config = dict(temperature=5.0, temperature_decay=1.0, temperature_min=1.0)
+    model = fusion_model(base_dir, method, **config)
+    with torch.no_grad():
+        randomise_(model.fusion, seed=7, std=0.5)
+        randomise_(model.heads["target"], seed=8, std=0.2)
+    callback = TemperatureScheduleCallback(model, FusionConfig(adapter_names=ADAPTERS, **config))
+    callback.on_step_begin(None, type("S", (), {"global_step": 3})(), None)  # 5 - 3 = 2
+    assert {layer.temperature for layer in model.fusion.fusion_layers().values()} == {2.0}
+    batch = make_batch(batch=3, length=7)
+    with torch.no_grad():
+        annealed = model(**batch).logits
+        model.fusion.set_temperature(5.0)
+        at_start = model(**batch).logits
+        model.fusion.set_temperature(2.0)
+    assert not torch.allclose(annealed, at_start)  # the temperature changes the outputs here
+    model.save_fusion(tmp_path / "fusion")
+    reloaded = load_fusion(tmp_path / "fusion")
+    assert {layer.temperature for layer in reloaded.fusion.fusion_layers().values()} == {2.0}
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, annealed)
+
+
 def test_reload_refuses_a_changed_file(base_dir: Path, tmp_path: Path) -> None:
     model = fusion_model(base_dir, "attention")
     model.save_fusion(tmp_path / "fusion")
