@@ -47,10 +47,10 @@ def command(target: str, method: str, seed: int, data_dir: str) -> list[str]:
 
 
 def write_table() -> Path:
-    rows = ["| target | model | metric | dev score (mean ± std over seeds) | per seed | steps |"]
+    rows = ["| target | model | metric | dev score (mean ± std over seeds) | per seed | steps per seed |"]
     rows.append("|---|---|---|---|---|---|")
     notes = []
-    for target in TARGETS:
+    for target, epochs in TARGETS.items():
         metric = "f1" if target == "mrpc" else "accuracy"
         single = CORE / f"{target}__adapter.json"
         if single.is_file():
@@ -68,9 +68,16 @@ def write_table() -> Path:
             spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
             per_seed = ", ".join(f"{r['seed']}: {r[metric]:.4f}{'*' if 'note' in r else ''}" for r in records)
             notes += [f"\\* {target} {method} seed {r['seed']}: {r['note']}." for r in records if "note" in r]
+            short = [r for r in records if r["epoch"] < epochs - 1e-6]  # stopped before its planned epochs
+            steps = ", ".join(f"{r['seed']}: {r['global_step']}{'†' if r in short else ''}" for r in records)
+            notes += [
+                f"† {target} {method} seed {r['seed']}: stopped by the {WALL_CAP_MINUTES}-minute time cap after "
+                f"{r['train_seconds']:.0f} s of training, at epoch {r['epoch']:.2f} of {epochs}."
+                for r in short
+            ]
             rows.append(
                 f"| {target} | {method} fusion of {len(SOURCE_TASKS)} adapters | {metric} | "
-                f"{statistics.mean(scores):.4f} ± {spread:.4f} | {per_seed} | {records[0]['global_step']} |"
+                f"{statistics.mean(scores):.4f} ± {spread:.4f} | {per_seed} | {steps} |"
             )
     commands = "\n".join(
         "    " + shown(command(t, m, s, "../shared/data"))
