@@ -79,6 +79,9 @@ def test_choice_accuracy() -> None:
         choice_accuracy([1, 2], [1])
     with pytest.raises(ValueError, match="integer option indices"):
         choice_accuracy([1.5], [1])
+    # the message quotes the first five of each side (mutmut: [:5] -> [:6] survived without this)
+    with pytest.raises(ValueError, match=r"got \[0, 1, 2, 3, 4\] and \[0, 1, 2, 3, 0.5\]$"):
+        choice_accuracy(list(range(7)), [0, 1, 2, 3, 0.5, 5, 6])
 
 
 # --------------------------------------------------------------------------------------------------------- generation
