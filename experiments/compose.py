@@ -27,7 +27,7 @@ from runner import ADAPTERS, ROOT  # noqa: E402
 from adapter_fusion.fusion import FusionConfig, FusionNode, HierarchyConfig  # noqa: E402
 from adapter_fusion.models import AdapterModel, load_tokenizer  # noqa: E402
 from adapter_fusion.models.fusion_model import FusionModel  # noqa: E402
-from adapter_fusion.tasks import get_task  # noqa: E402
+from adapter_fusion.tasks import get_task, load_task_split  # noqa: E402
 from adapter_fusion.training.adapter_trainer import AdapterTrainer  # noqa: E402
 from adapter_fusion.training.config import ModelConfig, TrainingConfig  # noqa: E402
 from adapter_fusion.training.multitask import MultiTaskTrainer  # noqa: E402
@@ -79,8 +79,11 @@ def source(args: argparse.Namespace, task: str) -> Path:
 
 
 def score(trainer: TaskTrainer, task: str, head: str | None = None) -> float:
-    metrics = evaluate_model(trainer.model, trainer.tokenizer, task,
-                             trainer.load_split("validation", trainer.training_config.max_eval_examples),
+    config = trainer.training_config
+    split = load_task_split(
+        task, "validation", trainer.data_dir, max_examples=config.max_eval_examples, seed=config.seed
+    )
+    metrics = evaluate_model(trainer.model, trainer.tokenizer, task, split,
                              trainer.model_config.max_seq_length, trainer.training_config.eval_batch_size,
                              head=head or task)  # fmt: skip
     return main_score(task, metrics)
