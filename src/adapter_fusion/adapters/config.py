@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_probability
+from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_probability, field_aliases
 
 ACTIVATIONS = ("relu", "gelu", "silu", "swish", "tanh")
 PLACEMENTS = ("pfeiffer", "houlsby", "parallel")
@@ -13,6 +13,7 @@ INITIALIZATIONS = ("near_identity", "bert")
 DEFAULT_REDUCTION_FACTOR = 16.0
 
 
+@field_aliases(adapter_dropout="dropout", adapter_activation="activation", use_residual="residual")
 @dataclasses.dataclass(frozen=True)
 class AdapterConfig(JsonConfig):
     """A bottleneck adapter: ``h + scaling * up(activation(down(h)))`` inserted into every chosen layer."""
@@ -88,6 +89,10 @@ class AdapterConfig(JsonConfig):
                 f"(0, {hidden_size}] (or set bottleneck_size)"
             )
         return size
+
+    def get_adapter_size(self, hidden_size: int) -> int:
+        """The bottleneck width for a model of ``hidden_size`` (the documented name of ``bottleneck_for``)."""
+        return self.bottleneck_for(hidden_size)
 
     def locations(self) -> tuple[str, ...]:
         """The sub-layer locations this adapter occupies in each layer."""

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products
+from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products, one_of
 from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
 
@@ -60,6 +60,8 @@ class AttentionFusion(FusionLayer):
         value_regularization: weight ``lambda`` of ``lambda * ||I - Wv||_F^2`` in ``regularization_loss``.
         temperature: initial softmax temperature ``T``.
         fold_query: force the folded-query (``True``) or query (``False``) path; ``None`` picks the cheaper.
+        num_attention_heads, dropout: the documented names of ``num_heads`` and ``attention_dropout`` (the
+            documentation's default of 8 heads is not the paper's: 1 unless given).
 
     Parameters: ``query``, ``key``, ``value``, each ``nn.Linear(d, d)``; query and key start ``N(0, 0.02)``
     with zero bias (AdapterHub's BERT init).
@@ -69,14 +71,18 @@ class AttentionFusion(FusionLayer):
         self,
         hidden_size: int,
         num_adapters: int,
+        num_heads: int | None = None,
+        attention_dropout: float | None = None,
+        temperature: float = 1.0,
         *,
-        num_heads: int = 1,
-        attention_dropout: float = 0.1,
         value_initialization: str = "identity",
         value_regularization: float = 0.0,
-        temperature: float = 1.0,
         fold_query: bool | None = None,
+        num_attention_heads: int | None = None,
+        dropout: float | None = None,
     ) -> None:
+        num_heads = one_of("num_heads", num_heads, "num_attention_heads", num_attention_heads, 1)
+        attention_dropout = one_of("attention_dropout", attention_dropout, "dropout", dropout, 0.1)
         super().__init__(hidden_size, num_adapters, temperature)
         if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads <= 0:
             raise ValueError(f"num_attention_heads must be a positive integer; got {num_heads!r}")

@@ -94,15 +94,24 @@ class FusionLayer(nn.Module):
 
     num_heads: int = 1
 
-    def __init__(self, hidden_size: int, num_adapters: int, temperature: float = 1.0) -> None:
+    def __init__(self, hidden_size: int | None, num_adapters: int, temperature: float = 1.0) -> None:
         super().__init__()
-        if hidden_size <= 0 or num_adapters <= 0:
+        if (hidden_size is not None and hidden_size <= 0) or num_adapters <= 0:
             raise ValueError(f"hidden_size and num_adapters must be > 0; got {hidden_size} and {num_adapters}")
         self.hidden_size = hidden_size
         self.num_adapters = num_adapters
         self.temperature = 1.0
         self.set_temperature(temperature)
         self._products_cache = ProductCache()
+        self.adapter_subset: tuple[int, ...] | None = None
+        """Positions of the adapters a call fuses when only some run (an ablation; set by ``Fuse.restricted``, not
+        by ``forward``); None: all ``num_adapters``."""
+
+    def select(self, tensor: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """The entries (along ``dim``) of a per-adapter parameter for the adapters this call fuses."""
+        if self.adapter_subset is None:
+            return tensor
+        return tensor.index_select(dim, torch.tensor(self.adapter_subset, device=tensor.device))
 
     @property
     def normalized(self) -> bool:
@@ -125,20 +134,26 @@ class FusionLayer(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
-        adapters: Sequence[BottleneckAdapter | LoraAdapter],
+        adapters: Sequence[BottleneckAdapter | LoraAdapter] | Sequence[torch.Tensor] | torch.Tensor,
         ffn_input: torch.Tensor | None = None,
         *,
         reads_ffn_input: Sequence[bool] | None = None,
         residual: bool = True,
         return_weights: bool = False,
         module_input: torch.Tensor | None = None,
-    ) -> FusionOutput:
+    ) -> Any:
         """Fuse ``adapters`` at one point.
 
         For LoRA adapters the point is a linear layer they adapt (or a sub-layer output whose linear layer they
         adapt): ``hidden`` is that linear layer's output ``W x + b``, each LoRA's contribution is
         ``up_i = s_i B_i A_i x`` for the layer's input ``x`` (``module_input``), and the method mixes these
         per-module deltas exactly as it mixes bottleneck adapters' ``up_i`` (the same query, gates and weights).
+
+        The stand-alone form ``layer(hidden_states, adapter_outputs)``, with each adapter's output already
+        computed (a list of ``[batch, seq, hidden]`` tensors, or one ``[batch, seq, N, hidden]``, each the adapter's
+        output on ``hidden_states`` with the residual ``hidden_states`` included, as ``AdapterManager(...)(h)``
+        gives them), runs the method's plain reference maths on the contributions ``output_i - h`` and returns the
+        fused tensor (a ``FusionOutput`` with ``return_weights``).
 
         Args:
             hidden: the sub-layer output ``h``, ``[batch, seq, hidden]`` (also the fusion query).
@@ -150,7 +165,9 @@ class FusionLayer(nn.Module):
             return_weights: also return the weights over adapters.
             module_input: the adapted linear layer's input ``[batch, seq, in]``, read by LoRA adapters.
         """
-        pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input, module_input)
+        if isinstance(adapters, torch.Tensor) or (adapters and isinstance(adapters[0], torch.Tensor)):
+            return self._fuse_outputs(hidden, adapters, residual, return_weights)  # type: ignore[arg-type]
+        pack = self.checked_pack(hidden, adapters, ffn_input, reads_ffn_input, module_input)  # type: ignore[arg-type]
         lead = hidden.shape[:-1]
         h = hidden.reshape(-1, self.hidden_size)
         x = ffn_input.reshape(-1, self.hidden_size) if pack.any_reads_ffn_input and ffn_input is not None else None
@@ -183,9 +200,12 @@ class FusionLayer(nn.Module):
         module_input: torch.Tensor | None = None,
     ) -> AdapterPack:
         """The ``AdapterPack`` of ``adapters``, after checking their count and the shapes of the inputs."""
+        if self.hidden_size is None:
+            raise ValueError(f"{type(self).__name__} was built without a hidden size; it fuses adapter outputs only")
         pack = AdapterPack(adapters, reads_ffn_input, self.hidden_size)
-        if pack.n != self.num_adapters:
-            raise ValueError(f"this fusion layer fuses {self.num_adapters} adapters; got {pack.n}")
+        expected = self.num_adapters if self.adapter_subset is None else len(self.adapter_subset)
+        if pack.n != expected:
+            raise ValueError(f"this fusion layer fuses {expected} adapters; got {pack.n}")
         if hidden.shape[-1] != self.hidden_size:
             raise ValueError(f"hidden must be [..., {self.hidden_size}]; got shape {tuple(hidden.shape)}")
         if pack.any_reads_ffn_input and (ffn_input is None or ffn_input.shape != hidden.shape):
@@ -198,6 +218,32 @@ class FusionLayer(nn.Module):
             got = None if module_input is None else tuple(module_input.shape)
             raise ValueError(f"LoRA adapters need module_input of shape {(*lead, pack.module_input_size)}; got {got}")
         return pack
+
+    def _fuse_outputs(
+        self, hidden: torch.Tensor, outputs: Sequence[torch.Tensor] | torch.Tensor, residual: bool, weights: bool
+    ) -> Any:
+        """The stand-alone form: the registered method's reference maths on given adapter outputs."""
+        from adapter_fusion.fusion.registry import FUSION_METHODS
+
+        if not isinstance(outputs, torch.Tensor):
+            shapes = {tuple(o.shape) for o in outputs}
+            if shapes != {tuple(hidden.shape)}:
+                raise ValueError(f"adapter outputs must each be shaped like hidden_states {tuple(hidden.shape)}; got "
+                                 f"{[tuple(o.shape) for o in outputs]}")  # fmt: skip
+            outputs = torch.stack(list(outputs), dim=-2)
+        stacked = outputs
+        if stacked.shape[:-2] != hidden.shape[:-1] or stacked.shape[-1] != hidden.shape[-1]:
+            raise ValueError(f"stacked adapter outputs must be [..., N, hidden] around hidden_states "
+                             f"{tuple(hidden.shape)}; got {tuple(stacked.shape)}")  # fmt: skip
+        if stacked.shape[-2] != self.num_adapters:
+            raise ValueError(f"this fusion layer fuses {self.num_adapters} adapters; got {stacked.shape[-2]} outputs")
+        method = next((m for _, m in FUSION_METHODS.items() if type(self) is m.layer_class), None)
+        if method is None:
+            raise TypeError(f"{type(self).__name__} is not a registered fusion method's layer")
+        contributions = stacked - hidden.unsqueeze(-2)
+        given = [_Given(contributions[..., i, :]) for i in range(self.num_adapters)]
+        result = method.reference(self, hidden, given, residual=residual)
+        return result if weights else result.hidden
 
     # ------------------------------------------------------------------ for subclasses
     def _products(self, pack: AdapterPack) -> Products:
@@ -237,6 +283,7 @@ class FusionLayer(nn.Module):
             return self._all_products(pack)
         static: tuple[Hashable, ...] = (
             pack.signature(),
+            self.adapter_subset,
             self.temperature,
             torch.is_inference_mode_enabled(),
             _autocast_state(tensors[0].device.type),
@@ -269,3 +316,20 @@ def _autocast_state(device_type: str) -> Hashable:
     except TypeError:  # torch < 2.4
         return (torch.is_autocast_enabled(), torch.is_autocast_cpu_enabled())
     return (enabled, torch.get_autocast_dtype(device_type) if enabled else None)
+
+
+def one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    """A constructor argument given under its name or its documented alias (not both), else ``default``."""
+    if value is not None and alias_value is not None and value != alias_value:
+        raise TypeError(f"{name}={value!r} and {alias}={alias_value!r} are the same argument; give one")
+    return value if value is not None else (alias_value if alias_value is not None else default)
+
+
+class _Given:
+    """An adapter whose contribution is already known (the stand-alone form): called on any input, returns it."""
+
+    def __init__(self, contribution: torch.Tensor) -> None:
+        self.contribution = contribution
+
+    def __call__(self, _: torch.Tensor) -> torch.Tensor:
+        return self.contribution

@@ -63,6 +63,7 @@ class Fuse(nn.Module):
         self.config = config
         self.collect_weights = False
         self.last_weights: dict[str, torch.Tensor] = {}
+        self.active_subset: frozenset[str] | None = None
 
     def forward(
         self,
@@ -77,6 +78,13 @@ class Fuse(nn.Module):
         if key not in self.layers:
             return hidden
         names = self.point_adapters[key]
+        layer_module = cast(FusionLayer, self.layers[key])
+        subset = None
+        if self.active_subset is not None:  # an ablation: fuse only these adapters (the softmax over them alone)
+            subset = tuple(i for i, name in enumerate(names) if name in self.active_subset)
+            if not subset:
+                return hidden
+            names = tuple(names[i] for i in subset)
         adapters = []
         for name in names:
             module = manager.adapter_module(name, layer, location) if name in manager else None
@@ -87,15 +95,19 @@ class Fuse(nn.Module):
                 )
             adapters.append(module)
         reads_ffn_input, residual = point_inputs(manager, names)
-        output = cast(FusionLayer, self.layers[key])(
-            hidden,
-            adapters,
-            ffn_input,
-            reads_ffn_input=reads_ffn_input,
-            residual=residual,
-            return_weights=self.collect_weights,
-            module_input=manager.module_input,
-        )
+        layer_module.adapter_subset = subset
+        try:
+            output = layer_module(
+                hidden,
+                adapters,
+                ffn_input,
+                reads_ffn_input=reads_ffn_input,
+                residual=residual,
+                return_weights=self.collect_weights,
+                module_input=manager.module_input,
+            )
+        finally:
+            layer_module.adapter_subset = None
         if self.collect_weights and output.weights is not None:
             self.last_weights[key] = output.weights
         return output.hidden
@@ -103,6 +115,26 @@ class Fuse(nn.Module):
     def fusion_layers(self) -> dict[str, FusionLayer]:
         """The fusion layer of every fused point, by point key (``"3_ffn"``)."""
         return {key: cast(FusionLayer, layer) for key, layer in self.layers.items()}
+
+    @contextmanager
+    def restricted(self, adapter_names: Sequence[str] | None) -> Iterator[None]:
+        """Run only ``adapter_names`` (a non-empty subset of the fused adapters) inside the block, e.g. for an
+        ablation: each method's weights are taken over those adapters alone (attention: the softmax over their
+        scores; weighted: the softmax over their logits; gating: their gates). None: all adapters."""
+        previous = self.active_subset
+        if adapter_names is not None:
+            names = list(adapter_names)
+            unknown = [name for name in names if name not in self.adapter_names]
+            if not names or unknown or len(set(names)) != len(names):
+                raise ValueError(
+                    f"adapter_names must be distinct names among the adapters fusion {self.name!r} fuses "
+                    f"{list(self.adapter_names)}; got {names}"
+                )
+            self.active_subset = frozenset(names)
+        try:
+            yield
+        finally:
+            self.active_subset = previous
 
     @contextmanager
     def record_weights(self) -> Iterator[dict[str, torch.Tensor]]:

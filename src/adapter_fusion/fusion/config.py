@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from adapter_fusion.config import JsonConfig, check_choice, check_positive
+from adapter_fusion.config import JsonConfig, check_choice, check_positive, field_aliases
 from adapter_fusion.fusion.attention import VALUE_INITIALIZATIONS
 from adapter_fusion.fusion.gating import GATE_ACTIVATIONS
 from adapter_fusion.fusion.registry import FUSION_METHODS
@@ -15,9 +15,13 @@ from adapter_fusion.fusion.weighted import WEIGHT_INITIALIZATIONS
 WEIGHT_SHARINGS = ("per_layer", "shared")
 
 
+@field_aliases(fusion_dropout="attention_dropout")
 @dataclasses.dataclass(frozen=True)
 class FusionConfig(JsonConfig):
-    """A fusion of trained adapters: which adapters, which method, in which layers, and the method's settings."""
+    """A fusion of trained adapters: which adapters, which method, in which layers, and the method's settings.
+
+    ``fusion_dropout`` is accepted as another name of ``attention_dropout`` (the dropout on the weights over
+    adapters)."""
 
     config_type: ClassVar[str] = "fusion"
 

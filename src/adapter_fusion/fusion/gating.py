@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products
+from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products, one_of
 from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
 
@@ -38,6 +38,7 @@ class GatingFusion(FusionLayer):
         activation: ``"sigmoid"`` (independent gates) or ``"softmax"`` (gates sum to 1).
         bias: learn a gate bias ``bg``.
         temperature: gates read ``(Wg h + bg) / T``.
+        gate_activation, gate_bias: the documented names of ``activation`` and ``bias``.
 
     Parameters: ``gate``, an ``nn.Linear(d, N)``, zero-initialised.
     """
@@ -46,11 +47,15 @@ class GatingFusion(FusionLayer):
         self,
         hidden_size: int,
         num_adapters: int,
+        activation: str | None = None,
+        bias: bool | None = None,
         *,
-        activation: str = "sigmoid",
-        bias: bool = True,
         temperature: float = 1.0,
+        gate_activation: str | None = None,
+        gate_bias: bool | None = None,
     ) -> None:
+        activation = one_of("activation", activation, "gate_activation", gate_activation, "sigmoid")
+        bias = one_of("bias", bias, "gate_bias", gate_bias, True)
         super().__init__(hidden_size, num_adapters, temperature)
         if activation not in GATE_ACTIVATIONS:
             raise ValueError(f"gate_activation must be one of {GATE_ACTIVATIONS}; got {activation!r}")
@@ -70,9 +75,9 @@ class GatingFusion(FusionLayer):
         return torch.softmax(logits, dim=-1) if self.activation == "softmax" else torch.sigmoid(logits)
 
     def _products(self, pack: AdapterPack) -> Products:
-        products: Products = {"up_columns": pack.up_columns(), "extra_weight": self.gate.weight}
+        products: Products = {"up_columns": pack.up_columns(), "extra_weight": self.select(self.gate.weight)}
         if self.gate.bias is not None:
-            products["extra_bias"] = self.gate.bias
+            products["extra_bias"] = self.select(self.gate.bias)
         return products
 
     def _mix(

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products
+from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products, one_of
 from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
 
@@ -38,6 +38,8 @@ class WeightedFusion(FusionLayer):
         initialization: ``"uniform"`` (zero logits) or ``"normal"`` (``N(0, 0.02)`` logits).
         fixed_weights: ``N`` non-negative weights (normalised to sum 1); ``None`` = uniform.
         temperature: ``w = softmax(logits / T)`` (no effect on fixed weights).
+        learnable_weights, weight_initialization: the documented names of ``learnable`` and ``initialization``;
+            the documented call ``WeightedFusion(num_adapters, ...)`` (no hidden size) fuses adapter outputs.
     """
 
     logits: nn.Parameter
@@ -45,16 +47,23 @@ class WeightedFusion(FusionLayer):
 
     def __init__(
         self,
-        hidden_size: int,
-        num_adapters: int,
+        hidden_size: int | None,
+        num_adapters: int | None = None,
         *,
         logits: nn.Parameter | None = None,
-        learnable: bool = True,
-        initialization: str = "uniform",
+        learnable: bool | None = None,
+        initialization: str | None = None,
         fixed_weights: Sequence[float] | None = None,
         temperature: float = 1.0,
+        learnable_weights: bool | None = None,
+        weight_initialization: str | None = None,
     ) -> None:
-        super().__init__(hidden_size, num_adapters, temperature)
+        if num_adapters is None:  # the documented WeightedFusion(num_adapters, ...): no hidden size needed
+            hidden_size, num_adapters = None, hidden_size
+        learnable = one_of("learnable", learnable, "learnable_weights", learnable_weights, True)
+        initialization = one_of("initialization", initialization, "weight_initialization", weight_initialization,
+                                "uniform")  # fmt: skip
+        super().__init__(hidden_size, num_adapters, temperature)  # type: ignore[arg-type]
         self.learnable = learnable
         if learnable:
             if fixed_weights is not None:
@@ -79,8 +88,9 @@ class WeightedFusion(FusionLayer):
     def mixing_weights(self) -> torch.Tensor:
         """The current weights over adapters, ``[N]``, summing to 1."""
         if self.learnable:
-            return torch.softmax(self.logits / self.temperature, dim=-1)
-        return self.fixed_weights
+            return torch.softmax(self.select(self.logits) / self.temperature, dim=-1)
+        weights = self.select(self.fixed_weights)
+        return weights if self.adapter_subset is None else weights / weights.sum()
 
     def _products(self, pack: AdapterPack) -> Products:
         w = self.mixing_weights()
@@ -88,7 +98,7 @@ class WeightedFusion(FusionLayer):
             "weights": w,
             "up_weight": pack.scale(pack.up_weight(), w),  # [d, R]: column block i scaled by w_i
             "up_bias": pack.up_bias_columns() @ w,  # [d]
-            "extra_weight": w.new_zeros(0, self.hidden_size),
+            "extra_weight": w.new_zeros(0, pack.hidden_size),
         }
 
     def _mix(

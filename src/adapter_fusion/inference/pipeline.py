@@ -2,11 +2,18 @@
 
 pipe = FusionPipeline.from_pretrained("adapters/sst2")
 pipe.predict("a gorgeous, witty film", task="sentiment")  # {"label": "positive", "score": 0.97, ...}
+
+A multi-task fusion serves every task it has a head for; ``predict(x)`` without ``task=`` asks its router (a
+``router`` head trained with the fusion, see ``tasks.routing``) and says which task it chose (``"task"``). Several
+single adapters serve the same way without a fusion: ``FusionPipeline.from_adapters([...], router=dir)`` with a
+router trained by ``train_adapter_router``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +22,8 @@ import torch
 from adapter_fusion.models import AdapterModel, load_adapter, load_tokenizer, read_adapter_config
 from adapter_fusion.models.loading import resolve_model_name
 from adapter_fusion.models.saving import base_model_arguments
-from adapter_fusion.tasks import task_type_for_head
+from adapter_fusion.tasks import get_task_type, task_type_for_head
+from adapter_fusion.tasks.routing import ROUTER, input_text
 
 
 def _base_model_for(recorded: str | None, override: str | None) -> str:
@@ -23,12 +31,19 @@ def _base_model_for(recorded: str | None, override: str | None) -> str:
 
 
 class FusionPipeline:
-    """Text in, labels and scores out, for every task head the loaded directory holds."""
+    """Text in, labels and scores out, for every task head the loaded directory holds.
 
-    def __init__(self, model: AdapterModel, tokenizer: Any, max_length: int = 128) -> None:
+    ``adapters``: head -> the adapter to run with it (pipelines of several single adapters, ``from_adapters``);
+    empty: the model's own active adapters or fusion serve every head.
+    """
+
+    def __init__(
+        self, model: AdapterModel, tokenizer: Any, max_length: int = 128, adapters: dict[str, str] | None = None
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.adapters = dict(adapters or {})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, model: str | None = None, max_length: int = 128) -> FusionPipeline:
@@ -40,37 +55,99 @@ class FusionPipeline:
         if is_fusion_directory(directory):
             info = read_fusion_config(directory)
             fusion_model = load_fusion(directory, model=model)
-            recorded = info.get("metadata", {}).get("model_config", {}).get("max_seq_length")
-            return cls(fusion_model, load_tokenizer(fusion_model.name_or_path), max_length=recorded or max_length)
+            recorded = info.get("metadata", {}).get("model_config", {})
+            tokenizer = load_tokenizer(recorded.get("tokenizer_name_or_path") or fusion_model.name_or_path)
+            return cls(fusion_model, tokenizer, max_length=recorded.get("max_seq_length") or max_length)
         info = read_adapter_config(directory)
         base_name = _base_model_for(info.get("base_model"), model)
         adapter_model = AdapterModel.from_pretrained(base_name, **base_model_arguments(info))
         load_adapter(adapter_model, directory)
-        recorded = info.get("metadata", {}).get("model_config", {}).get("max_seq_length")
-        return cls(adapter_model, load_tokenizer(base_name), max_length=recorded or max_length)
+        recorded = info.get("metadata", {}).get("model_config", {})
+        tokenizer = load_tokenizer(recorded.get("tokenizer_name_or_path") or base_name)
+        return cls(adapter_model, tokenizer, max_length=recorded.get("max_seq_length") or max_length)
+
+    @classmethod
+    def from_adapters(
+        cls,
+        directories: Sequence[str | Path],
+        router: str | Path | None = None,
+        model: str | None = None,
+        max_length: int = 128,
+    ) -> FusionPipeline:
+        """Several saved adapters (each with its head) on one base model, each head served by its own adapter;
+        ``router``: a router adapter directory (``train_adapter_router``) over these adapters' names, so that
+        ``predict(x)`` without ``task=`` picks the adapter."""
+        if not directories:
+            raise ValueError("from_adapters needs at least one adapter directory; got none")
+        info = read_adapter_config(directories[0])
+        base_name = _base_model_for(info.get("base_model"), model)
+        adapter_model = AdapterModel.from_pretrained(base_name, **base_model_arguments(info))
+        adapters = {}
+        for directory in directories:
+            name = load_adapter(adapter_model, directory, activate=False)
+            if name == ROUTER:
+                raise ValueError(f"{directory} is a router; pass it as router=, not among the adapters")
+            adapters[name] = name
+        if router is not None:
+            name = load_adapter(adapter_model, router, ROUTER, activate=False)
+            routes = adapter_model.head_config(name).label_names
+            if sorted(routes) != sorted(adapters):
+                raise ValueError(f"router {router} chooses among {list(routes)}; the adapters are {list(adapters)}")
+            adapters[ROUTER] = ROUTER
+        recorded = info.get("metadata", {}).get("model_config", {})
+        return cls(adapter_model, load_tokenizer(base_name), recorded.get("max_seq_length") or max_length, adapters)
+
+    @property
+    def router(self) -> str | None:
+        """The router head's name when the pipeline has one."""
+        return ROUTER if ROUTER in self.model.heads else None
 
     @property
     def tasks(self) -> dict[str, str]:
-        """Map of task name -> head name for every head."""
-        return {(self.model.head_config(name).task or name): name for name in self.model.heads}
+        """Map of task name -> head name for every task head (the router is not a task)."""
+        return {
+            (self.model.head_config(name).task or name): name for name in self.model.heads if name != self.router
+        }
 
     def _head_for(self, task: str | None) -> str:
         if task is None:
-            if len(self.model.heads) != 1:
-                raise ValueError(f"this pipeline holds several heads; pass task= one of {sorted(self.tasks)}")
-            return next(iter(self.model.heads))
-        if task in self.model.heads:
+            heads = list(self.tasks.values())
+            if len(heads) != 1:
+                raise ValueError(f"this pipeline holds several heads and no router; pass task= one of "
+                                 f"{sorted(self.tasks)}")  # fmt: skip
+            return heads[0]
+        if task in self.model.heads and task != self.router:
             return task
         from adapter_fusion.tasks import get_task
 
         tasks = self.tasks
         try:
             canonical = get_task(task).name
-        except KeyError:
+        except (KeyError, TypeError):
             canonical = task
         if canonical in tasks:
             return tasks[canonical]
         raise KeyError(f"no head for task {task!r}; this pipeline has tasks {sorted(tasks)}")
+
+    def _running(self, head: str) -> Any:
+        """The adapters to run for ``head``: its own adapter in a pipeline of single adapters, else as loaded."""
+        adapter = self.adapters.get(head)
+        return self.model.adapters.using(adapter) if adapter is not None else nullcontext()
+
+    def route(self, inputs: Any, text_pairs: str | list[str] | None = None, batch_size: int = 32) -> Any:
+        """The router's choice for one input (``{"task", "score", "scores"}``) or a list of inputs (a list)."""
+        if self.router is None:
+            raise ValueError(f"this pipeline has no router; pass task= one of {sorted(self.tasks)}")
+        single = isinstance(inputs, (str, dict))
+        batch = [inputs] if single else list(inputs)
+        pairs = [text_pairs] if isinstance(text_pairs, str) else text_pairs
+        texts = [input_text(x, pairs[i] if pairs else None) for i, x in enumerate(batch)]
+        with torch.no_grad(), self._running(ROUTER):
+            chosen = get_task_type("classification").predict(
+                self.model, self.tokenizer, ROUTER, texts, max_length=self.max_length, batch_size=batch_size
+            )
+        results = [{"task": r["label"], "score": r["score"], "scores": r["scores"]} for r in chosen]
+        return results[0] if single else results
 
     def predict(
         self,
@@ -86,8 +163,11 @@ class FusionPipeline:
         (``text_pairs``: second sentences) and generation (the prompt/source); a text or a list of words for
         token classification (tags per word); ``{"question", "context"}`` for extractive QA (answer span with
         character offsets); ``{"context", "question", "options"}`` for multiple choice (the chosen option).
-        ``options`` go to the task type (e.g. ``max_new_tokens`` for generation).
+        ``options`` go to the task type (e.g. ``max_new_tokens`` for generation). Without ``task=`` a pipeline of
+        several tasks routes each input (its router must be there) and adds ``"task"`` (and ``"task_score"``).
         """
+        if task is None and self.router is not None and len(self.tasks) > 1:
+            return self._predict_routed(inputs, text_pairs, batch_size, **options)
         head = self._head_for(task)
         task_type = task_type_for_head(self.model.head_config(head))
         single = task_type.is_single_input(inputs)
@@ -96,13 +176,34 @@ class FusionPipeline:
             raise ValueError(f"inputs must be one input or a non-empty list of inputs; got {inputs!r}")
         if text_pairs is not None:
             options["text_pairs"] = [text_pairs] if isinstance(text_pairs, str) else list(text_pairs)
-        with torch.no_grad():
+        with torch.no_grad(), self._running(head):
             results = task_type.predict(
                 self.model, self.tokenizer, head, batch, max_length=self.max_length, batch_size=batch_size, **options
             )
         _check_finite(results, head)
         return results[0] if single else results
 
+    def _predict_routed(
+        self, inputs: Any, text_pairs: str | list[str] | None, batch_size: int, **options: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Route every input, then predict each task's inputs with its head (in the inputs' order)."""
+        single = isinstance(inputs, (str, dict))
+        batch = [inputs] if single else list(inputs)
+        if not batch:
+            raise ValueError(f"inputs must be one input or a non-empty list of inputs; got {inputs!r}")
+        pairs = [text_pairs] if isinstance(text_pairs, str) else (list(text_pairs) if text_pairs else None)
+        if pairs is not None and len(pairs) != len(batch):
+            raise ValueError(f"got {len(batch)} inputs but {len(pairs)} text_pairs")
+        routes = self.route(batch, pairs, batch_size)
+        results: list[dict[str, Any]] = [{} for _ in batch]
+        for task in dict.fromkeys(route["task"] for route in routes):
+            indices = [i for i, route in enumerate(routes) if route["task"] == task]
+            group_pairs = [pairs[i] for i in indices] if pairs is not None else []
+            extra = {"text_pairs": group_pairs} if any(group_pairs) else {}  # "" pairs: single sentences
+            chosen = self.predict([batch[i] for i in indices], task=task, batch_size=batch_size, **extra, **options)
+            for index, result in zip(indices, chosen):  # type: ignore[arg-type]
+                results[index] = {**result, "task": task, "task_score": routes[index]["score"]}
+        return results[0] if single else results
 
 def _check_finite(value: Any, head: str) -> None:
     """Refuse NaN or infinite scores: an adapter or head with broken weights is an error, not an answer."""

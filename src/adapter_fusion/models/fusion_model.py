@@ -9,6 +9,7 @@ out = model(**batch, return_fusion_weights=True)   # out.fusion_weights: {point:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from adapter_fusion.fusion import Fuse, FusionConfig, add_fusion, remove_fusion, train_fusion
 from adapter_fusion.fusion.continual import extend_fusion, running_task, train_extension
 from adapter_fusion.fusion.hierarchy import HierarchicalFuse, HierarchyConfig, add_hierarchy
+from adapter_fusion.models.loading import load_base_model
+from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.model import AdapterModel
 from adapter_fusion.models.saving import base_model_arguments, read_adapter_config
 
@@ -33,7 +36,58 @@ class FusionModelOutput(SequenceClassifierOutput):
 
 
 class FusionModel(AdapterModel):
-    """An ``AdapterModel`` whose adapters run through a fusion (``self.fusion``) instead of being stacked."""
+    """An ``AdapterModel`` whose adapters run through a fusion (``self.fusion``) instead of being stacked.
+
+    Besides ``FusionModel(base_model)`` / ``from_pretrained`` / ``from_adapters``, the documented form
+    ``FusionModel(model_config=..., fusion_config=..., adapter_manager=...)`` loads the base model
+    ``model_config`` names (default: the one the manager's adapters were trained on), attaches the manager's
+    adapters, builds the fusion over them (``fusion_config.adapter_names``, default all) and adds a
+    classification head per ``model_config.task_names``.
+    """
+
+    def __init__(
+        self,
+        base: nn.Module | None = None,
+        name_or_path: str | None = None,
+        *,
+        model_config: Any = None,
+        fusion_config: FusionConfig | None = None,
+        adapter_manager: AdapterManager | None = None,
+    ) -> None:
+        if base is None:
+            if model_config is None and adapter_manager is None:
+                raise TypeError("FusionModel needs a base model, or model_config= / adapter_manager=")
+            name = getattr(model_config, "model_name_or_path", None)
+            if name in (None, "", "default") and adapter_manager is not None:
+                name = adapter_manager.base_model_name or name
+            base, name_or_path = load_base_model(name)
+        super().__init__(base, name_or_path)
+        if adapter_manager is not None:
+            self.adopt_adapters(adapter_manager)
+        if fusion_config is not None or adapter_manager is not None:
+            config = fusion_config or FusionConfig()
+            if not config.adapter_names and not config.adapter_paths:
+                config = config.replace(adapter_names=tuple(self.adapters.list_adapters()))
+            self.add_fusion(config)
+        for task in getattr(model_config, "task_names", ()) or ():
+            from adapter_fusion.tasks import get_task_type
+            from adapter_fusion.tasks.mixed import task_spec
+
+            spec = task_spec(task, None, model_config.num_labels)
+            self.add_head(spec.name, get_task_type(spec).head_config(spec, model_config.pooling), activate=False)
+
+    def adopt_adapters(self, manager: AdapterManager) -> None:
+        """Attach the adapters of a (detached) ``AdapterManager`` to this model, under their names."""
+        mine = (self.adapters.hidden_size, self.adapters.num_layers)
+        if manager.list_adapters() and (manager.hidden_size, manager.num_layers) != mine:
+            raise ValueError(f"the manager's adapters are for hidden size {manager.hidden_size} and "
+                             f"{manager.num_layers} layers; the model has {mine[0]} and {mine[1]}")  # fmt: skip
+        reference = next(self.base.parameters())
+        for name in manager.list_adapters():
+            if name in self.adapters:
+                raise ValueError(f"the model already has an adapter named {name!r}")
+            self.adapters.adapters[name] = manager.adapters[name].to(device=reference.device, dtype=reference.dtype)
+            self.adapters.configs[name] = manager.configs[name]
 
     @classmethod
     def from_adapters(
@@ -125,8 +179,10 @@ class FusionModel(AdapterModel):
         return_fusion_weights: bool = False,
         **kwargs: Any,
     ) -> FusionModelOutput:
-        adapter_names = self._fused_adapter_names(adapter_names)
-        with running_task(self.fusion, head if head is not None else self.active_head):
+        fuse = self.fusion
+        subset = self._fused_subset(adapter_names)
+        adapter_names = None if fuse is not None else adapter_names
+        with running_task(fuse, head if head is not None else self.active_head), self._restricted(subset):
             return self._forward(
                 input_ids, attention_mask, token_type_ids, labels, adapter_names, head, return_fusion_weights, **kwargs
             )
@@ -163,23 +219,36 @@ class FusionModel(AdapterModel):
         adapter_names: Iterable[str] | str | None = None,
         **generate_kwargs: Any,
     ) -> Any:
-        """``AdapterModel.generate`` through the fusion (``adapter_names``, if given, must be the fused ones)."""
-        names = self._fused_adapter_names(adapter_names)
-        with running_task(self.fusion, self.active_head):
-            return super().generate(input_ids, attention_mask, names, **generate_kwargs)
+        """``AdapterModel.generate`` through the fusion (``adapter_names``: a subset of the fused adapters)."""
+        fuse = self.fusion
+        if fuse is None:
+            return super().generate(input_ids, attention_mask, adapter_names, **generate_kwargs)
+        with running_task(fuse, self.active_head), self._restricted(self._fused_subset(adapter_names)):
+            return super().generate(input_ids, attention_mask, None, **generate_kwargs)
 
-    def _fused_adapter_names(self, adapter_names: Iterable[str] | str | None) -> Iterable[str] | str | None:
-        """With a fusion, ``adapter_names`` may only name the fused adapters (then it is dropped: the fusion runs)."""
+    def _restricted(self, subset: list[str] | None) -> Any:
+        """Run only ``subset`` of the fused adapters inside the block (all: None)."""
+        if subset is None:
+            return nullcontext()
+        restricted = getattr(self.fusion, "restricted", None)
+        if restricted is None:
+            raise ValueError(f"fusion {self.fusion.name!r} cannot run a subset of its inputs; got {subset}")
+        return restricted(subset)
+
+    def _fused_subset(self, adapter_names: Iterable[str] | str | None) -> list[str] | None:
+        """With a fusion, ``adapter_names`` picks which fused adapters run (all of them: None); names outside the
+        fusion raise ``ValueError`` listing the fused ones."""
         fuse = self.fusion
         if adapter_names is None or fuse is None:
-            return adapter_names
+            return None
         requested = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
-        if sorted(requested) != sorted(fuse.adapter_names):
+        unknown = [name for name in requested if name not in fuse.adapter_names]
+        if unknown or not requested or len(set(requested)) != len(requested):
             raise ValueError(
-                f"adapter_names {requested} differ from the adapters fusion {fuse.name!r} fuses "
+                f"adapter_names {requested} must be distinct adapters of fusion {fuse.name!r}: "
                 f"{list(fuse.adapter_names)}; remove_fusion() to run other adapters"
             )
-        return None
+        return None if sorted(requested) == sorted(fuse.adapter_names) else requested
 
     def save_fusion(self, directory: str | Path, heads: Iterable[str] | None = None, **metadata: Any) -> Path:
         """Write the whole setup (fusion, the adapters it fuses, heads) to ``directory``; see ``fusion.saving``."""

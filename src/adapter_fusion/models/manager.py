@@ -27,6 +27,7 @@ from adapter_fusion.adapters import (
     adapter_kind,
     num_parameters,
 )
+from adapter_fusion.models import detached
 from adapter_fusion.models.specs import (
     ArchitectureSpec,
     hidden_size_of,
@@ -56,14 +57,34 @@ def split_point_key(key: str) -> tuple[int, str]:
 
 
 class AdapterManager(nn.Module):
-    """Add, remove, activate, freeze and disable named adapters (bottleneck or LoRA) on one model."""
+    """Add, remove, activate, freeze and disable named adapters (bottleneck or LoRA) on one model.
 
-    def __init__(self, model: nn.Module, spec: ArchitectureSpec | None = None) -> None:
+    The documented form ``AdapterManager(adapter_names)`` (or ``AdapterManager.from_adapter_paths(...)``) holds
+    bottleneck adapters without a model ("detached"): load them (``load_adapter_from_path``), run them on a hidden
+    state (``manager(hidden_states)`` -> ``{name: output}``), then hand the manager to ``FusionModel(...,
+    adapter_manager=manager)``, which attaches them to its base model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Sequence[str] | None = None,
+        spec: ArchitectureSpec | None = None,
+        *,
+        hidden_size: int | None = None,
+        num_layers: int | None = None,
+    ) -> None:
         super().__init__()
-        self.spec = spec or spec_for(model)
-        self.hidden_size = hidden_size_of(model, self.spec)
-        self.num_layers = len(layer_modules(model, self.spec))
-        self.model_type = str(model.config.model_type)
+        self.declared_names: tuple[str, ...] = ()
+        self.base_model_name: str | None = None
+        if model is None or not isinstance(model, nn.Module):  # detached: adapters without a model
+            self.declared_names = tuple(_flatten([model or ()]))
+            self.spec, self.hidden_size, self.num_layers = spec, hidden_size, num_layers  # type: ignore[assignment]
+            self.model_type: str | None = None
+        else:
+            self.spec = spec or spec_for(model)
+            self.hidden_size = hidden_size_of(model, self.spec)
+            self.num_layers = len(layer_modules(model, self.spec))
+            self.model_type = str(model.config.model_type)
         self.adapters = nn.ModuleDict()
         self.configs: dict[str, AnyAdapterConfig] = {}
         self._active: tuple[str, ...] = ()
@@ -72,10 +93,12 @@ class AdapterManager(nn.Module):
         self._ffn_inputs: dict[int, torch.Tensor] = {}
         self._module_input: torch.Tensor | None = None
         # location -> path of its module inside a layer; LoRA adds the linear layers it adapts
-        self._point_paths: dict[str, str] = {"attention": self.spec.attention_output, "ffn": self.spec.ffn_output}
+        self._point_paths: dict[str, str] = (
+            {"attention": self.spec.attention_output, "ffn": self.spec.ffn_output} if self.spec is not None else {}
+        )
         self._hooked: set[str] = set()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._base_ref = [model]  # a plain reference: the base model is not a submodule of the manager
+        self._base_ref = [model if isinstance(model, nn.Module) else None]  # not a submodule of the manager
         self.attach()
 
     # ----------------------------------------------------------------- hooks
@@ -88,8 +111,8 @@ class AdapterManager(nn.Module):
         return bool(self._handles)
 
     def attach(self) -> None:
-        """Register the forward hooks on every layer (idempotent)."""
-        if self._handles:
+        """Register the forward hooks on every layer (idempotent; nothing to do without a model)."""
+        if self._handles or self.base_model is None:
             return
         for index, layer in enumerate(layer_modules(self.base_model, self.spec)):
             ffn_in = layer.get_submodule(self.spec.ffn_input)
@@ -206,6 +229,11 @@ class AdapterManager(nn.Module):
         if name in self.adapters:
             raise ValueError(f"an adapter named {name!r} already exists; existing: {self.list_adapters()}")
         kind = adapter_kind(config)  # TypeError for anything but an adapter config
+        if self.hidden_size is None or self.num_layers is None or (kind == "lora" and self.base_model is None):
+            raise ValueError(
+                f"this manager has no model, so adapter {name!r} has no geometry: load bottleneck adapters with "
+                "load_adapter_from_path, or give AdapterManager(names, hidden_size=..., num_layers=...)"
+            )
         layers = config.layers if config.layers is not None else tuple(range(self.num_layers))
         bad = [i for i in layers if not 0 <= i < self.num_layers]
         if bad:
@@ -216,7 +244,7 @@ class AdapterManager(nn.Module):
         else:
             assert isinstance(config, AdapterConfig)
             modules, paths = self._build_bottleneck(config, layers), {}
-        reference = next(self.base_model.parameters())
+        reference = next(self.base_model.parameters()) if self.base_model is not None else torch.zeros(())
         modules.to(device=reference.device, dtype=reference.dtype if reference.is_floating_point() else None)
         modules.train(self.training)
         self._point_paths.update(paths)
@@ -277,6 +305,11 @@ class AdapterManager(nn.Module):
                         initialization=config.initialization,
                     )
         return modules, paths
+
+    # ----------------------------------------------------------------- the documented detached form
+    from_adapter_paths = classmethod(detached.from_adapter_paths)
+    load_adapter_from_path = detached.load_adapter_from_path
+    forward = detached.run_adapters
 
     def remove_adapter(self, name: str) -> None:
         self._check_names([name])

@@ -26,7 +26,8 @@ import torch
 
 from adapter_fusion.config import check_choice
 from adapter_fusion.tasks.base import TaskSpec, get_task, load_task_split
-from adapter_fusion.tasks.types import MetricsFn, TaskType, get_task_type
+from adapter_fusion.tasks.mixed import normalise_dataset
+from adapter_fusion.tasks.types import MetricsFn, TaskType, as_mapping, get_task_type
 
 SAMPLING_STRATEGIES = ("proportional", "temperature", "round_robin")
 DEFAULT_TEMPERATURE = 2.0
@@ -249,17 +250,29 @@ class MultiTaskPreprocessor:
 
     >>> pre = MultiTaskPreprocessor(["sst2", "rte"], tokenizer, max_length=128)
     >>> features = pre.features(pre.datasets("train", max_examples=1000))   # {"sst2": Dataset, "rte": Dataset}
+
+    The documented keyword form names the tasks by ``task_configs`` (task -> ``{"dataset": registered task whose
+    data and labels it uses, "num_labels": ...}``; see ``tasks.mixed.task_spec``):
+    ``MultiTaskPreprocessor(tokenizer=tok, task_configs={"sentiment": {"dataset": "imdb", "num_labels": 2}})``.
     """
 
     def __init__(
         self,
-        tasks: Sequence[str | TaskSpec],
-        tokenizer: Any,
+        tasks: Sequence[str | TaskSpec] | None = None,
+        tokenizer: Any = None,
         max_length: int = 128,
         data_dir: str | Path | None = None,
         seed: int = 42,
+        *,
+        task_configs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        self.specs = resolve_tasks(tasks)
+        if tokenizer is None:
+            raise TypeError("MultiTaskPreprocessor needs a tokenizer (tokenizer=...)")
+        if task_configs is not None:
+            from adapter_fusion.tasks.mixed import task_specs
+
+            tasks = [*(tasks or ()), *task_specs(as_mapping(task_configs, "task_configs")).values()]
+        self.specs = resolve_tasks(tasks if tasks is not None else [])
         self.task_types: dict[str, TaskType] = {name: get_task_type(spec) for name, spec in self.specs.items()}
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -282,7 +295,7 @@ class MultiTaskPreprocessor:
         result = {}
         for name, spec in self.specs.items():
             if name in given:
-                dataset = given[name]
+                dataset = normalise_dataset(spec, given[name], f"the {split} dataset of task {name!r}")
             else:
                 dataset = load_task_split(spec, split, self.data_dir, max_examples=max_examples, seed=self.seed)
             self.task_types[name].check_dataset(dataset, f"task {name!r} {split} dataset")

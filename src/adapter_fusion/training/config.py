@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_range
+from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_range, field_aliases
 from adapter_fusion.heads.base import POOLINGS
 
 MAX_SEED = 2**32 - 1
@@ -27,13 +27,36 @@ class ModelConfig(JsonConfig):
     """Token classification (NER, POS) only: give the tagging head a learned embedding of this size of each word's
     casing (lower, Title, UPPER, mixed, digit, other; first word or headline in capitals). Uncased tokenizers, the
     default MiniLM's among them, drop the case that tells NNP from NN. 0 = off."""
+    tokenizer_name_or_path: str | None = None
+    """Hub id or local path of the tokenizer; the base model's own when unset."""
+    num_labels: int | None = None
+    """Number of classes of a task that is not registered (its data given by the user); registered tasks bring
+    their own labels."""
+    multi_task: bool = False
+    """Train one fusion on several tasks, a head per task (FusionTrainer takes them from task_names, the
+    preprocessor's task_configs or the data's 'task' column)."""
+    task_names: tuple[str, ...] = ()
+    """The tasks of a multi-task fusion (names or aliases: 'sentiment' is SST-2); empty: from the data."""
 
     def __post_init__(self) -> None:
         check_positive("max_seq_length", self.max_seq_length, integer=True)
         check_choice("pooling", self.pooling, POOLINGS)
         check_positive("casing_dim", self.casing_dim, allow_zero=True, integer=True)
+        if self.num_labels is not None:
+            check_positive("num_labels", self.num_labels, integer=True)
+        if not isinstance(self.multi_task, bool):
+            raise TypeError(f"multi_task must be a bool; got {self.multi_task!r}")
+        if isinstance(self.task_names, (list, str)):
+            names = [self.task_names] if isinstance(self.task_names, str) else self.task_names
+            object.__setattr__(self, "task_names", tuple(names))
+        if not all(isinstance(name, str) and name for name in self.task_names):
+            raise ValueError(f"task_names must be non-empty task names; got {self.task_names!r}")
+        if len(self.task_names) > 1 and not self.multi_task:
+            raise ValueError(f"task_names names {len(self.task_names)} tasks {list(self.task_names)}; set "
+                             "multi_task=True for a multi-task fusion")  # fmt: skip
 
 
+@field_aliases(per_device_train_batch_size="batch_size")
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig(JsonConfig):
     """How one training run goes: budget, learning rates per parameter group, evaluation and checkpoints."""
@@ -86,6 +109,11 @@ class TrainingConfig(JsonConfig):
     """A checkpoint directory to resume from, or 'last' for the newest in output_dir."""
     disable_tqdm: bool = False
     """Hide progress bars."""
+    fusion_epochs: float | None = None
+    """Epochs of fusion training (FusionTrainer); num_train_epochs when unset."""
+    fusion_checkpoint_dir: str | None = None
+    """Where FusionTrainer.save_fusion_model() writes the fusion, and where a multi-task fusion whose tasks come
+    from the data is saved when training ends; 'fusion_model' when unset."""
 
     def __post_init__(self) -> None:
         check_positive("num_train_epochs", self.num_train_epochs)
@@ -111,3 +139,11 @@ class TrainingConfig(JsonConfig):
         check_positive("seed", self.seed, allow_zero=True, integer=True)
         if self.seed > MAX_SEED:
             raise ValueError(f"seed must be in [0, {MAX_SEED}] (numpy's range); got {self.seed}")
+        if self.fusion_epochs is not None:
+            check_positive("fusion_epochs", self.fusion_epochs)
+
+    def for_fusion(self) -> TrainingConfig:
+        """This config as fusion training reads it: ``fusion_epochs`` (when set) as the number of epochs."""
+        if self.fusion_epochs is None:
+            return self
+        return self.replace(num_train_epochs=self.fusion_epochs, fusion_epochs=None)

@@ -5,6 +5,14 @@
     trainer.train_fusion()              # the task's train/validation splits from the data dir
     trainer.save_fusion("fusions/rte")
 
+Multi-task fusion (the documented workflow): without a task, the tasks come from the data (a ``task`` column,
+``ModelConfig.task_names`` or a ``MultiTaskPreprocessor``'s ``task_configs``) and ONE fusion learns them all, a
+head per task and a router (``MultiTaskFusionTrainer``); it is saved to ``TrainingConfig.fusion_checkpoint_dir``
+(default ``fusion_model``) when training ends::
+
+    trainer = FusionTrainer(FusionConfig(adapter_paths=["adapters/sst2", "adapters/mnli"]))
+    trainer.train_fusion(mixed)        # rows {"text": ..., "labels": ..., "task": "sentiment"}
+
 Sequential training (the paper): adapters frozen, only the fusion and the head train
 (``FusionConfig.freeze_adapters_during_fusion=True``). Joint training: the adapters train too, with
 ``TrainingConfig.adapter_learning_rate`` while the fusion uses ``fusion_learning_rate``.
@@ -12,7 +20,7 @@ Sequential training (the paper): adapters frozen, only the fusion and the head t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +33,8 @@ from adapter_fusion.io import load_tensors
 from adapter_fusion.models import load_tokenizer, read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.models.saving import HEAD_CONFIG, HEAD_WEIGHTS, load_exact
-from adapter_fusion.tasks import TaskSpec
+from adapter_fusion.tasks import TaskSpec, get_task
+from adapter_fusion.tasks.mixed import has_task_column, split_by_task, task_specs
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.task_trainer import TaskTrainer
 
@@ -43,71 +52,190 @@ class TemperatureScheduleCallback(transformers.TrainerCallback):
             fuse.set_temperature(self.config.temperature_at(state.global_step))
 
 
+DEFAULT_FUSION_DIR = "fusion_model"
+"""Where ``save_fusion_model()`` (and a multi-task fusion at the end of training) writes, when
+``TrainingConfig.fusion_checkpoint_dir`` is unset."""
+
+
+def init_head_from_adapters(model: FusionModel, head: str, task: str, paths: Sequence[str | Path]) -> str | None:
+    """Load into ``head`` the saved head of the first adapter in ``paths`` trained on ``task`` with the same labels
+    (and pooling, casing); returns its directory, or None when none matches."""
+    target = model.head_config(head)
+    for path in paths:
+        directory = Path(path)
+        info = read_adapter_config(directory)
+        if info.get("metadata", {}).get("task") != task or not (directory / HEAD_CONFIG).is_file():
+            continue
+        saved = HeadConfig.load(directory / HEAD_CONFIG)
+        shape = ("num_labels", "label_names", "pooling", "casing_dim")
+        if all(getattr(saved, field) == getattr(target, field) for field in shape):
+            load_exact(model.heads[head], load_tensors(directory / HEAD_WEIGHTS), str(directory))
+            return str(directory)
+    return None
+
+
 class FusionTrainer(TaskTrainer):
-    """Train a fusion (+ a head for the target task) over saved adapters."""
+    """Train a fusion (+ a head for the target task) over saved adapters; without a target task, one fusion for
+    several tasks (see the module docstring).
+
+    Also takes the documented forms ``FusionTrainer(fusion_config)`` and ``FusionTrainer(model_config=...,
+    fusion_config=..., training_config=...)``. ``TrainingConfig.fusion_epochs`` (when set) is the number of epochs.
+    """
 
     def __init__(
         self,
-        task: str | TaskSpec,
+        task: str | TaskSpec | Sequence[str | TaskSpec] | FusionConfig | None = None,
         fusion_config: FusionConfig | None = None,
         model_config: ModelConfig | None = None,
         training_config: TrainingConfig | None = None,
         data_dir: str | Path | None = None,
         init_head_from_adapter: bool = True,
+        *,
+        sampling: str = "proportional",
+        temperature: float | None = None,
+        router: bool | None = None,
     ) -> None:
-        super().__init__(task, model_config, training_config, data_dir)
+        if isinstance(task, FusionConfig):  # the documented FusionTrainer(fusion_config)
+            if fusion_config is not None:
+                raise TypeError("FusionTrainer got two fusion configs (positional and fusion_config=)")
+            task, fusion_config = None, task
+        model_config = model_config or ModelConfig()
+        training_config = (training_config or TrainingConfig()).for_fusion()
         self.fusion_config = fusion_config or FusionConfig()
         self.init_head_from_adapter = init_head_from_adapter
+        self.multi_task = task is None or (not isinstance(task, (str, TaskSpec)))
+        self.multitask_options = {"sampling": sampling, "temperature": temperature, "router": router}
+        self.multitask_trainer: Any = None
+        if self.multi_task:  # tasks from the list, ModelConfig.task_names, a preprocessor or the data
+            names = list(task or ()) or list(model_config.task_names)
+            self.task_list: dict[str, TaskSpec] | None = (
+                task_specs(task_names=[t for t in names if isinstance(t, str)], num_labels=model_config.num_labels)
+                | {t.name: t for t in names if isinstance(t, TaskSpec)}
+                if names else None
+            )  # fmt: skip
+            self.model_config, self.training_config, self.data_dir = model_config, training_config, data_dir
+            transformers.set_seed(training_config.seed)
+            self.trainer = None
+            self.metrics: dict[str, Any] = {}
+            self.tokenizer: Any = None
+        else:
+            super().__init__(task, model_config, training_config, data_dir)  # type: ignore[arg-type]
+            self.head_name = self.task.name
         self.model: FusionModel | None = None  # type: ignore[assignment]
-        self.head_name = self.task.name
         if self.fusion_config.adapter_paths:
             self.setup_model(self.fusion_config.adapter_paths)
 
-    def setup_model(self, adapter_paths: Sequence[str | Path] | None = None) -> FusionModel:
-        """Load the base model, the adapters and the fusion; add the task head; set what trains."""
+    def setup_model(
+        self, adapter_paths: Sequence[str | Path] | Mapping[str, str | Path] | None = None
+    ) -> FusionModel:
+        """Load the base model, the adapters (``{name: directory}`` names them) and the fusion; add the task head
+        (multi-task: the heads come when the tasks are known, in ``train_fusion``); set what trains."""
+        names: tuple[str, ...] = ()
+        if isinstance(adapter_paths, Mapping):
+            names, adapter_paths = tuple(adapter_paths), [str(p) for p in adapter_paths.values()]
         paths = [str(resolve_artefact(p)) for p in (adapter_paths or self.fusion_config.adapter_paths)]
         if not paths:
             raise ValueError("setup_model needs adapter directories (argument or FusionConfig.adapter_paths)")
+        if names:
+            self.fusion_config = self.fusion_config.replace(adapter_names=names)
+        elif len(self.fusion_config.adapter_names) not in (0, len(paths)):
+            self.fusion_config = self.fusion_config.replace(adapter_names=())  # names given for other paths
+        self.fusion_config = self.fusion_config.replace(adapter_paths=tuple(paths))
         name = self.model_config.model_name_or_path
         base = None if name in ("default", "", None) else name
         self.model = FusionModel.from_adapters(paths, self.fusion_config, model=base)
-        self.tokenizer = load_tokenizer(self.model.name_or_path)
+        self.tokenizer = load_tokenizer(self.model_config.tokenizer_name_or_path or self.model.name_or_path)
+        if self.multi_task:
+            return self.model
         self.add_task_head(self.head_name)
-        if self.init_head_from_adapter:
-            self._init_head(paths)
+        self.head_init_from = init_head_from_adapters(self.model, self.head_name, self.task.name, paths) if (
+            self.init_head_from_adapter) else None  # fmt: skip
         self.model.train_fusion(self.head_name, freeze_adapters=self.fusion_config.freeze_adapters_during_fusion)
         return self.model
-
-    def _init_head(self, paths: Sequence[str]) -> None:
-        """Start the head from the saved head of an adapter trained on the same task with the same labels."""
-        assert self.model is not None
-        target = self.model.head_config(self.head_name)
-        for path in paths:
-            directory = Path(path)
-            info = read_adapter_config(directory)
-            if info.get("metadata", {}).get("task") != self.task.name or not (directory / HEAD_CONFIG).is_file():
-                continue
-            saved = HeadConfig.load(directory / HEAD_CONFIG)
-            shape = ("num_labels", "label_names", "pooling", "casing_dim")
-            if all(getattr(saved, field) == getattr(target, field) for field in shape):
-                load_exact(self.model.heads[self.head_name], load_tensors(directory / HEAD_WEIGHTS), str(directory))
-                self.head_init_from = str(directory)
-                return
-        self.head_init_from = None
 
     def callbacks(self) -> list[transformers.TrainerCallback]:
         assert self.model is not None
         return [*super().callbacks(), TemperatureScheduleCallback(self.model, self.fusion_config)]
 
-    def train_fusion(self, train_dataset: Any = None, eval_dataset: Any = None) -> dict[str, Any]:
-        """Train the fusion (and head; and adapters in joint training); returns the best checkpoint's metrics."""
+    def train_fusion(
+        self, train_dataset: Any = None, eval_dataset: Any = None, preprocessor: Any = None
+    ) -> dict[str, Any]:
+        """Train the fusion (and heads; and adapters in joint training); returns the best checkpoint's metrics.
+
+        Multi-task: ``train_dataset`` / ``eval_dataset`` are mixed datasets with a ``task`` column, or task ->
+        Dataset mappings, or None (each task's own split); ``preprocessor`` (a ``MultiTaskPreprocessor``) may
+        name the tasks. The trained fusion is then saved to ``fusion_checkpoint_dir`` (default ``fusion_model``)."""
         if self.model is None:
             raise ValueError("call setup_model(adapter_paths) first (or give FusionConfig.adapter_paths)")
-        return self.train(train_dataset, eval_dataset)
+        if not self.multi_task:
+            if preprocessor is not None:
+                raise TypeError(f"preprocessor= is for multi-task fusion; this trainer fuses for "
+                                f"{self.task.name!r} only")  # fmt: skip
+            return self.train(self._one_task(train_dataset, "train"), self._one_task(eval_dataset, "eval"))
+        return self._train_multi_task(train_dataset, eval_dataset, preprocessor)
+
+    def _one_task(self, dataset: Any, what: str) -> Any:
+        """A single-task fusion's dataset: a ``task`` column must name this task only (it is dropped)."""
+        if not has_task_column(dataset):
+            return dataset
+        parts = split_by_task(dataset, {self.task.name: self.task}, f"the {what} dataset")
+        return parts[self.task.name]
+
+    def _train_multi_task(self, train_dataset: Any, eval_dataset: Any, preprocessor: Any) -> dict[str, Any]:
+        from adapter_fusion.training.multitask_fusion import MultiTaskFusionTrainer
+
+        specs = dict(self.task_list or {})
+        if preprocessor is not None:
+            specs.update(preprocessor.specs)
+            if preprocessor.tokenizer is not None:
+                self.tokenizer = preprocessor.tokenizer
+        train = self._by_task(train_dataset, specs or None, "train dataset")
+        if not specs:
+            if train is None:
+                raise ValueError("a multi-task fusion needs its tasks: a train dataset with a 'task' column, "
+                                 "ModelConfig(task_names=[...]) or a MultiTaskPreprocessor")  # fmt: skip
+            specs = {name: get_task(name) for name in train}
+        evals = self._by_task(eval_dataset, specs, "eval dataset")
+        if train is not None:  # tasks without rows in the data load their own split
+            unused = sorted(set(specs) - set(train))
+            if unused:
+                raise ValueError(f"the train dataset has no rows of tasks {unused} (tasks: {sorted(specs)})")
+        if self.multitask_trainer is None:
+            config = self.model_config.replace(max_seq_length=getattr(preprocessor, "max_length", None)
+                                               or self.model_config.max_seq_length)  # fmt: skip
+            self.multitask_trainer = MultiTaskFusionTrainer(
+                list(specs.values()), self.fusion_config, config, self.training_config, self.data_dir,
+                model=self.model, init_heads_from_adapters=self.init_head_from_adapter, **self.multitask_options,
+            )  # fmt: skip
+            if self.tokenizer is not None:
+                self.multitask_trainer.tokenizer = self.tokenizer
+        self.metrics = self.multitask_trainer.train(train, evals)
+        self.trainer = self.multitask_trainer.trainer
+        self.save_fusion(self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
+        return self.metrics
+
+    @staticmethod
+    def _by_task(dataset: Any, specs: Mapping[str, TaskSpec] | None, what: str) -> dict[str, Any] | None:
+        if dataset is None or isinstance(dataset, Mapping):
+            return dict(dataset) if dataset is not None else None
+        return split_by_task(dataset, specs, f"the {what}")
 
     def save_fusion(self, directory: str | Path) -> Path:
-        """Save the fusion, the adapters it fuses (as trained), the head, and the run's configs and metrics."""
+        """Save the fusion, the adapters it fuses (as trained), the head(s) (and router), the run's configs and
+        metrics."""
         if self.model is None:
             raise ValueError("nothing to save: call setup_model(...) and train_fusion(...) first")
+        if self.multi_task:
+            if self.multitask_trainer is None:
+                raise ValueError("nothing to save yet: the multi-task fusion has no heads until train_fusion(...)")
+            return self.multitask_trainer.save(directory)
         metadata = {**self.run_metadata(), "fusion_config": self.fusion_config.to_dict()}
         return self.model.save_fusion(directory, heads=[self.head_name], **metadata)
+
+    def save_fusion_model(self, directory: str | Path | None = None) -> Path:
+        """The documented save: the fusion to ``directory`` (default: ``fusion_checkpoint_dir``, else
+        ``fusion_model``), the tokenizer to ``TrainingConfig.output_dir``."""
+        path = self.save_fusion(directory or self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(self.training_config.output_dir)
+        return path

@@ -199,8 +199,8 @@ class MultiTaskTrainer:
             )
         transformers.set_seed(self.training_config.seed)
         name, causal_lm = self._base_model()
-        self.tokenizer = load_tokenizer(name)
-        self.model = AdapterModel.from_pretrained(name, causal_lm=causal_lm)
+        self.tokenizer = load_tokenizer(self.model_config.tokenizer_name_or_path or name)
+        self.model = self.build_model(name, causal_lm)
         check_max_length(self.model.config, self.model_config.max_seq_length, name)
         self.preprocessor = MultiTaskPreprocessor(
             list(self.specs.values()), self.tokenizer, self.model_config.max_seq_length, data_dir,
@@ -212,13 +212,25 @@ class MultiTaskTrainer:
             if self.model_config.casing_dim and head.head_type == "token_classification":
                 head = head.replace(casing_dim=self.model_config.casing_dim)  # the tagging tasks' heads only
             self.model.add_head(task, head, activate=False)
-        if not self.training_config.full_finetune:
-            for adapter in dict.fromkeys(filter(None, map(self.adapter_name, self.specs))):
-                self.model.add_adapter(adapter, self.adapter_config, activate=False)
+        self.add_adapters()
         self._set_trainable()
         self.trainer: MultiTaskModularTrainer | None = None
         self.metrics: dict[str, Any] = {}
         self._eval_state: dict[str, Any] = {}
+
+    def build_model(self, name: str, causal_lm: bool) -> AdapterModel:
+        """The model the tasks train on (subclasses: a fusion of saved adapters)."""
+        return AdapterModel.from_pretrained(name, causal_lm=causal_lm)
+
+    def add_adapters(self) -> None:
+        """Add the adapters the tasks train (one per task, or one shared; none in full fine-tuning)."""
+        if not self.training_config.full_finetune:
+            for adapter in dict.fromkeys(filter(None, map(self.adapter_name, self.specs))):
+                self.model.add_adapter(adapter, self.adapter_config, activate=False)
+
+    def callbacks(self) -> list[transformers.TrainerCallback]:
+        minutes = self.training_config.max_train_minutes
+        return [TimeBudgetCallback(minutes)] if minutes else []
 
     @property
     def tasks(self) -> list[str]:
@@ -290,13 +302,12 @@ class MultiTaskTrainer:
             arguments = training_arguments(config, "mean_loss", greater_is_better=False)
         else:
             arguments = training_arguments(config, "mean_main")
-        minutes = config.max_train_minutes
         self.trainer = MultiTaskModularTrainer(
             model=self.model,
             args=arguments,
             train_dataset=batches,
             eval_dataset=eval_raw,
-            callbacks=[TimeBudgetCallback(minutes)] if minutes else [],
+            callbacks=self.callbacks(),
             learning_rates=learning_rates(config),
             scorer=self._score_during_training,
         )

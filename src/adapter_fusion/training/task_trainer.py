@@ -13,6 +13,7 @@ import transformers
 from adapter_fusion.models import AdapterModel
 from adapter_fusion.models.loading import check_max_length
 from adapter_fusion.tasks import TaskSpec, get_task, get_task_type, load_task_split
+from adapter_fusion.tasks.mixed import normalise_dataset
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.trainer import (
     ModularTrainer,
@@ -84,6 +85,8 @@ class TaskTrainer:
             train_dataset = self.load_split("train", config.max_train_examples)
         if eval_dataset is None:
             eval_dataset = self.load_split("validation", config.max_eval_examples)
+        train_dataset = normalise_dataset(self.task, train_dataset, "the train dataset")
+        eval_dataset = normalise_dataset(self.task, eval_dataset, "the eval dataset")
         train_tok, eval_tok = self._prepare(train_dataset), self._prepare(eval_dataset)
         score = self.task_type.metrics_fn(self.task, eval_dataset, eval_tok, self.tokenizer)
         if score is None:  # metrics need generation: pick checkpoints by eval loss (no logits kept), score at the end
