@@ -1,0 +1,5 @@
+"""The documented module path of ``FusionPipeline`` (``inference.pipeline``)."""
+
+from adapter_fusion.inference.pipeline import FusionPipeline
+
+__all__ = ["FusionPipeline"]
