@@ -107,12 +107,8 @@ class FusionTrainer(TaskTrainer):
         self.multitask_options = {"sampling": sampling, "temperature": temperature, "router": router}
         self.multitask_trainer: Any = None
         if self.multi_task:  # tasks from the list, ModelConfig.task_names, a preprocessor or the data
-            names = list(task or ()) or list(model_config.task_names)
-            self.task_list: dict[str, TaskSpec] | None = (
-                task_specs(task_names=[t for t in names if isinstance(t, str)], num_labels=model_config.num_labels)
-                | {t.name: t for t in names if isinstance(t, TaskSpec)}
-                if names else None
-            )  # fmt: skip
+            self.task_names: list[str | TaskSpec] = list(task or ()) or list(model_config.task_names)
+            self._task_specs()  # unknown task names fail here, before any model is loaded
             self.model_config, self.training_config, self.data_dir = model_config, training_config, data_dir
             transformers.set_seed(training_config.seed)
             self.trainer = None
@@ -181,14 +177,25 @@ class FusionTrainer(TaskTrainer):
         parts = split_by_task(dataset, {self.task.name: self.task}, f"the {what} dataset")
         return parts[self.task.name]
 
+    def _task_specs(self, described: Mapping[str, TaskSpec] | None = None) -> dict[str, TaskSpec]:
+        """The multi-task fusion's tasks: the names given (a list, ``ModelConfig.task_names``), each as
+        ``described`` (a preprocessor's ``task_configs``) where that names it, plus the described ones."""
+        described = dict(described or {})
+        specs: dict[str, TaskSpec] = {}
+        for name in self.task_names:
+            if isinstance(name, TaskSpec):
+                specs[name.name] = name
+            elif name.lower() not in described:
+                spec = task_specs(task_names=[name], num_labels=self.model_config.num_labels)
+                specs.update(spec)
+        return {**specs, **described}
+
     def _train_multi_task(self, train_dataset: Any, eval_dataset: Any, preprocessor: Any) -> dict[str, Any]:
         from adapter_fusion.training.multitask_fusion import MultiTaskFusionTrainer
 
-        specs = dict(self.task_list or {})
-        if preprocessor is not None:
-            specs.update(preprocessor.specs)
-            if preprocessor.tokenizer is not None:
-                self.tokenizer = preprocessor.tokenizer
+        specs = self._task_specs(getattr(preprocessor, "specs", None))
+        if preprocessor is not None and preprocessor.tokenizer is not None:
+            self.tokenizer = preprocessor.tokenizer
         train = self._by_task(train_dataset, specs or None, "train dataset")
         if not specs:
             if train is None:
@@ -213,6 +220,16 @@ class FusionTrainer(TaskTrainer):
         self.trainer = self.multitask_trainer.trainer
         self.save_fusion(self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
         return self.metrics
+
+    def evaluate(self, dataset: Any = None, split: str = "validation") -> dict[str, float]:
+        """Metrics of the current model: the target task's (``dataset`` or its ``split``); multi-task: every
+        task's (``dataset``: task -> Dataset, or a mixed dataset with a ``task`` column)."""
+        if not self.multi_task:
+            return super().evaluate(dataset, split)
+        if self.multitask_trainer is None:
+            raise ValueError("the multi-task fusion has no heads until train_fusion(...)")
+        datasets = self._by_task(dataset, self.multitask_trainer.task_specs, "dataset")
+        return self.multitask_trainer.evaluate(datasets, split)
 
     @staticmethod
     def _by_task(dataset: Any, specs: Mapping[str, TaskSpec] | None, what: str) -> dict[str, Any] | None:

@@ -127,14 +127,24 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
         validation splits (or ``eval_datasets``); the router's examples are drawn from the same data."""
         if not self.router:
             return super().train(train_datasets, eval_datasets)
+        limits = self.training_config.max_train_examples, self.training_config.max_eval_examples
+        return super().train(self._with_router("train", train_datasets, limits[0]),
+                             self._with_router("validation", eval_datasets, limits[1]))  # fmt: skip
+
+    def evaluate(self, datasets: Mapping[str, Any] | None = None, split: str = "validation") -> dict[str, float]:
+        """Every task's metrics (and the router's accuracy) on ``datasets`` (task -> Dataset) or their ``split``."""
+        if self.router and ROUTER not in (datasets or {}):
+            datasets = self._with_router(split, datasets, self.training_config.max_eval_examples)
+        return super().evaluate(datasets, split)
+
+    def _with_router(self, split: str, given: Mapping[str, Any] | None, limit: int | None) -> dict[str, Any]:
+        """The tasks' ``split`` (or ``given``) and the router's examples drawn from them."""
         config = self.training_config
         specs, length = list(self.task_specs.values()), self.model_config.max_seq_length
         tasks = MultiTaskPreprocessor(specs, self.tokenizer, length, self.data_dir, config.seed)
-        train = tasks.datasets("train", train_datasets, config.max_train_examples)
-        evals = tasks.datasets("validation", eval_datasets, config.max_eval_examples)
-        train[ROUTER] = router_dataset(train, list(self.task_specs), seed=config.seed)
-        evals[ROUTER] = router_dataset(evals, list(self.task_specs), seed=config.seed)
-        return super().train(train, evals)
+        result = tasks.datasets(split, {k: v for k, v in (given or {}).items() if k != ROUTER}, limit)
+        result[ROUTER] = router_dataset(result, list(self.task_specs), seed=config.seed)
+        return result
 
     # ----------------------------------------------------------------- saving
     def save(self, directory: str | Path) -> Path:  # type: ignore[override]
