@@ -190,3 +190,20 @@ def test_router_among_single_adapters(base_dir: Path, adapters: dict[str, Path],
     assert pipeline.predict(stream[0]["text"], task="toy_three") == alone.predict(stream[0]["text"], task="toy_three")
     with pytest.raises(ValueError, match="router .* chooses among"):
         FusionPipeline.from_adapters([adapters["toy_two"]], router=tmp_path / "router")
+
+
+@pytest.mark.realdata
+def test_multi_task_fusion_example_runs(data_dir: Path, tmp_path: Path) -> None:
+    """examples/multi_task_fusion.py end to end on the real data, at a smoke budget."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "multi_task_fusion.py"
+    env = {**os.environ, "ADAPTER_FUSION_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(script), "--steps", "4", "--examples", "32"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3. tasks: ['ag_news', 'mnli', 'sst2']" in done.stdout
+    assert done.stdout.count("routed '") == 3 and "P(positive): all adapters" in done.stdout
+    assert (tmp_path / "outputs" / "multi_task_fusion" / "fusion" / "fusion_config.json").is_file()
