@@ -22,6 +22,7 @@ from typing import Any
 import transformers
 
 from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.models import read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
@@ -54,7 +55,9 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
         model: FusionModel | None = None,
         init_heads_from_adapters: bool = True,
     ) -> None:
-        self.fusion_config = fusion_config or FusionConfig()
+        config = fusion_config or FusionConfig()  # bank:NAME references resolve to their directories
+        paths = tuple(str(resolve_artefact(p)) for p in config.adapter_paths)
+        self.fusion_config = config.replace(adapter_paths=paths)
         if model is None and not self.fusion_config.adapter_paths:
             raise ValueError("a multi-task fusion needs adapters: FusionConfig(adapter_paths=[...]) or model=")
         if model is not None and model.fusion is None:
