@@ -109,3 +109,11 @@ def test_shipped_bank_adapter_reproduces_its_card(name: str, data_dir: Path) -> 
                                 seed=SLICE_SEED)
     assert measured["examples"] == card["dev_slice"]["examples"]
     assert measured[metric] == pytest.approx(card["dev_slice"][metric], abs=1.01 / SLICE_EXAMPLES)
+
+
+def test_cli_lists_the_bank(tiny_bank: Path, capsys: pytest.CaptureFixture) -> None:
+    from adapter_fusion.cli import main
+
+    assert main(["list-bank"]) == 0
+    out = capsys.readouterr().out
+    assert "bank:a" in out and "task=sst2" in out and "accuracy 0.7500" in out and "2 adapters in" in out

@@ -259,6 +259,17 @@ def _list_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_bank(args: argparse.Namespace) -> int:
+    from adapter_fusion.bank import bank_directory, list_bank, read_card
+
+    for name in list_bank():
+        card = read_card(name)
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in card["dev"].items() if isinstance(v, float))
+        print(f"bank:{name:12s} task={card['task']:12s} dev ({card['dev']['examples']} examples): {scores}")
+    print(f"({len(list_bank())} adapters in {bank_directory()}; cards: NAME.md there)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapter-fusion", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -366,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
     list_tasks.set_defaults(func=_list_tasks)
+    list_bank = sub.add_parser("list-bank", help="list the shipped source adapters (use them as bank:NAME)")
+    list_bank.set_defaults(func=_list_bank)
     for subparser in sub.choices.values():  # also accepted after the subcommand
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
