@@ -36,6 +36,7 @@ from adapter_fusion.tasks.qa_spans import (
     label_window,
     make_windows,
 )
+from adapter_fusion.tasks.seq_metrics import squad_scores
 from adapter_fusion.training.adapter_trainer import AdapterTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.fusion_trainer import FusionTrainer
@@ -429,8 +430,16 @@ def test_fusion_of_two_qa_adapters_trains_and_predicts(trained: dict[str, Any], 
                             training_config(tmp_path / "runs", 10))  # fmt: skip
     trainer.setup_model(paths)
     assert trainer.head_init_from in paths  # the target head starts from an adapter's span head
+    questions = questions_for(trained["dev"])
+    answers = [row["answers"]["text"] for row in trained["dev"]]
+
+    def dev_scores() -> dict[str, float]:  # SQuAD scores of the model's own predicted answers
+        pipeline = FusionPipeline(trainer.model.eval(), trainer.tokenizer, max_length=MAX_LENGTH)
+        return squad_scores([p["answer"] for p in pipeline.predict(questions)], answers)
+
     metrics = trainer.train_fusion(trained["train"], trained["dev"])
-    assert metrics["global_step"] == 10 and np.isfinite(metrics["train_loss"]) and 0.0 <= metrics["f1"] <= 1.0
+    assert metrics["global_step"] == 10 and np.isfinite(metrics["train_loss"])
+    assert {k: metrics[k] for k in ("exact_match", "f1")} == pytest.approx(dev_scores(), abs=1e-9)
     directory = trainer.save_fusion(tmp_path / "fusion")
     inputs = questions_for(trained["dev"])[:6]
     expected = FusionPipeline(trainer.model.eval(), trainer.tokenizer, max_length=MAX_LENGTH).predict(inputs)

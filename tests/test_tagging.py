@@ -430,13 +430,20 @@ def test_fusion_of_two_tagging_adapters_trains_and_predicts_through_the_pipeline
     )  # fmt: skip
     assert trainer.head_init_from == paths[0]  # the head starts from the toy adapter's (same task and tags)
     before = snapshot(trainer.model)
+    dev = toy_records(32, seed=4)
+    gold = [record["tags"] for record in dev]
+
+    def dev_f1() -> float:  # entity F1 of the model's own predictions, scored by seqeval directly
+        predicted = TAGGING.predict(trainer.model.eval(), trainer.tokenizer, TOY.name, [r["tokens"] for r in dev])
+        return f1_score(gold, [result["tags"] for result in predicted])
+
     metrics = trainer.train_fusion(toy_dataset(96, seed=3), toy_dataset(32, seed=4))
     losses = [entry["loss"] for entry in trainer.trainer.state.log_history if "loss" in entry]
     assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5]), losses
     kinds = parameter_kind(trainer.model)
     after = trainer.model.state_dict()
     assert {kinds[n] for n in kinds if not torch.equal(before[n], after[n])} == {"fusion", "head"}
-    assert 0.0 <= metrics["f1"] <= 1.0
+    assert metrics["f1"] == pytest.approx(dev_f1(), abs=1e-9)  # the reported F1 is the model's
     trainer.save_fusion(tmp_path / "fusion")
     inputs = [["a", "quilnixen", "kin", "walks"], ["the", "green", "frumplewock"]]  # a list of str is ONE sentence
     expected = TAGGING.predict(trainer.model.eval(), trainer.tokenizer, TOY.name, inputs)
