@@ -269,8 +269,8 @@ def test_preprocess_refuses_an_answer_not_in_the_context(tokenizer: Any) -> None
 
 
 def test_unknown_task_and_bad_specs() -> None:
-    with pytest.raises(KeyError, match="unknown task 'squad'"):
-        get_task("squad")
+    with pytest.raises(KeyError, match="unknown task 'squad2'"):
+        get_task("squad2")
     assert get_task("qa").name == get_task("xquad_en").name == "xquad" and get_task("covidqa").name == "covid_qa"
     with pytest.raises(ValueError, match="label_names=\\(\\) and is_pair=False"):
         TaskSpec(name="x", task_type="extractive_qa", label_names=("a", "b"), is_pair=False, metrics=QA_METRICS,
