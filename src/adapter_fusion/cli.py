@@ -248,6 +248,26 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from adapter_fusion.interop.onnx import export_onnx
+
+    try:
+        path = export_onnx(args.directory, args.output, model=args.model, head=args.head, opset=args.opset)
+    except (ImportError, RuntimeError) as error:  # the onnx extra is missing / ONNX Runtime disagreed
+        print(f"adapter-fusion export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {args.directory} (head {args.head or 'default'}) to {path}; ONNX Runtime matches PyTorch")
+    return 0
+
+
+# export format -> its command; each format adds its own options in build_parser
+EXPORT_FORMATS = {"onnx": _export_onnx}
+
+
+def _export(args: argparse.Namespace) -> int:
+    return EXPORT_FORMATS[args.format](args)
+
+
 def _list_tasks(args: argparse.Namespace) -> int:
     from adapter_fusion.tasks import list_tasks
 
@@ -374,6 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     from adapter_fusion.cli_analysis import add_analysis_commands
 
     add_analysis_commands(sub, _common)
+
+    export = sub.add_parser("export", help="export a saved adapter or fusion directory to another format")
+    export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="what to write")
+    export.add_argument("directory", help="adapter or fusion directory")
+    export.add_argument("output", help="file (onnx: a .onnx file) to write")
+    export.add_argument("--model", help="base model (default: the one recorded in the directory)")
+    onnx = export.add_argument_group("onnx", "ONNX (dynamic batch and sequence axes; checked against PyTorch)")
+    onnx.add_argument("--head", help="the head whose logits to export (default: the only or active one)")
+    onnx.add_argument("--opset", type=int, default=18, help="ONNX opset version (default: 18)")
+    export.set_defaults(func=_export)
 
     list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
     list_tasks.set_defaults(func=_list_tasks)

@@ -62,16 +62,22 @@ def _input_dropout(adapter: BottleneckAdapter | LoraAdapter) -> float:
     return 0.0
 
 
+def _down_linear(adapter: BottleneckAdapter | LoraAdapter) -> torch.nn.Linear:
+    return adapter.lora_A if isinstance(adapter, LoraAdapter) else adapter.down
+
+
+def _up_linear(adapter: BottleneckAdapter | LoraAdapter) -> torch.nn.Linear:
+    return adapter.lora_B if isinstance(adapter, LoraAdapter) else adapter.up
+
+
 def _down(adapter: BottleneckAdapter | LoraAdapter) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if isinstance(adapter, LoraAdapter):
-        return adapter.lora_A.weight, None
-    return adapter.down.weight, adapter.down.bias
+    linear = _down_linear(adapter)
+    return linear.weight, linear.bias
 
 
 def _up(adapter: BottleneckAdapter | LoraAdapter) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if isinstance(adapter, LoraAdapter):
-        return adapter.lora_B.weight, None
-    return adapter.up.weight, adapter.up.bias
+    linear = _up_linear(adapter)
+    return linear.weight, linear.bias
 
 
 class AdapterPack:
@@ -102,21 +108,22 @@ class AdapterPack:
         self.sources = tuple(
             MODULE_INPUT if isinstance(a, LoraAdapter) else FFN_INPUT if r else HIDDEN for a, r in zip(adapters, reads)
         )
-        outputs = [_up(a)[0].shape[0] for a in adapters]
-        inputs = [_down(a)[0].shape[1] for a, source in zip(adapters, self.sources) if source != MODULE_INPUT]
+        # sizes from the modules' int attributes, not weight shapes (which tracing turns into tensors)
+        outputs = [_up_linear(a).out_features for a in adapters]
+        inputs = [_down_linear(a).in_features for a, source in zip(adapters, self.sources) if source != MODULE_INPUT]
         if set(outputs) != {hidden_size} or set(inputs) - {hidden_size}:
             raise ValueError(
                 f"every fused adapter must have the fusion's hidden size {hidden_size}; "
                 f"got adapters with output sizes {outputs} (bottleneck input sizes {inputs})"
             )
-        module_inputs = {_down(a)[0].shape[1] for a, s in zip(adapters, self.sources) if s == MODULE_INPUT}
+        module_inputs = {_down_linear(a).in_features for a, s in zip(adapters, self.sources) if s == MODULE_INPUT}
         if len(module_inputs) > 1:
             raise ValueError(f"LoRA adapters fused at one point must read inputs of one size; got {module_inputs}")
         self.module_input_size = next(iter(module_inputs), None)
         self.adapters = adapters
         self.hidden_size = hidden_size
         self.reads_ffn_input = tuple(source == FFN_INPUT for source in self.sources)
-        self.sizes = tuple(_down(a)[0].shape[0] for a in adapters)
+        self.sizes = tuple(_down_linear(a).out_features for a in adapters)
         self.total = sum(self.sizes)
         self.uniform = len(set(self.sizes)) == 1
         offsets = [0]
@@ -248,8 +255,9 @@ class AdapterPack:
         """``[..., N] -> [..., R]``: adapter ``i``'s weight repeated over its ``r_i`` bottleneck units."""
         if self.uniform:
             return weights.unsqueeze(-1).expand(*weights.shape, self.sizes[0]).flatten(-2)
-        repeats = torch.tensor(self.sizes, device=weights.device)
-        return weights.repeat_interleave(repeats, dim=-1, output_size=self.total)
+        # a gather with a constant index (not repeat_interleave, which the ONNX exporter can't translate)
+        index = torch.tensor([i for i, size in enumerate(self.sizes) for _ in range(size)], device=weights.device)
+        return weights.index_select(-1, index)
 
     def segment_sum(self, values: torch.Tensor) -> torch.Tensor:
         """``[..., R] -> [..., N]``: the sum over each adapter's bottleneck units."""
