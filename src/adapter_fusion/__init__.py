@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter  # noqa: E402
+from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter, LoraAdapter, LoraConfig  # noqa: E402
 from adapter_fusion.evaluation import FusionEvaluator  # noqa: E402
 from adapter_fusion.fusion import (  # noqa: E402
     AttentionFusion,
@@ -40,6 +40,8 @@ __all__ = [
     "FusionTrainer",
     "GatingFusion",
     "HeadConfig",
+    "LoraAdapter",
+    "LoraConfig",
     "ModelConfig",
     "MultiTaskPreprocessor",
     "MultiTaskTrainer",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.adapters import AdapterConfig, AnyAdapterConfig
 from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
 from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
@@ -27,7 +27,7 @@ class AdapterTrainer(TaskTrainer):
         self,
         task: str | TaskSpec,
         model_config: ModelConfig | None = None,
-        adapter_config: AdapterConfig | None = None,
+        adapter_config: AnyAdapterConfig | None = None,
         training_config: TrainingConfig | None = None,
         data_dir: str | Path | None = None,
         adapter_name: str | None = None,
