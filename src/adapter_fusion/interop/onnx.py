@@ -110,6 +110,8 @@ def _trace(wrapper: HeadLogits, sample: dict[str, torch.Tensor], opset: int, dyn
 
 
 def _choose_head(model: Any, head: str | None) -> str:
+    if not model.heads:
+        raise ValueError("the directory holds no head; ONNX export writes a head's logits (save one with the adapter)")
     if head is None:
         if model.active_head is not None:
             head = model.active_head
