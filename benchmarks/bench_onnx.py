@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from adapter_fusion.interop.onnx import export_onnx
     from adapter_fusion.models import default_model_path, load_tokenizer
+    from adapter_fusion.models.saving import recorded_model_name
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = onnxruntime.InferenceSession(str(Path(tmp) / "fusion.onnx"), options, ["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    print(f"fusion of {args.adapters} {args.kind} adapters on {model.name_or_path}; export: {export_seconds:.0f} s")
+    shown = recorded_model_name(model.name_or_path)  # "default" for the bundled MiniLM (no path of this machine)
+    print(f"fusion of {args.adapters} {args.kind} adapters on {shown}; export: {export_seconds:.0f} s")
     machine = platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {machine}, threads {args.threads}, "
           f"load average {load_average()}")  # fmt: skip
