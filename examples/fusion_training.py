@@ -61,7 +61,7 @@ def train_fusion(
     print(f"{method} fusion: {sum(p.numel() for p in model.get_fusion_parameters()):,} fusion parameters; "
           f"head initialised from {trainer.head_init_from}")  # fmt: skip
     metrics = trainer.train_fusion()
-    directory = trainer.save_fusion(output / "fusions" / f"{target}-{method}")
+    directory = trainer.save_fusion(output / "fusions" / f"{target}-{method}", overwrite=True)  # a rerun replaces it
     main_metric = trainer.task.main_metric
     score = metrics[main_metric]
     print(f"{method} fusion: dev {main_metric} {score:.4f} ({metrics['train_seconds']:.0f} s) -> {directory}")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for point, adapter, weight in analysis.summary.dominant():
         print(f"  {point}: {adapter} ({weight:.2f})")
 
-    # 3. The saved fusion directory is self-contained (adapters, fusion, head, checksums): reload and predict.
+    # 3. The saved fusion directory is self-contained (adapters, fusion, head, manifest): reload and predict.
     pipeline = FusionPipeline.from_pretrained(fusions[args.methods[0]])
     for text in ("The battery lasts for days and the screen is gorgeous.", "It broke after a week. Avoid."):
         print(text, "->", pipeline.predict(text, task=args.target))

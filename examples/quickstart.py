@@ -47,7 +47,7 @@ def train_adapter(task: str, examples: int) -> str:
     trainer = AdapterTrainer(task, training_config=config)
     metrics = trainer.train()
     directory = f"{OUT}/adapters/{task}"
-    trainer.save_adapter(directory)
+    trainer.save_adapter(directory, overwrite=True)  # a rerun replaces what the last one saved
     print(
         f"adapter {task:5s}: {metrics['train_examples']} examples, {metrics['train_seconds']:.0f} s, "
         f"dev {trainer.task.main_metric} {metrics[trainer.task.main_metric]:.4f} -> {directory}"
@@ -75,7 +75,7 @@ def main() -> None:
     model = fusion_trainer.setup_model(list(adapters.values()))
     model.print_model_info()
     metrics = fusion_trainer.train_fusion()
-    fusion_trainer.save_fusion(f"{OUT}/fusions/rte-attention")
+    fusion_trainer.save_fusion(f"{OUT}/fusions/rte-attention", overwrite=True)
     print(f"fusion for rte: {metrics['train_seconds']:.0f} s of training")
 
     evaluator = FusionEvaluator("rte")

@@ -64,7 +64,7 @@ def train_one(task: str, budget: dict[str, Any], output: Path, data_dir: str | N
     count = trainer.model.adapters.num_parameters(task)
     print(f"{task}: training an adapter of {count:,} parameters ({budget})")
     metrics = trainer.train()  # the task's train split; evaluated on its dev split, best checkpoint restored
-    directory = trainer.save_adapter(output / "adapters" / task)
+    directory = trainer.save_adapter(output / "adapters" / task, overwrite=True)  # a rerun replaces it
     metric = trainer.task.main_metric
     print(
         f"{task}: dev {metric} {metrics[metric]:.4f} after {metrics['global_step']} steps on "

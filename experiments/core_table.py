@@ -79,7 +79,7 @@ def command(task: str, mode: str, data_dir: str, seed: int) -> list[str]:
     out = RESULTS / f"{task}__{mode}.json"
     cmd = [
         "adapter-fusion", "train-adapter", "--task", task, "--data-dir", data_dir,
-        "--output", str(ADAPTERS / task if mode == "adapter" else ADAPTERS / f".{task}-full"),
+        "--output", str(ADAPTERS / task if mode == "adapter" else ADAPTERS / f".{task}-full"), "--overwrite",
         "--output-dir", f"/tmp/adapter-fusion-runs/{task}-{mode}",
         "--num-train-epochs", str(epochs), "--max-train-minutes", str(cap),
         "--batch-size", "32", "--max-seq-length", "128", "--seed", str(seed), "--save-total-limit", "1",

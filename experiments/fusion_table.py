@@ -34,7 +34,7 @@ def command(target: str, method: str, seed: int, data_dir: str) -> list[str]:
     return [
         "adapter-fusion", "train-fusion", "--task", target, "--method", method, "--strategy", "sequential",
         "--adapters", *[str(ADAPTERS / task) for task in SOURCE_TASKS], "--data-dir", data_dir,
-        "--output", f"/tmp/adapter-fusion-fusions/{target}-{method}-seed{seed}",
+        "--output", f"/tmp/adapter-fusion-fusions/{target}-{method}-seed{seed}", "--overwrite",
         "--output-dir", f"/tmp/adapter-fusion-runs/fusion-{target}-{method}-seed{seed}",
         "--num-train-epochs", str(TARGETS[target]), "--max-train-minutes", str(WALL_CAP_MINUTES),
         "--batch-size", "32", "--max-seq-length", "128", "--seed", str(seed), "--save-total-limit", "1",

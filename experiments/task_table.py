@@ -116,16 +116,16 @@ def command(task: str, mode: str, data_dir: str) -> list[str]:
         overridden = {flag for flag in extra if flag.startswith("--")}
         kept = [f for i, f in enumerate(flags) if f not in overridden and (i == 0 or flags[i - 1] not in overridden)]
         return ["adapter-fusion", "train-adapter", "--task", task, "--data-dir", data_dir, "--output",
-                variant_dir(task, mode), "--output-dir", f"/tmp/adapter-fusion-runs/tasks-{mode}",
+                variant_dir(task, mode), "--overwrite", "--output-dir", f"/tmp/adapter-fusion-runs/tasks-{mode}",
                 "--adapter-learning-rate", "1e-3", *COMMON, *kept, *extra, *metrics]  # fmt: skip
     if mode == "adapter":
         return ["adapter-fusion", "train-adapter", "--task", task, "--data-dir", data_dir, "--output",
-                adapter_dir(task), "--output-dir", f"/tmp/adapter-fusion-runs/tasks-{task}", "--adapter-learning-rate",
-                "1e-3", *COMMON, *flags, *metrics]  # fmt: skip
+                adapter_dir(task), "--overwrite", "--output-dir", f"/tmp/adapter-fusion-runs/tasks-{task}",
+                "--adapter-learning-rate", "1e-3", *COMMON, *flags, *metrics]  # fmt: skip
     if mode == "fusion":
         return ["adapter-fusion", "train-fusion", "--task", task, "--method", "attention", "--strategy",
                 "sequential", "--adapters", *[adapter_dir(t) for t in FUSIONS[task]], "--data-dir", data_dir,
-                "--output", str(ADAPTERS / "tasks" / f"fusion-{task}"), "--output-dir",
+                "--output", str(ADAPTERS / "tasks" / f"fusion-{task}"), "--overwrite", "--output-dir",
                 f"/tmp/adapter-fusion-runs/tasks-fusion-{task}", "--fusion-learning-rate", "1e-3",
                 "--adapter-learning-rate", "1e-3", *COMMON, *flags, *metrics]  # fmt: skip
     examples = flags[flags.index("--max-eval-examples") + 1 :][:1] if "--max-eval-examples" in flags else []

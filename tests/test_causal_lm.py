@@ -223,7 +223,7 @@ def test_save_and_reload_under_another_seed(decoder: str, tmp_path: Path) -> Non
     expected_tokens = greedy(model, batch)
     directory = save_adapter(model, "task", tmp_path / "task", head="lm")
     assert {p.name for p in directory.iterdir()} == {
-        "adapter_config.json", "adapter.safetensors", "head_config.json", "head.safetensors",
+        "adapter_config.json", "adapter.safetensors", "head_config.json", "head.safetensors", "manifest.json",
     }  # fmt: skip
     assert load_file(str(directory / "head.safetensors")) == {}  # the head owns no weights
     info = read_adapter_config(directory)
@@ -236,10 +236,12 @@ def test_save_and_reload_under_another_seed(decoder: str, tmp_path: Path) -> Non
     assert torch.equal(logits(fresh, batch), expected_logits)
     assert torch.equal(greedy(fresh, batch), expected_tokens)
 
-    (directory / "head.safetensors").unlink()  # a head without weights needs no weights file
+    (directory / "head.safetensors").unlink()  # a head without weights needs no weights file (as in older saves)
     other = AdapterModel(tiny_causal_lm(decoder, seed=2)).eval()
     other.base.load_state_dict(model.base.state_dict())
-    assert load_adapter(other, directory, name="again") == "again"
+    with pytest.raises(FileNotFoundError, match="head.safetensors is missing"):  # but its manifest lists it
+        load_adapter(other, directory, name="again")
+    assert load_adapter(other, directory, name="again", allow_modified=True) == "again"
     assert torch.equal(logits(other, batch), expected_logits)
 
 

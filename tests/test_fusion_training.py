@@ -23,6 +23,7 @@ from adapter_fusion.training.trainer import ModularTrainer, learning_rates, para
 from conftest import build_tiny_model, make_batch, randomise_
 
 ADAPTERS = ("a", "b")
+ADAPTER_FILES = ("adapter.safetensors", "adapter_config.json", "manifest.json")
 METHODS = FUSION_METHODS.names()
 
 
@@ -168,7 +169,8 @@ def test_save_and_reload_gives_identical_logits(base_dir: Path, tmp_path: Path, 
     files = sorted(str(p.relative_to(tmp_path / "fusion")) for p in (tmp_path / "fusion").rglob("*") if p.is_file())
     assert files == sorted(
         [FUSION_CONFIG, "fusion.safetensors", "heads/target/head.safetensors", "heads/target/head_config.json"]
-        + [f"adapters/{n}/{f}" for n in ADAPTERS for f in ("adapter.safetensors", "adapter_config.json")]
+        + ["manifest.json"]
+        + [f"adapters/{n}/{f}" for n in ADAPTERS for f in ADAPTER_FILES]
     )
     torch.manual_seed(1234)  # another seed: nothing may depend on fresh initialisation
     reloaded = load_fusion(tmp_path / "fusion")
@@ -214,7 +216,7 @@ def test_reload_refuses_a_changed_file(base_dir: Path, tmp_path: Path) -> None:
     weights = tmp_path / "fusion" / "adapters" / "a" / "adapter.safetensors"
     original = weights.read_bytes()
     weights.write_bytes(original[:-4] + b"\0\0\0\0")
-    with pytest.raises(ValueError, match="checksum mismatch"):
+    with pytest.raises(ValueError, match="adapter.safetensors changed after the fusion was saved"):
         load_fusion(tmp_path / "fusion")
     weights.write_bytes(original)
     load_fusion(tmp_path / "fusion")  # intact again

@@ -16,7 +16,8 @@ import adapter_fusion.models.saving as saving
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
 
-EXPECTED_FILES = {"adapter_config.json", "adapter.safetensors", "head_config.json", "head.safetensors"}
+ADAPTER_FILES = {"adapter_config.json", "adapter.safetensors", "manifest.json"}
+EXPECTED_FILES = ADAPTER_FILES | {"head_config.json", "head.safetensors"}
 
 
 def adapter_model(make_model: Callable[..., nn.Module], family: str, seed: int, **overrides: Any) -> AdapterModel:
@@ -69,7 +70,7 @@ def test_save_and_reload_under_another_seed(
 def test_load_under_another_name_without_head(make_model: Callable, randomise: Callable, tmp_path: Path) -> None:
     model = trained_model(make_model, randomise, "bert")
     save_adapter(model, "task", tmp_path / "a")  # no head
-    assert {p.name for p in (tmp_path / "a").iterdir()} == {"adapter_config.json", "adapter.safetensors"}
+    assert {p.name for p in (tmp_path / "a").iterdir()} == ADAPTER_FILES
     fresh = adapter_model(make_model, "bert", seed=0)
     assert load_adapter(fresh, tmp_path / "a", name="renamed", activate=False) == "renamed"
     assert fresh.adapters.list_adapters() == ["renamed"] and fresh.adapters.active == ()
@@ -81,9 +82,14 @@ def test_saving_again_replaces_the_directory(make_model: Callable, randomise: Ca
     model = trained_model(make_model, randomise, "bert")
     directory = tmp_path / "task"
     save_adapter(model, "task", directory, head="task")
-    (directory / "stale.txt").write_text("from an older save")
-    save_adapter(model, "task", directory)
-    assert {p.name for p in directory.iterdir()} == {"adapter_config.json", "adapter.safetensors"}
+    with pytest.raises(FileExistsError, match="already holds a saved adapter; pass overwrite=True"):
+        save_adapter(model, "task", directory)
+    (directory / "notes.txt").write_text("the user's own file")
+    with pytest.raises(FileExistsError, match=r"files it was not saved with \(notes.txt\)"):
+        save_adapter(model, "task", directory, overwrite=True)
+    (directory / "notes.txt").unlink()
+    save_adapter(model, "task", directory, overwrite=True)
+    assert {p.name for p in directory.iterdir()} == ADAPTER_FILES
     assert [p.name for p in tmp_path.iterdir()] == ["task"]
 
 
@@ -142,11 +148,13 @@ def test_corrupted_key_set(make_model: Callable, saved: Path, corruption: str) -
         weights[key] = torch.zeros(32, 5)
     save_file(weights, str(path))
     model = adapter_model(make_model, "bert", 0)
+    with pytest.raises(ValueError, match="adapter.safetensors changed after the adapter was saved"):
+        load_adapter(model, saved)
     match = {"drop": rf"missing keys \['{key}'\]", "extra": r"unexpected keys \['0_ffn.up.weight'\]",
              "rename": r"missing keys \['1_ffn.up.weight'\], unexpected keys \['1_ffn.upp.weight'\]",
              "shape": r"'1_ffn.up.weight' has shape \(32, 5\).*\(32, 4\)"}[corruption]
-    with pytest.raises(ValueError, match=match):
-        load_adapter(model, saved)
+    with pytest.raises(ValueError, match=match):  # past the manifest check, the exact key set is checked too
+        load_adapter(model, saved, allow_modified=True)
     assert model.adapters.list_adapters() == [] and len(model.heads) == 0  # a failed load leaves nothing behind
 
 
@@ -189,7 +197,7 @@ def test_failed_save_leaves_no_temp_files_and_keeps_the_old_directory(
     other = trained_model(make_model, randomise, "bert")
     randomise(other.adapters.adapters["task"], seed=5)
     with pytest.raises(OSError, match="disk full"):
-        save_adapter(other, "task", saved, head="task")
+        save_adapter(other, "task", saved, head="task", overwrite=True)
     assert [p.name for p in saved.parent.iterdir()] == ["saved"]  # no .tmp / .old siblings
     assert _listing(saved) == before
 
@@ -229,8 +237,10 @@ def test_corrupted_head_leaves_nothing_behind(make_model: Callable, saved: Path)
     del weights["out.bias"]
     save_file(weights, str(path))
     model = adapter_model(make_model, "bert", 0)
-    with pytest.raises(ValueError, match=r"head at .*missing keys \['out.bias'\]"):
+    with pytest.raises(ValueError, match=r"head.safetensors changed after the adapter was saved"):
         load_adapter(model, saved)
+    with pytest.raises(ValueError, match=r"head at .*missing keys \['out.bias'\]"):
+        load_adapter(model, saved, allow_modified=True)
     assert model.adapters.list_adapters() == [] and len(model.heads) == 0 and model.active_head is None
 
 

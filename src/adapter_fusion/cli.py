@@ -28,6 +28,7 @@ from adapter_fusion.cli_checks import (
     user_error_types,
 )
 from adapter_fusion.cli_inputs import read_predict_inputs
+from adapter_fusion.io import check_apart, check_container, check_output
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 
 
@@ -45,8 +46,49 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="base model: Hub id or local path (default: the bundled all-MiniLM-L6-v2)")
 
 
-def _check_outputs(args: argparse.Namespace, output: Path, training_config: TrainingConfig) -> None:
-    """Before any model loads: every path the run will write can be written (a run is never lost at the end)."""
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what --output names if it is a saved artefact of the same kind (kept until the new one is "
+        "complete); without it an existing output is refused",
+    )
+
+
+def _load_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-modified",
+        action="store_true",
+        help="load a saved adapter or fusion even if its files differ from its manifest (refused by default)",
+    )
+    parser.add_argument(
+        "--allow-other-base",
+        action="store_true",
+        help="use a saved adapter or fusion on another base model than it was trained on (refused by default)",
+    )
+
+
+def _check_outputs(
+    args: argparse.Namespace,
+    output: Path,
+    training_config: TrainingConfig,
+    kind: str = "adapter",
+    inputs: Sequence[str] = (),
+    tasks: Sequence[str] = (),
+) -> None:
+    """Before any model loads: every path the run will write can be written (a run is never lost at the end), and
+    the artefact at ``output`` (``tasks``: one per task inside it) destroys nothing (``io.check_output``)."""
+    if not training_config.full_finetune:  # a full fine-tune saves no artefact at --output
+        if tasks:
+            from adapter_fusion.tasks import get_task
+
+            check_container(output)
+            targets = [output / get_task(name).name for name in tasks]
+        else:
+            targets = [output]
+        for target in targets:
+            check_output(target, kind, overwrite=args.overwrite, inputs=inputs)
+            check_apart(target, training_config.output_dir)
     check_writable_directory(output, "--output")
     check_writable_directory(training_config.output_dir, "--output-dir")
     if args.metrics_file:
@@ -80,7 +122,7 @@ def _train_adapter(args: argparse.Namespace) -> int:
     metrics = trainer.train()
     print(json.dumps(metrics, indent=2, default=str))
     if not training_config.full_finetune:
-        trainer.save_adapter(output)
+        trainer.save_adapter(output, overwrite=args.overwrite)
         print(f"saved adapter to {output}")
     if args.metrics_file:
         from adapter_fusion.io import write_json
@@ -108,8 +150,11 @@ def _train_fusion(args: argparse.Namespace) -> int:
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
-    _check_outputs(args, output, training_config)
-    trainer = FusionTrainer(task, fusion_config, model_config, training_config, data_dir=args.data_dir)
+    _check_outputs(args, output, training_config, "fusion", inputs=adapters)
+    trainer = FusionTrainer(
+        task, fusion_config, model_config, training_config, data_dir=args.data_dir,
+        allow_modified=args.allow_modified, allow_other_base=args.allow_other_base,
+    )  # fmt: skip
     assert trainer.model is not None
     fuse = trainer.model.fusion
     assert fuse is not None
@@ -121,7 +166,7 @@ def _train_fusion(args: argparse.Namespace) -> int:
     )
     metrics = trainer.train_fusion()
     print(json.dumps(metrics, indent=2, default=str))
-    trainer.save_fusion(output)
+    trainer.save_fusion(output, overwrite=args.overwrite)
     print(f"saved fusion to {output}")
     if args.metrics_file:
         from adapter_fusion.io import write_json
@@ -167,7 +212,7 @@ def _train_multitask(args: argparse.Namespace) -> int:
     multitask_config = build_config(MultiTaskConfig, file_data, args)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
-    _check_outputs(args, output, training_config)
+    _check_outputs(args, output, training_config, tasks=tasks)
     trainer = MultiTaskTrainer(
         list(tasks), model_config, adapter_config, training_config, data_dir=args.data_dir,
         sampling=multitask_config.sampling, temperature=multitask_config.temperature,
@@ -183,7 +228,7 @@ def _train_multitask(args: argparse.Namespace) -> int:
     metrics = trainer.train()
     print(json.dumps(metrics, indent=2, default=str))
     if not training_config.full_finetune:
-        saved = trainer.save(output)
+        saved = trainer.save(output, overwrite=args.overwrite)
         print(f"saved adapters to {', '.join(str(path) for path in saved.values())}")
     if args.metrics_file:
         from adapter_fusion.io import write_json
@@ -216,6 +261,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             model=args.model,
             max_examples=args.max_examples,
             head_task=args.head,
+            allow_modified=args.allow_modified,
+            allow_other_base=args.allow_other_base,
         )
     print(json.dumps(metrics, indent=2))
     if args.metrics_file:
@@ -231,7 +278,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     if not args.texts and not args.input:
         raise ValueError("give texts as arguments or --input FILE (one text or JSON object per line)")
-    pipeline = FusionPipeline.from_pretrained(args.adapter, model=args.model)
+    pipeline = FusionPipeline.from_pretrained(
+        args.adapter, model=args.model, allow_modified=args.allow_modified, allow_other_base=args.allow_other_base
+    )
     head_config = pipeline.model.head_config(pipeline._head_for(args.task))
     task_type = task_type_for_head(head_config)
     inputs, pairs = read_predict_inputs(args, bool(task_type.takes_pairs(head_config)))
@@ -301,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", help="task name or alias (see list-tasks)")
     train.add_argument("--output", help="adapter directory to write (default: adapters/TASK)")
     train.add_argument("--metrics-file", help="also write the final metrics as JSON here")
+    _output_flags(train)
     for cls, skip in ((AdapterConfig, ()), (TrainingConfig, ()), (ModelConfig, ("model_name_or_path",))):
         add_config_arguments(train, cls, skip)
     train.set_defaults(func=_train_adapter)
@@ -317,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fusion.add_argument("--output", help="fusion directory to write (default: fusions/TASK-METHOD)")
     fusion.add_argument("--metrics-file", help="also write the final metrics as JSON here")
+    _output_flags(fusion)
+    _load_flags(fusion)
     from adapter_fusion.fusion import FusionConfig
 
     for cls, skip in (
@@ -332,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     multitask.add_argument("--tasks", nargs="+", help="task names or aliases (see list-tasks)")
     multitask.add_argument("--output", help="directory to write one adapter directory per task into")
     multitask.add_argument("--metrics-file", help="also write the final metrics as JSON here")
+    _output_flags(multitask)
     from adapter_fusion.training.multitask import MultiTaskConfig
 
     for cls, skip in (
@@ -366,12 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--split", default="validation", help="train, validation or test (default: validation)")
     evaluate.add_argument("--max-examples", type=int, help="evaluate on a fixed random subset of this size")
+    _load_flags(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
     predict = sub.add_parser("predict", help="predict labels for texts with a saved adapter")
     predict.add_argument("--adapter", required=True, help="adapter (or fusion) directory")
     predict.add_argument("--model", help="base model (default: the one recorded in the adapter)")
     predict.add_argument("--task", help="task head to use (default: the only one)")
+    _load_flags(predict)
     predict.add_argument(
         "--input",
         help="file with one input per line: a text, 'first<TAB>second' for a sentence-pair task, or a JSON object "

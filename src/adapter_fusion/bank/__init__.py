@@ -126,7 +126,7 @@ def ship_adapter(trained: str | Path, name: str, *, task: str, recipe: str, comm
             card["dev"] = evaluate_adapter(draft, task, "validation", data_dir)
             card["dev_slice"] = evaluate_adapter(draft, task, "validation", data_dir, max_examples=SLICE_EXAMPLES,
                                                  seed=SLICE_SEED)
-    save_adapter(model, loaded, target, head=loaded, metadata={**metadata, "card": card})
+    save_adapter(model, loaded, target, head=loaded, metadata={**metadata, "card": card}, overwrite=True)
     card_path = bank_directory() / f"{name}.md"
     atomic_write_text(card_path, render_card(card))
     return card_path

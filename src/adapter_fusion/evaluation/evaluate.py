@@ -20,22 +20,30 @@ def evaluate_adapter(
     max_examples: int | None = None,
     seed: int = 42,
     head_task: str | None = None,
+    *,
+    allow_modified: bool = False,
+    allow_other_base: bool = False,
 ) -> dict[str, float]:
     """Metrics of the adapter or fusion (and head) saved in ``directory`` on ``task``'s ``split``.
 
     ``head_task``: score with the saved head of this task instead of ``task``'s own (transfer: an adapter trained
-    on one task scored on another of the same type and labels, e.g. an XQuAD adapter on COVID-QA)."""
+    on one task scored on another of the same type and labels, e.g. an XQuAD adapter on COVID-QA).
+    ``model`` other than the recorded base model: refused unless ``allow_other_base``; files that differ from the
+    manifest: refused unless ``allow_modified`` (see ``FusionPipeline.from_pretrained``)."""
     from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
     from adapter_fusion.heads import HEADS
     from adapter_fusion.tasks import get_task_type
 
     directory = resolve_artefact(directory)
-    info = read_fusion_config(directory) if is_fusion_directory(directory) else read_adapter_config(directory)
+    reader = read_fusion_config if is_fusion_directory(directory) else read_adapter_config
+    info = reader(directory, allow_modified=allow_modified)
     task_name = task or info.get("metadata", {}).get("task")
     if not task_name:
         raise ValueError(f"adapter at {directory} records no task; pass task=")
     spec = get_task(task_name)
-    pipeline = FusionPipeline.from_pretrained(directory, model=model)
+    pipeline = FusionPipeline.from_pretrained(
+        directory, model=model, allow_modified=allow_modified, allow_other_base=allow_other_base
+    )
     head = pipeline._head_for(head_task or spec.name)
     config = pipeline.model.head_config(head)
     wanted = HEADS.canonical_name(get_task_type(spec.task_type).head_type)

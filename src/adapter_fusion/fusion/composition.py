@@ -259,25 +259,29 @@ def _manager_of(target: AdapterModel | AdapterManager) -> AdapterManager:
     return manager
 
 
-def load_fusion_adapters(model: AdapterModel, config: FusionConfig) -> tuple[str, ...]:
-    """Load ``config.adapter_paths`` into ``model`` (inactive, without heads); returns their names in order."""
+def load_fusion_adapters(model: AdapterModel, config: FusionConfig, **load_options: bool) -> tuple[str, ...]:
+    """Load ``config.adapter_paths`` into ``model`` (inactive, without heads); returns their names in order.
+    ``load_options``: ``allow_modified`` / ``allow_other_base`` of ``load_adapter``."""
     from adapter_fusion.models.saving import load_adapter
 
     names = []
     for index, path in enumerate(config.adapter_paths):
         name = config.adapter_names[index] if config.adapter_names else None
-        names.append(load_adapter(model, path, name, load_head=False, activate=False))
+        names.append(load_adapter(model, path, name, load_head=False, activate=False, **load_options))
     return tuple(names)
 
 
-def add_fusion(target: AdapterModel | AdapterManager, config: FusionConfig, *, activate: bool = True) -> Fuse:
-    """Build the fusion ``config`` describes (loading ``adapter_paths`` first) and make it the composition."""
+def add_fusion(
+    target: AdapterModel | AdapterManager, config: FusionConfig, *, activate: bool = True, **load_options: bool
+) -> Fuse:
+    """Build the fusion ``config`` describes (loading ``adapter_paths`` first, with ``load_options``) and make it
+    the composition."""
     manager = _manager_of(target)
     names = config.adapter_names
     if config.adapter_paths:
         if isinstance(target, AdapterManager):
             raise TypeError("loading adapter_paths needs the AdapterModel, not its AdapterManager")
-        names = load_fusion_adapters(target, config)
+        names = load_fusion_adapters(target, config, **load_options)
     fuse = build_fusion(config, manager, names)
     if activate:
         manager.composition = fuse

@@ -3,15 +3,17 @@
 Layout::
 
     fusion_config.json        fusion config, adapter names (in order), temperature, geometry, base model,
-                              heads, a SHA-256 of every stored weights file, metadata
+                              heads, metadata
     fusion.safetensors        fusion weights
     adapters/<name>/          each fused adapter, as trained (joint training changes them), in the adapter format
     heads/<name>/             each task head: head_config.json + head.safetensors
+    manifest.json             format version, base model identity, SHA-256 of every file (``manifest``)
 
 AdapterHub users report reloaded fusions that lose accuracy (adapters issues #54, #188, #450, #477: adapters
 reloaded under other names or re-initialised, heads missing, fusion weights silently not loaded). Here every
 load is strict (exact key sets and shapes), the adapters travel inside the directory, their order is recorded,
-and checksums catch a file changed after saving.
+and the manifest catches a file changed, removed or added after saving. Adapter and head names are plain
+identifiers: a fusion only references files inside its own directory.
 """
 
 from __future__ import annotations
@@ -24,16 +26,30 @@ from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.continual import continual_info, rebuild_extensions
 from adapter_fusion.fusion.hierarchy import HierarchyConfig, add_hierarchy, hierarchy_info, restore_temperatures
 from adapter_fusion.heads import HeadConfig
-from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from adapter_fusion.io import (
+    atomic_directory,
+    check_name,
+    inside,
+    load_tensors,
+    read_json,
+    recover_directory,
+    save_tensors,
+    write_json,
+)
+from adapter_fusion.manifest import check_base, verify_artefact, write_manifest
 from adapter_fusion.models.saving import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
     HEAD_CONFIG,
     HEAD_WEIGHTS,
+    attach_adapter,
     base_model_arguments,
-    load_adapter,
+    check_adapter_config,
     load_exact,
     load_head_weights,
-    recorded_model_name,
-    save_adapter,
+    model_identity,
+    model_record,
+    write_adapter_files,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +66,7 @@ def sha256(path: Path) -> str:
 
 
 def is_fusion_directory(directory: str | Path) -> bool:
+    recover_directory(directory)  # an interrupted save may have left the fusion moved aside
     return (Path(directory) / FUSION_CONFIG).is_file()
 
 
@@ -58,26 +75,33 @@ def save_fusion(
     directory: str | Path,
     heads: Iterable[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``model``'s fusion, the adapters it fuses and ``heads`` (default: all) to ``directory`` atomically."""
-    from adapter_fusion import __version__
+    """Write ``model``'s fusion, the adapters it fuses and ``heads`` (default: all) to ``directory`` atomically.
 
+    ``directory`` must be new, or a saved fusion and ``overwrite=True``, and never one of the adapter directories
+    the fusion was loaded from (see ``io.check_output``)."""
     fuse = model._require_fusion()
-    manager = model.adapters
     head_names = list(model.heads) if heads is None else [model._check_head(h) for h in heads]
+    for name in fuse.adapter_names:
+        check_name(name)
+    for head in head_names:
+        check_name(head, "head name")
+    inputs = fuse.config.adapter_paths if fuse.config is not None else ()
     fused = continual_info(fuse).get("base_adapter_names", fuse.adapter_names)  # the config's own adapters
     config = (fuse.config or FusionConfig()).replace(adapter_paths=(), adapter_names=tuple(fused))
     layers = list(fuse.fusion_layers().values())
+    base = model_identity(model)
     directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        save_tensors(tmp / FUSION_WEIGHTS, dict(fuse.state_dict()), metadata={"format": "pt", "fusion": fuse.name})
+    with atomic_directory(directory, "fusion", overwrite=overwrite, inputs=inputs) as tmp:
+        save_tensors(tmp / FUSION_WEIGHTS, dict(fuse.state_dict()), metadata={"format": "pt"})
         for name in fuse.adapter_names:
-            save_adapter(model, name, tmp / "adapters" / name)
+            write_adapter_files(model, name, tmp / "adapters" / name, None, None, base)
         for head in head_names:
             head_dir = tmp / "heads" / head
             model.head_config(head).save(head_dir / HEAD_CONFIG)
             save_tensors(head_dir / HEAD_WEIGHTS, dict(model.heads[head].state_dict()), metadata={"format": "pt"})
-        checksums = {str(path.relative_to(tmp)): sha256(path) for path in sorted(tmp.rglob("*.safetensors"))}
         write_json(
             tmp / FUSION_CONFIG,
             {
@@ -87,45 +111,66 @@ def save_fusion(
                 "temperature": layers[0].temperature if layers else config.temperature,
                 "heads": head_names,
                 "active_head": model.active_head if model.active_head in head_names else None,
-                "hidden_size": manager.hidden_size,
-                "num_layers": manager.num_layers,
-                "model_type": manager.model_type,
-                "base_model": recorded_model_name(model.name_or_path),
-                "causal_lm": model.is_causal_lm,
-                "library_version": __version__,
-                "checksums": checksums,
-                "metadata": metadata or {},
+                **model_record(model, metadata),
                 **continual_info(fuse),
                 **hierarchy_info(fuse),
             },
         )
+        write_manifest(tmp, "fusion", base)
     return directory
 
 
-def read_fusion_config(directory: str | Path) -> dict[str, Any]:
+def read_fusion_config(directory: str | Path, *, allow_modified: bool = False) -> dict[str, Any]:
+    """The ``fusion_config.json`` of a saved fusion, after checking every file against its manifest."""
+    return open_fusion(directory, allow_modified=allow_modified)[0]
+
+
+def open_fusion(directory: str | Path, *, allow_modified: bool = False) -> tuple[dict[str, Any], dict | None]:
+    """``(fusion config, manifest or None)``: an interrupted save is recovered first, every file is checked
+    against the manifest (a fusion saved before manifests: its tensors against its recorded checksums), and every
+    adapter and head it names must be a plain name inside the directory."""
     directory = Path(directory)
+    recover_directory(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"fusion directory {directory} does not exist")
     if not (directory / FUSION_CONFIG).is_file():
         present = sorted(p.name for p in directory.iterdir())
         raise FileNotFoundError(f"{directory} is not a fusion directory: no {FUSION_CONFIG} (it holds {present})")
+    manifest = verify_artefact(directory, "fusion", allow_modified=allow_modified)
     info = read_json(directory / FUSION_CONFIG)
-    for relative, digest in info.get("checksums", {}).items():
-        path = directory / relative
-        if not path.is_file():
-            raise FileNotFoundError(f"fusion directory {directory} is missing {relative}")
-        if sha256(path) != digest:
-            raise ValueError(f"{path} changed after the fusion was saved (checksum mismatch); re-save the fusion")
-    return info
+    if not isinstance(info, dict) or not {"adapter_names", "heads", "fusion", "points"} <= set(info):
+        raise ValueError(f"{directory / FUSION_CONFIG} lacks adapter_names, heads, fusion or points")
+    for name in info["adapter_names"]:
+        inside(directory, f"adapters/{check_name(name, f'adapter name in {directory / FUSION_CONFIG}')}", "adapter")
+    for head in info["heads"]:
+        inside(directory, f"heads/{check_name(head, f'head name in {directory / FUSION_CONFIG}')}", "head")
+    if manifest is None:  # saved before manifests: the checksums it recorded for its tensors
+        for relative, digest in info.get("checksums", {}).items():
+            path = inside(directory, relative, f"checksummed file {relative!r} in {directory / FUSION_CONFIG}")
+            if not path.is_file():
+                raise FileNotFoundError(f"fusion directory {directory} is missing {relative}")
+            if sha256(path) != digest:
+                raise ValueError(f"{path} changed after the fusion was saved (checksum mismatch); re-save the fusion")
+    return info, manifest
 
 
-def load_fusion(directory: str | Path, model: str | None = None) -> FusionModel:
-    """A ``FusionModel`` rebuilt from ``directory``: same adapters (by name and order), fusion, temperature, heads."""
+def load_fusion(
+    directory: str | Path, model: str | None = None, *, allow_modified: bool = False, allow_other_base: bool = False
+) -> FusionModel:
+    """A ``FusionModel`` rebuilt from ``directory``: same adapters (by name and order), fusion, temperature, heads.
+
+    ``model``: another base model than the recorded one, refused unless it is the same (same weights and config)
+    or ``allow_other_base``; a file that differs from the manifest is refused unless ``allow_modified``."""
     from adapter_fusion.models.fusion_model import FusionModel
 
     directory = Path(directory)
-    info = read_fusion_config(directory)
+    info, manifest = open_fusion(directory, allow_modified=allow_modified)
     fusion_model = FusionModel.from_pretrained(model or info.get("base_model"), **base_model_arguments(info))
+    if manifest is not None:
+        check_base(
+            manifest["base_model"], model_identity(fusion_model), f"fusion at {directory}",
+            allow_other_base=allow_other_base,
+        )  # fmt: skip
     manager = fusion_model.adapters
     if (info["hidden_size"], info["model_type"]) != (manager.hidden_size, manager.model_type):
         raise ValueError(
@@ -134,7 +179,12 @@ def load_fusion(directory: str | Path, model: str | None = None) -> FusionModel:
             f"the base model is a {manager.model_type!r} of hidden size {manager.hidden_size}"
         )
     for name in info["adapter_names"]:
-        load_adapter(fusion_model, directory / "adapters" / name, name, load_head=False, activate=False)
+        adapter_dir = directory / "adapters" / name
+        for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+            if not (adapter_dir / required).is_file():
+                raise FileNotFoundError(f"fusion directory {directory} is missing adapters/{name}/{required}")
+        adapter_info = check_adapter_config(adapter_dir, read_json(adapter_dir / ADAPTER_CONFIG))
+        attach_adapter(fusion_model, adapter_dir, adapter_info, name, load_head=False, activate=False)
     base_names = info.get("base_adapter_names", info["adapter_names"])  # extended fusions: see fusion.continual
     config = FusionConfig.from_dict(info["fusion"]).replace(adapter_names=tuple(base_names))
     if "hierarchy" in info:  # see fusion.hierarchy

@@ -46,22 +46,36 @@ class FusionPipeline:
         self.adapters = dict(adapters or {})
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, model: str | None = None, max_length: int = 128) -> FusionPipeline:
-        """Load a fusion directory (``FusionModel.save_fusion``) or an adapter directory (``save_adapter``)."""
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        model: str | None = None,
+        max_length: int = 128,
+        *,
+        allow_modified: bool = False,
+        allow_other_base: bool = False,
+    ) -> FusionPipeline:
+        """Load a fusion directory (``FusionModel.save_fusion``), an adapter directory (``save_adapter``) or
+        ``bank:NAME``.
+
+        ``model``: another base model than the recorded one, refused unless it is the same (same weights and
+        config) or ``allow_other_base``; a file that differs from the manifest is refused unless
+        ``allow_modified``."""
         from adapter_fusion.bank import resolve_artefact
         from adapter_fusion.fusion.saving import is_fusion_directory, load_fusion, read_fusion_config
 
         directory = resolve_artefact(directory)
+        options = {"allow_modified": allow_modified, "allow_other_base": allow_other_base}
         if is_fusion_directory(directory):
-            info = read_fusion_config(directory)
-            fusion_model = load_fusion(directory, model=model)
+            info = read_fusion_config(directory, allow_modified=allow_modified)
+            fusion_model = load_fusion(directory, model=model, **options)
             recorded = info.get("metadata", {}).get("model_config", {})
             tokenizer = load_tokenizer(recorded.get("tokenizer_name_or_path") or fusion_model.name_or_path)
             return cls(fusion_model, tokenizer, max_length=recorded.get("max_seq_length") or max_length)
-        info = read_adapter_config(directory)
+        info = read_adapter_config(directory, allow_modified=allow_modified)
         base_name = _base_model_for(info.get("base_model"), model)
         adapter_model = AdapterModel.from_pretrained(base_name, **base_model_arguments(info))
-        load_adapter(adapter_model, directory)
+        load_adapter(adapter_model, directory, **options)
         recorded = info.get("metadata", {}).get("model_config", {})
         tokenizer = load_tokenizer(recorded.get("tokenizer_name_or_path") or base_name)
         return cls(adapter_model, tokenizer, max_length=recorded.get("max_seq_length") or max_length)

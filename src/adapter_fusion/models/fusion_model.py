@@ -95,20 +95,25 @@ class FusionModel(AdapterModel):
         adapter_paths: Sequence[str | Path],
         config: FusionConfig | None = None,
         model: str | None = None,
+        *,
+        allow_modified: bool = False,
+        allow_other_base: bool = False,
         **model_kwargs: Any,
     ) -> FusionModel:
         """Load the base model the first adapter was trained on (or ``model``), the adapters, and the fusion.
 
         The base model is loaded as a causal LM when the adapter was saved from one; ``model_kwargs`` go to
-        ``from_pretrained`` (e.g. ``causal_lm=True``, ``dtype=...``) and win over what the adapter recorded."""
+        ``from_pretrained`` (e.g. ``causal_lm=True``, ``dtype=...``) and win over what the adapter recorded.
+        An adapter saved on another base model (other weights or config) is refused unless ``allow_other_base``;
+        one whose files differ from its manifest unless ``allow_modified`` (see ``load_adapter``)."""
         if not adapter_paths:
             raise ValueError("from_adapters needs at least one adapter directory; got none")
-        info = read_adapter_config(adapter_paths[0])
+        info = read_adapter_config(adapter_paths[0], allow_modified=allow_modified)
         fusion_model = cls.from_pretrained(
             model or info.get("base_model"), **{**base_model_arguments(info), **model_kwargs}
         )
         config = (config or FusionConfig()).replace(adapter_paths=tuple(str(p) for p in adapter_paths))
-        fusion_model.add_fusion(config)
+        add_fusion(fusion_model, config, allow_modified=allow_modified, allow_other_base=allow_other_base)
         return fusion_model
 
     @property
@@ -250,17 +255,20 @@ class FusionModel(AdapterModel):
             )
         return None if sorted(requested) == sorted(fuse.adapter_names) else requested
 
-    def save_fusion(self, directory: str | Path, heads: Iterable[str] | None = None, **metadata: Any) -> Path:
+    def save_fusion(
+        self, directory: str | Path, heads: Iterable[str] | None = None, *, overwrite: bool = False, **metadata: Any
+    ) -> Path:
         """Write the whole setup (fusion, the adapters it fuses, heads) to ``directory``; see ``fusion.saving``."""
         from adapter_fusion.fusion.saving import save_fusion
 
-        return save_fusion(self, directory, heads=heads, metadata=metadata)
+        return save_fusion(self, directory, heads=heads, metadata=metadata, overwrite=overwrite)
 
     @classmethod
-    def load_fusion(cls, directory: str | Path, model: str | None = None) -> FusionModel:
+    def load_fusion(cls, directory: str | Path, model: str | None = None, **options: bool) -> FusionModel:
+        """``fusion.saving.load_fusion`` (``options``: ``allow_modified``, ``allow_other_base``)."""
         from adapter_fusion.fusion.saving import load_fusion
 
-        return load_fusion(directory, model=model)
+        return load_fusion(directory, model=model, **options)
 
     def print_model_info(self) -> str:
         text = super().print_model_info()

@@ -9,6 +9,7 @@ Layout of an adapter directory::
     head_config.json         head config with label names          (when a head is saved)
     head.safetensors         head weights                           (when a head is saved; empty, or absent,
                                                                      for a head without weights: causal_lm)
+    manifest.json            format version, base model identity, SHA-256 of every file (``manifest``)
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ import torch
 from adapter_fusion.adapters import adapter_config_from_dict, adapter_kind
 from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.heads import HeadConfig
-from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from adapter_fusion.io import (
+    atomic_directory,
+    check_name,
+    load_tensors,
+    read_json,
+    recover_directory,
+    save_tensors,
+    write_json,
+)
+from adapter_fusion.manifest import FORMAT_VERSION, base_identity, check_base, verify_artefact, write_manifest
 
 if TYPE_CHECKING:
     from adapter_fusion.models.model import AdapterModel
@@ -38,35 +48,64 @@ def save_adapter(
     directory: str | Path,
     head: str | None = None,
     metadata: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+    record_name: str | None = None,
 ) -> Path:
-    """Write adapter ``name`` (and head ``head`` if given) to ``directory`` atomically."""
+    """Write adapter ``name`` (and head ``head`` if given) to ``directory`` atomically, with a manifest.
+
+    ``directory`` must be new, or a saved adapter and ``overwrite=True`` (see ``io.check_output``); the previous
+    version stays loadable until the new one is complete. ``record_name``: the name to record (default ``name``)."""
+    directory = Path(directory)
+    with atomic_directory(directory, "adapter", overwrite=overwrite) as tmp:
+        write_adapter_files(model, name, tmp, head, metadata, model_identity(model), record_name=record_name)
+    return directory
+
+
+def model_identity(model: AdapterModel) -> dict[str, Any]:
+    """The base model identity a manifest records (see ``manifest.base_identity``)."""
+    return base_identity(model, recorded_model_name(model.name_or_path))
+
+
+def model_record(model: AdapterModel, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """What an adapter or fusion config records about the model it was saved from, and the format."""
     from adapter_fusion import __version__
 
     manager = model.adapters
+    return {
+        "hidden_size": manager.hidden_size,
+        "num_layers": manager.num_layers,
+        "model_type": manager.model_type,
+        "base_model": recorded_model_name(model.name_or_path),
+        "causal_lm": model.is_causal_lm,
+        "library_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "metadata": metadata or {},
+    }
+
+
+def write_adapter_files(
+    model: AdapterModel,
+    name: str,
+    directory: Path,
+    head: str | None,
+    metadata: dict[str, Any] | None,
+    base: dict[str, Any],
+    record_name: str | None = None,
+) -> None:
+    """The files of an adapter directory, manifest last, into the (new, not yet visible) ``directory``."""
+    manager = model.adapters
     state = manager.adapter_state_dict(name)
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        write_json(
-            tmp / ADAPTER_CONFIG,
-            {
-                "name": name,
-                "adapter_kind": adapter_kind(manager.configs[name]),
-                "adapter": manager.configs[name].to_dict(),
-                "hidden_size": manager.hidden_size,
-                "num_layers": manager.num_layers,
-                "model_type": manager.model_type,
-                "base_model": recorded_model_name(model.name_or_path),
-                "causal_lm": model.is_causal_lm,
-                "library_version": __version__,
-                "metadata": metadata or {},
-            },
-        )
-        save_tensors(tmp / ADAPTER_WEIGHTS, state, metadata={"format": "pt", "adapter": name})
-        if head is not None:
-            head_name = model._check_head(head)
-            model.head_config(head_name).save(tmp / HEAD_CONFIG)
-            save_tensors(tmp / HEAD_WEIGHTS, dict(model.heads[head_name].state_dict()), metadata={"format": "pt"})
-    return directory
+    config = manager.configs[name]
+    record = {"name": check_name(record_name or name), "adapter_kind": adapter_kind(config)}
+    record["adapter"] = config.to_dict()
+    write_json(directory / ADAPTER_CONFIG, {**record, **model_record(model, metadata)})
+    save_tensors(directory / ADAPTER_WEIGHTS, state, metadata={"format": "pt"})
+    if head is not None:
+        head_name = model._check_head(head)
+        model.head_config(head_name).save(directory / HEAD_CONFIG)
+        save_tensors(directory / HEAD_WEIGHTS, dict(model.heads[head_name].state_dict()), metadata={"format": "pt"})
+    write_manifest(directory, "adapter", base)
 
 
 def recorded_model_name(name_or_path: str | None) -> str | None:
@@ -87,26 +126,40 @@ def base_model_arguments(info: dict[str, Any]) -> dict[str, Any]:
     return {"causal_lm": True} if info.get("causal_lm") else {}
 
 
-def read_adapter_config(directory: str | Path) -> dict[str, Any]:
-    """The ``adapter_config.json`` of an adapter directory (or ``bank:NAME``); for a PEFT LoRA directory, its name,
-    kind, base model and PEFT config (``"format": "peft"``)."""
+def read_adapter_config(directory: str | Path, *, allow_modified: bool = False) -> dict[str, Any]:
+    """The ``adapter_config.json`` of an adapter directory (or ``bank:NAME``), after checking every file against
+    its manifest; for a PEFT LoRA directory, its name, kind, base model and PEFT config (``"format": "peft"``)."""
+    return open_adapter(directory, allow_modified=allow_modified)[0]
+
+
+def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> tuple[dict[str, Any], dict | None]:
+    """``(adapter config, manifest or None)`` of a saved adapter: an interrupted save is recovered first, then
+    every file is checked against the manifest (``allow_modified``: a mismatch is only logged)."""
     from adapter_fusion.interop.peft import is_peft_directory, peft_adapter_info
 
     directory = resolve_artefact(directory)
+    recover_directory(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"adapter directory {directory} does not exist")
     if is_peft_directory(directory):
-        return peft_adapter_info(directory)
+        return peft_adapter_info(directory), None
     for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (directory / required).is_file():
             present = sorted(p.name for p in directory.iterdir())
             raise FileNotFoundError(
                 f"adapter directory {directory} is missing {required}; it holds {present or 'nothing'}"
             )
-    info = read_json(directory / ADAPTER_CONFIG)
+    manifest = verify_artefact(directory, "adapter", allow_modified=allow_modified)
+    return check_adapter_config(directory, read_json(directory / ADAPTER_CONFIG)), manifest
+
+
+def check_adapter_config(directory: Path, info: Any) -> dict[str, Any]:
+    if not isinstance(info, dict):
+        raise ValueError(f"{directory / ADAPTER_CONFIG} must hold a JSON object; got {type(info).__name__}")
     missing = [key for key in ("name", "adapter", "hidden_size", "num_layers", "model_type") if key not in info]
     if missing:
         raise ValueError(f"{directory / ADAPTER_CONFIG} lacks the keys {missing}; is it an adapter-fusion adapter?")
+    check_name(info["name"], f"adapter name in {directory / ADAPTER_CONFIG}")
     return info
 
 
@@ -117,31 +170,42 @@ def load_adapter(
     *,
     load_head: bool = True,
     activate: bool = True,
+    allow_modified: bool = False,
+    allow_other_base: bool = False,
 ) -> str:
     """Load an adapter directory (this library's, a PEFT LoRA directory, or ``bank:NAME``) into ``model``; returns
-    the adapter's name in the model."""
+    the adapter's name in the model.
+
+    Refused (``ValueError`` naming the file) when a file differs from the adapter's manifest, unless
+    ``allow_modified``; refused when the adapter was saved on another base model than ``model``'s, unless
+    ``allow_other_base``."""
     directory = resolve_artefact(directory)
-    info = read_adapter_config(directory)
+    info, manifest = open_adapter(directory, allow_modified=allow_modified)
     if info.get("format") == "peft":
         from adapter_fusion.interop.peft import load_peft_adapter
 
         return load_peft_adapter(model, directory, name, activate=activate)
+    check_geometry(model, directory, info)  # the plainer message first: another size or architecture
+    if manifest is not None:
+        check_base(
+            manifest["base_model"], model_identity(model), f"adapter at {directory}", allow_other_base=allow_other_base
+        )
+    return attach_adapter(model, directory, info, name, load_head=load_head, activate=activate)
+
+
+def attach_adapter(
+    model: AdapterModel,
+    directory: Path,
+    info: dict[str, Any],
+    name: str | None = None,
+    *,
+    load_head: bool = True,
+    activate: bool = True,
+) -> str:
+    """Add the adapter (and head) whose files are in ``directory`` (already verified) to ``model``."""
     manager = model.adapters
-    if info["hidden_size"] != manager.hidden_size:
-        raise ValueError(
-            f"adapter at {directory} was trained for hidden size {info['hidden_size']}, "
-            f"but the model has hidden size {manager.hidden_size}"
-        )
-    if info["model_type"] != manager.model_type:
-        raise ValueError(
-            f"adapter at {directory} holds weights for a {info['model_type']!r} model, "
-            f"but the model is a {manager.model_type!r}"
-        )
-    if info["num_layers"] != manager.num_layers:
-        raise ValueError(
-            f"adapter at {directory} was trained for {info['num_layers']} layers, the model has {manager.num_layers}"
-        )
-    name = name or info["name"]
+    check_geometry(model, directory, info)
+    name = check_name(name or info["name"])
     config = adapter_config_from_dict(info["adapter"], info.get("adapter_kind"))
     weights = load_tensors(directory / ADAPTER_WEIGHTS)
     with_head = load_head and (directory / HEAD_CONFIG).is_file()
@@ -164,6 +228,25 @@ def load_adapter(
         if with_head:
             model.active_head = name
     return name
+
+
+def check_geometry(model: AdapterModel, directory: Path, info: dict[str, Any]) -> None:
+    """Refuse an adapter saved for another hidden size, architecture or layer count than ``model``'s."""
+    manager = model.adapters
+    if info["hidden_size"] != manager.hidden_size:
+        raise ValueError(
+            f"adapter at {directory} was trained for hidden size {info['hidden_size']!r}, "
+            f"but the model has hidden size {manager.hidden_size}"
+        )
+    if info["model_type"] != manager.model_type:
+        raise ValueError(
+            f"adapter at {directory} holds weights for a {info['model_type']!r} model, "
+            f"but the model is a {manager.model_type!r}"
+        )
+    if info["num_layers"] != manager.num_layers:
+        raise ValueError(
+            f"adapter at {directory} was trained for {info['num_layers']} layers, the model has {manager.num_layers}"
+        )
 
 
 def load_head_weights(head: torch.nn.Module, path: Path) -> dict[str, torch.Tensor]:

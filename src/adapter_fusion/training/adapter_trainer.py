@@ -45,12 +45,14 @@ class AdapterTrainer(TaskTrainer):
             self.model.add_adapter(self.adapter_name, self.adapter_config)
             self.model.train_adapter(self.adapter_name)
 
-    def save_adapter(self, directory: str | Path) -> Path:
-        """Save the adapter, its head (with label names), and the run's configs and metrics."""
+    def save_adapter(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Save the adapter, its head (with label names), and the run's configs and metrics (``directory``: a new
+        path, or a saved adapter to replace with ``overwrite=True``)."""
         if self.training_config.full_finetune:
             raise ValueError(
                 "this trainer fine-tuned the whole model (full_finetune=True): there is no adapter to save"
             )
         return save_adapter(
-            self.model, self.adapter_name, directory, head=self.adapter_name, metadata=self.run_metadata()
-        )
+            self.model, self.adapter_name, directory, head=self.adapter_name, metadata=self.run_metadata(),
+            overwrite=overwrite,
+        )  # fmt: skip

@@ -94,6 +94,8 @@ class FusionTrainer(TaskTrainer):
         sampling: str = "proportional",
         temperature: float | None = None,
         router: bool | None = None,
+        allow_modified: bool = False,
+        allow_other_base: bool = False,
     ) -> None:
         if isinstance(task, FusionConfig):  # the documented FusionTrainer(fusion_config)
             if fusion_config is not None:
@@ -102,6 +104,8 @@ class FusionTrainer(TaskTrainer):
         model_config = model_config or ModelConfig()
         training_config = (training_config or TrainingConfig()).for_fusion()
         self.fusion_config = fusion_config or FusionConfig()
+        # how the adapters load (see load_adapter): refused if changed since saving, or saved on another base model
+        self.load_options = {"allow_modified": allow_modified, "allow_other_base": allow_other_base}
         self.init_head_from_adapter = init_head_from_adapter
         self.multi_task = task is None or (not isinstance(task, (str, TaskSpec)))
         self.multitask_options = {"sampling": sampling, "temperature": temperature, "router": router}
@@ -139,7 +143,7 @@ class FusionTrainer(TaskTrainer):
         self.fusion_config = self.fusion_config.replace(adapter_paths=tuple(paths))
         name = self.model_config.model_name_or_path
         base = None if name in ("default", "", None) else name
-        self.model = FusionModel.from_adapters(paths, self.fusion_config, model=base)
+        self.model = FusionModel.from_adapters(paths, self.fusion_config, model=base, **self.load_options)
         self.tokenizer = load_tokenizer(self.model_config.tokenizer_name_or_path or self.model.name_or_path)
         if self.multi_task:
             return self.model
@@ -237,9 +241,10 @@ class FusionTrainer(TaskTrainer):
             return dict(dataset) if dataset is not None else None
         return split_by_task(dataset, specs, f"the {what}")
 
-    def save_fusion(self, directory: str | Path) -> Path:
+    def save_fusion(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Save the fusion, the adapters it fuses (as trained), the head(s) (and router), the run's configs and
-        metrics."""
+        metrics (``directory``: a new path, or a saved fusion to replace with ``overwrite=True``; never an input
+        adapter)."""
         if self.model is None:
             raise ValueError("nothing to save: call setup_model(...) and train_fusion(...) first")
         if self.multi_task:
@@ -247,7 +252,7 @@ class FusionTrainer(TaskTrainer):
                 raise ValueError("nothing to save yet: the multi-task fusion has no heads until train_fusion(...)")
             return self.multitask_trainer.save(directory)
         metadata = {**self.run_metadata(), "fusion_config": self.fusion_config.to_dict()}
-        return self.model.save_fusion(directory, heads=[self.head_name], **metadata)
+        return self.model.save_fusion(directory, heads=[self.head_name], overwrite=overwrite, **metadata)
 
     def save_fusion_model(self, directory: str | Path | None = None) -> Path:
         """The documented save: the fusion to ``directory`` (default: ``fusion_checkpoint_dir``, else

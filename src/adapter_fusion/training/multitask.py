@@ -33,10 +33,9 @@ from torch import nn
 
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.config import JsonConfig
-from adapter_fusion.io import read_json, write_json
+from adapter_fusion.io import check_container, check_name
 from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
 from adapter_fusion.models.loading import check_max_length
-from adapter_fusion.models.saving import ADAPTER_CONFIG
 from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.tasks.multitask import (
     SAMPLING_STRATEGIES,
@@ -416,14 +415,15 @@ class MultiTaskTrainer:
             "metrics": metrics,
         }
 
-    def save(self, directory: str | Path) -> dict[str, Path]:
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
         """Save each task's adapter and head as a standard adapter directory ``directory/<task>`` (loadable by
         ``FusionPipeline.from_pretrained``, ``load_adapter`` and ``train-fusion --adapters``), and the run record
         as ``directory/run.json``. A shared adapter is saved once per head, under the task's name, with a note in
-        its metadata. Returns task -> directory."""
+        its metadata. Each ``directory/<task>`` must be new, or a saved adapter replaced with ``overwrite=True``.
+        Returns task -> directory."""
         if self.training_config.full_finetune:
             raise ValueError("this run fine-tuned the whole model (full_finetune=True): there is no adapter to save")
-        directory = Path(directory)
+        directory = check_container(directory)
         saved = {}
         for task in self.specs:
             adapter = self.adapter_name(task)
@@ -435,11 +435,11 @@ class MultiTaskTrainer:
                     "tasks": self.tasks,
                     "note": "one adapter trained on all these tasks; each task's directory holds the same weights",
                 }
-            path = save_adapter(self.model, adapter, directory / task, head=task, metadata=metadata)
-            if adapter != task:  # name it after its task, so directories of one run load side by side
-                info = read_json(path / ADAPTER_CONFIG)
-                write_json(path / ADAPTER_CONFIG, {**info, "name": task})
-            saved[task] = path
+            # named after its task, so directories of one run load side by side
+            saved[task] = save_adapter(
+                self.model, adapter, directory / check_name(task, "task name"), head=task, metadata=metadata,
+                overwrite=overwrite, record_name=task,
+            )  # fmt: skip
         write_run_record(directory, {**self.run_metadata(), "adapters": {t: str(p) for t, p in saved.items()}})
         return saved
 
