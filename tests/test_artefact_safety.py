@@ -1,7 +1,7 @@
 """Saved artefacts never destroy the user's files and never load silently wrong (issue 14, points 1 and 2).
 
 One test per class of bad input: names that would become paths, output paths that would replace something else,
-files changed after saving, another base model. Tiny random BERTs.
+files changed after saving, another base model, and an interrupted Trainer checkpoint. Tiny random BERTs.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import datasets
 import pytest
 import torch
 
@@ -21,6 +22,8 @@ from adapter_fusion.fusion.saving import load_fusion
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
 from adapter_fusion.models.fusion_model import FusionModel
+from adapter_fusion.training.config import TrainingConfig
+from adapter_fusion.training.trainer import ModularTrainer, learning_rates, resolve_resume, training_arguments
 from conftest import build_tiny_model, make_batch, randomise_
 
 ADAPTER = AdapterConfig(bottleneck_size=4)
@@ -272,3 +275,36 @@ def test_legacy_artefacts_load_with_a_note(tmp_path: Path, caplog: pytest.LogCap
         load_adapter(AdapterModel(build_tiny_model("bert", seed=0)), legacy)
     notes = [r.getMessage() for r in caplog.records if "unverified" in r.getMessage()]
     assert len(notes) == 1 and "\n" not in notes[0] and str(legacy) in notes[0]
+
+
+# ------------------------------------------------------------------------------------------------ 2. checkpoints
+def test_resume_last_skips_an_incomplete_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def run(resume: str | None) -> Any:
+        torch.manual_seed(0)
+        model = AdapterModel(build_tiny_model("bert", seed=0))
+        model.add_classification_head("toy", num_labels=2, dropout=0.0)
+        model.add_adapter("toy", ADAPTER)
+        model.train_adapter("toy")
+        batch = make_batch(batch=8, length=6, seed=3)
+        rows = [{"input_ids": i.tolist(), "attention_mask": m.tolist(), "labels": int(i[0]) % 2}
+                for i, m in zip(batch["input_ids"], batch["attention_mask"])]  # fmt: skip
+        config = TrainingConfig(output_dir=str(tmp_path), max_steps=4, batch_size=4, eval_steps=2,
+                                disable_tqdm=True, resume_from_checkpoint=resume)  # fmt: skip
+        trainer = ModularTrainer(
+            model=model, args=training_arguments(config, None), train_dataset=datasets.Dataset.from_list(rows),
+            data_collator=lambda f: {k: torch.tensor([x[k] for x in f]) for k in f[0]},
+            learning_rates=learning_rates(config),
+        )  # fmt: skip
+        return trainer.train(resume_from_checkpoint=resolve_resume(config))
+
+    run(None)
+    state = tmp_path / "checkpoint-4" / "trainer_state.json"
+    state.write_text(state.read_text()[:40])  # killed while the Trainer wrote its state (it writes it last)
+    with caplog.at_level(logging.WARNING):
+        config = TrainingConfig(output_dir=str(tmp_path), resume_from_checkpoint="last")
+        assert resolve_resume(config) == str(tmp_path / "checkpoint-2")
+    assert "skipping incomplete checkpoint" in caplog.text and "trainer_state.json is cut off" in caplog.text
+    assert run("last").global_step == 4  # resumed from checkpoint-2
+    (tmp_path / "checkpoint-2" / "trainable.safetensors").write_bytes(b"\x10\x00")
+    with pytest.raises(ValueError, match="cannot resume from checkpoint .*checkpoint-2: trainable.safetensors"):
+        resolve_resume(TrainingConfig(output_dir=str(tmp_path), resume_from_checkpoint=str(tmp_path / "checkpoint-2")))

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import transformers
+from safetensors import safe_open
 from torch import nn
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
@@ -23,6 +24,7 @@ from adapter_fusion.io import load_tensors, save_tensors, write_json
 from adapter_fusion.training.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
+
 TRAINABLE_WEIGHTS = "trainable.safetensors"
 PARAM_GROUPS = ("adapter", "fusion", "head", "base")
 
@@ -280,15 +282,49 @@ def _accepts_argument(name: str) -> bool:
 
 
 def resolve_resume(config: TrainingConfig) -> str | None:
+    """The checkpoint to resume from: the given one (refused when incomplete), or for 'last' the newest complete
+    one in ``output_dir``; an incomplete newer one (a run killed while writing it) is skipped with a warning."""
+    if config.resume_from_checkpoint is None:
+        return None
     if config.resume_from_checkpoint != "last":
+        problem = checkpoint_problem(Path(config.resume_from_checkpoint))
+        if problem:
+            raise ValueError(f"cannot resume from checkpoint {config.resume_from_checkpoint}: {problem}")
         return config.resume_from_checkpoint
     checkpoints = sorted(
-        (p for p in Path(config.output_dir).glob("checkpoint-*") if p.is_dir()),
+        (p for p in Path(config.output_dir).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
         key=lambda p: int(p.name.split("-")[1]),
     )
     if not checkpoints:
         raise FileNotFoundError(f"resume_from_checkpoint='last' but {config.output_dir} holds no checkpoint-* folder")
-    return str(checkpoints[-1])
+    for checkpoint in reversed(checkpoints):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        logger.warning(f"skipping incomplete checkpoint {checkpoint}: {problem}")
+    raise FileNotFoundError(f"resume_from_checkpoint='last' but no checkpoint in {config.output_dir} is complete")
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """Why a Trainer checkpoint is unusable (None when it is complete): the Trainer writes trainer_state.json last,
+    so a checkpoint whose state or weights do not read was cut off while being written."""
+    if not directory.is_dir():
+        return "it does not exist"
+    state = directory / "trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except FileNotFoundError:
+        return "trainer_state.json is missing"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "trainer_state.json is cut off"
+    try:
+        with safe_open(str(directory / TRAINABLE_WEIGHTS), framework="pt") as weights:
+            weights.keys()
+    except FileNotFoundError:
+        return f"{TRAINABLE_WEIGHTS} is missing"
+    except Exception as error:  # safetensors raises its own error type for a truncated header
+        return f"{TRAINABLE_WEIGHTS} does not read ({error})"
+    return None
 
 
 def write_run_record(directory: Path, record: dict[str, Any]) -> None:
