@@ -166,7 +166,7 @@ def test_cli_checks_the_output_before_training(
     for output, message in [
         (existing, "already holds a saved adapter; pass overwrite=True (CLI: --overwrite)"),
         (tmp_path, "is a directory that is not a saved adapter"),
-        (tmp_path / "file" / "sst2", "is a file, not a directory"),
+        (tmp_path / "file" / "sst2", "is a file, so the directory cannot be made"),
     ]:
         # no data directory is given: the run would fail on loading data if the check came after it
         assert main(["train-adapter", "--task", "sst2", "--model", bases["bert0"], "--output", str(output),

@@ -78,6 +78,10 @@ def _check_outputs(
 ) -> None:
     """Before any model loads: every path the run will write can be written (a run is never lost at the end), and
     the artefact at ``output`` (``tasks``: one per task inside it) destroys nothing (``io.check_output``)."""
+    check_writable_directory(output, "--output")
+    check_writable_directory(training_config.output_dir, "--output-dir")
+    if args.metrics_file:
+        check_writable_file(args.metrics_file, "--metrics-file")
     if not training_config.full_finetune:  # a full fine-tune saves no artefact at --output
         if tasks:
             from adapter_fusion.tasks import get_task
@@ -89,10 +93,6 @@ def _check_outputs(
         for target in targets:
             check_output(target, kind, overwrite=args.overwrite, inputs=inputs)
             check_apart(target, training_config.output_dir)
-    check_writable_directory(output, "--output")
-    check_writable_directory(training_config.output_dir, "--output-dir")
-    if args.metrics_file:
-        check_writable_file(args.metrics_file, "--metrics-file")
 
 
 def _train_adapter(args: argparse.Namespace) -> int:
