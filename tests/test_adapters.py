@@ -5,6 +5,7 @@ Parametrised over every model family (``family`` fixture) and every placement (`
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -146,7 +147,9 @@ def hand_stack_hooks(model: nn.Module, manager: AdapterManager, names: Sequence[
 def test_stack_equals_manual_composition(tiny_model: nn.Module, batch: dict, placement: str, randomise: Any) -> None:
     manager = AdapterManager(tiny_model)
     for seed, name in enumerate(("a", "b"), start=1):
-        manager.add_adapter(name, AdapterConfig(placement=placement, bottleneck_size=BOTTLENECK), activate=False)
+        # the hand-made hooks read the sub-layer output; the LayerNorm-before variant: test_bert_layer_matches_...
+        config = AdapterConfig(placement=placement, bottleneck_size=BOTTLENECK, original_ln_before=False)
+        manager.add_adapter(name, config, activate=False)
         randomise(manager.adapters[name], seed=seed)
     with manager.using(["a", "b"]):
         assert manager.active == ("a", "b")
@@ -181,18 +184,27 @@ def reference_delta(adapter: BottleneckAdapter, x: torch.Tensor, scaling: float)
 
 
 @pytest.mark.parametrize(
-    ("placement", "residual", "scaling"),
-    [("pfeiffer", True, 1.0), ("pfeiffer", False, 1.0), ("pfeiffer", True, 2.5), ("houlsby", True, 1.0),
-     ("parallel", True, 4.0)],
+    ("placement", "residual", "scaling", "ln_before", "residual_before_ln"),
+    [("pfeiffer", True, 1.0, False, True), ("pfeiffer", False, 1.0, False, True), ("pfeiffer", True, 2.5, False, True),
+     ("houlsby", True, 1.0, None, True), ("parallel", True, 4.0, None, True),
+     ("pfeiffer", True, 1.0, None, True), ("pfeiffer", True, 2.5, True, "post_add"),
+     ("pfeiffer", True, 1.0, True, False), ("pfeiffer", False, 1.0, True, True), ("houlsby", True, 1.0, True, True)],
 )
 def test_bert_layer_matches_hand_computed_adapter_maths(
-    make_model: Any, inputs_for: Any, randomise: Any, placement: str, residual: bool, scaling: float
+    make_model: Any, inputs_for: Any, randomise: Any, placement: str, residual: bool, scaling: float,
+    ln_before: bool | None, residual_before_ln: bool | str,
 ) -> None:
-    """Recompute BertSelfOutput / BertOutput (dense -> adapter -> + residual -> LayerNorm) by hand."""
+    """Recompute BertSelfOutput / BertOutput (dense -> adapter -> + residual -> LayerNorm) by hand. With
+    original_ln_before (AdapterHub's SeqBnConfig, our 'pfeiffer' default) the adapter reads LayerNorm(dense + x)
+    and its output joins the residual chosen by residual_before_ln before the sub-layer's residual add and norm."""
     model = make_model("bert")
     batch = inputs_for(model)
     manager = AdapterManager(model)
-    config = AdapterConfig(placement=placement, bottleneck_size=BOTTLENECK, residual=residual, scaling=scaling)
+    config = AdapterConfig(
+        placement=placement, bottleneck_size=BOTTLENECK, residual=residual, scaling=scaling,
+        original_ln_before=ln_before, residual_before_ln=residual_before_ln,
+    )  # fmt: skip
+    assert config.original_ln_before is (placement == "pfeiffer" if ln_before is None else ln_before)
     manager.add_adapter("a", config)
     randomise(manager.adapters["a"])
 
@@ -220,19 +232,25 @@ def test_bert_layer_matches_hand_computed_adapter_maths(
             sub = layer.attention.output if location == "attention" else layer.output
             dense = values["hidden"] @ sub.dense.weight.T + sub.dense.bias
             key = f"{index}_{location}"
+            norm = functools.partial(
+                F.layer_norm, normalized_shape=(dense.shape[-1],), weight=sub.LayerNorm.weight,
+                bias=sub.LayerNorm.bias, eps=sub.LayerNorm.eps,
+            )  # fmt: skip
             if key not in manager.adapters["a"]:
                 adapted = dense
+            elif config.original_ln_before:
+                summed = dense + values["residual"]
+                source = norm(summed)
+                chosen = {True: dense, "post_add": summed, False: source}[residual_before_ln]
+                delta = reference_delta(manager.adapters["a"][key], source, scaling)
+                adapted = chosen + delta if residual else delta
             elif placement == "parallel":  # reads the feed-forward input, which is BertOutput's residual input
                 adapted = dense + reference_delta(manager.adapters["a"][key], values["residual"], scaling)
             elif residual:
                 adapted = dense + reference_delta(manager.adapters["a"][key], dense, scaling)
             else:
                 adapted = reference_delta(manager.adapters["a"][key], dense, scaling)
-            expected = F.layer_norm(
-                adapted + values["residual"], (adapted.shape[-1],), sub.LayerNorm.weight, sub.LayerNorm.bias,
-                sub.LayerNorm.eps,
-            )
-            torch.testing.assert_close(values["output"], expected)
+            torch.testing.assert_close(values["output"], norm(adapted + values["residual"]))
     assert len(seen) == 4
 
 
@@ -241,7 +259,8 @@ def test_residual_add_in_place_keeps_inputs_and_gradients(make_model: Any, rando
     """``apply_adapter`` adds the residual into the adapter's own output in place: the hidden states (and the
     feed-forward input) it was given stay untouched, and gradients equal those of ``hidden + delta``."""
     manager = AdapterManager(make_model("bert"))
-    manager.add_adapter("a", AdapterConfig(placement=placement, bottleneck_size=BOTTLENECK, scaling=2.0))
+    config = AdapterConfig(placement=placement, bottleneck_size=BOTTLENECK, scaling=2.0, original_ln_before=False)
+    manager.add_adapter("a", config)
     randomise(manager.adapters["a"])
     adapter = manager.adapters["a"]["0_ffn"]
     hidden = torch.randn(2, 5, adapter.hidden_size, requires_grad=True)

@@ -154,3 +154,47 @@ def test_validation_also_runs_on_load() -> None:
     data["placement"] = "middle"
     with pytest.raises(ValueError, match="'middle'"):
         AdapterConfig.from_dict(data)
+
+
+# ------------------------------------------------------------------------------------- adapter placement fields
+def test_pfeiffer_default_is_the_papers_adapter_and_houlsby_is_not() -> None:
+    """'pfeiffer' defaults to the AdapterFusion paper's adapter (AdapterHub's SeqBnConfig: LayerNorm before);
+    'houlsby' and 'parallel' to AdapterHub's DoubleSeqBnConfig / ParBnConfig (none)."""
+    assert AdapterConfig().original_ln_before is True
+    assert AdapterConfig(placement="houlsby").original_ln_before is False
+    assert AdapterConfig(placement="parallel").original_ln_before is False
+    assert AdapterConfig().residual_before_ln is True
+    # a new placement takes its own default unless the field is given
+    assert AdapterConfig().replace(placement="houlsby").original_ln_before is False
+    assert AdapterConfig(placement="houlsby").replace(placement="pfeiffer").original_ln_before is True
+    assert AdapterConfig().replace(placement="houlsby", original_ln_before=True).original_ln_before is True
+    assert AdapterConfig().replace(dropout=0.1).original_ln_before is True
+
+
+def test_saved_configs_without_the_new_fields_keep_their_meaning() -> None:
+    """A config written before original_ln_before existed (it has library_version, not the field) ran without
+    the LayerNorm before: it loads that way; a hand-written dict without library_version gets the default."""
+    saved = AdapterConfig().to_dict()
+    assert saved["original_ln_before"] is True and saved["residual_before_ln"] is True
+    old = {k: v for k, v in saved.items() if k not in ("original_ln_before", "residual_before_ln")}
+    old["library_version"] = "0.1.0"
+    assert AdapterConfig.from_dict(old).original_ln_before is False
+    assert AdapterConfig.from_dict(old).residual_before_ln is True
+    assert AdapterConfig.from_dict({"placement": "pfeiffer"}).original_ln_before is True
+    assert AdapterConfig.from_dict(saved) == AdapterConfig()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"residual_before_ln": "after"}, "residual_before_ln must be True, False or 'post_add'; got 'after'"),
+        ({"residual_before_ln": 1}, "residual_before_ln must be True, False or 'post_add'; got 1"),
+        ({"original_ln_before": "yes"}, "original_ln_before must be a bool or None; got 'yes'"),
+        ({"original_ln_before": False, "residual_before_ln": "post_add"}, "needs|only happens before the adapter"),
+        ({"placement": "parallel", "original_ln_before": True}, "apply to sequential placements"),
+        ({"placement": "parallel", "residual_before_ln": False}, "apply to sequential placements"),
+    ],
+)
+def test_placement_field_errors(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message if "|" in message else re.escape(message)):
+        AdapterConfig(**changes)

@@ -29,6 +29,7 @@ from adapter_fusion.fusion import (
     remove_fusion,
     train_fusion,
 )
+from adapter_fusion.fusion.composition import fusion_input
 from adapter_fusion.models import AdapterModel
 from adapter_fusion.models.manager import AdapterManager, point_key
 
@@ -111,11 +112,14 @@ def reference_composition(fuse: Fuse) -> Callable[..., torch.Tensor]:
         adapters = [manager.adapter_module(name, layer, location) for name in names]
         parallel = [getattr(manager.configs[name], "placement", None) == "parallel" for name in names]
         residual = parallel[0] or getattr(manager.configs[names[0]], "residual", True)  # LoRA: always
+        # the query / adapter input and the residual (differ for LayerNorm-before adapters, the pfeiffer default)
+        source, residual_input = fusion_input(manager, names, layer, location, hidden)
+        inner = residual and source is residual_input
         out = reference(
-            fuse.layers[key], hidden, adapters, ffn, reads_ffn_input=parallel, residual=residual,
+            fuse.layers[key], source, adapters, ffn, reads_ffn_input=parallel, residual=inner,
             module_input=manager.module_input,
         )  # fmt: skip
-        return out.hidden
+        return out.hidden + residual_input if residual and not inner else out.hidden
 
     return compose
 
@@ -565,6 +569,9 @@ def test_build_errors(make_model, randomise) -> None:
     model.add_adapter("plain", AdapterConfig(residual=False), activate=False)
     with pytest.raises(ValueError, match="residual"):
         build_fusion(FusionConfig(adapter_names=("a0", "plain")), manager)
+    model.add_adapter("no_ln", AdapterConfig(original_ln_before=False), activate=False)
+    with pytest.raises(ValueError, match="must agree on original_ln_before and residual_before_ln.*no_ln: False"):
+        build_fusion(FusionConfig(adapter_names=("a0", "no_ln")), manager)
     model.add_adapter("top", AdapterConfig(layers=(1,)), activate=False)
     with pytest.raises(ValueError, match="fusion layer 0 holds none of the adapters"):
         build_fusion(FusionConfig(adapter_names=("top",), fusion_layers=(0, 1)), manager)

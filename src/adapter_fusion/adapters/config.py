@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from adapter_fusion.config import JsonConfig, check_choice, check_positive, check_probability, field_aliases
 
@@ -29,11 +29,22 @@ class AdapterConfig(JsonConfig):
     dropout: float = 0.0
     """Dropout applied to the bottleneck activations during training."""
     placement: str = "pfeiffer"
-    """Where adapters go: 'pfeiffer' (after the feed-forward block), 'houlsby' (after the attention and the
-    feed-forward blocks) or 'parallel' (beside the feed-forward block, reading its input)."""
+    """Where adapters go: 'pfeiffer' (after the feed-forward block; by default the AdapterFusion paper's adapter,
+    see original_ln_before), 'houlsby' (after the attention and the feed-forward blocks) or 'parallel' (beside the
+    feed-forward block, reading its input)."""
+    original_ln_before: bool | None = None
+    """Sequential placements: before the adapter, add the sub-layer's residual input to its output and apply the
+    sub-layer's own LayerNorm (none in pre-LN decoders), so the adapter reads the normalised sum; the sub-layer's
+    residual add and LayerNorm still follow the adapter. This is the AdapterFusion paper's adapter and AdapterHub's
+    SeqBnConfig. Unset: True for 'pfeiffer', False for 'houlsby' (AdapterHub's DoubleSeqBnConfig) and 'parallel'.
+    Adapters saved before this field existed load with False, the function they were trained with."""
+    residual_before_ln: bool | str = True
+    """Sequential placements: the residual the adapter's output is added to. True: the sub-layer output before the
+    residual add and LayerNorm; 'post_add': the sum after the residual add, before the LayerNorm (needs
+    original_ln_before); False: the adapter's own input. As AdapterHub defines it; True in all its presets."""
     residual: bool = True
-    """Add the adapter's input to its output (sequential placements). Without it the adapter replaces the
-    sub-layer output."""
+    """Add the residual (see residual_before_ln) to the adapter's output (sequential placements). Without it the
+    adapter replaces the sub-layer output."""
     scaling: float = 1.0
     """Multiplier on the adapter's contribution (parallel adapters often use 4.0)."""
     initialization: str = "near_identity"
@@ -54,6 +65,23 @@ class AdapterConfig(JsonConfig):
         check_choice("activation", self.activation, ACTIVATIONS)
         check_probability("dropout", self.dropout)
         check_choice("placement", self.placement, PLACEMENTS)
+        if self.original_ln_before is None:
+            object.__setattr__(self, "original_ln_before", self.placement == "pfeiffer")
+        if not isinstance(self.original_ln_before, bool):
+            raise TypeError(f"original_ln_before must be a bool or None; got {self.original_ln_before!r}")
+        if not (isinstance(self.residual_before_ln, bool) or self.residual_before_ln == "post_add"):
+            raise ValueError(f"residual_before_ln must be True, False or 'post_add'; got {self.residual_before_ln!r}")
+        if self.placement == "parallel" and (self.original_ln_before or self.residual_before_ln is not True):
+            raise ValueError(
+                "original_ln_before and residual_before_ln apply to sequential placements ('pfeiffer', 'houlsby'); "
+                f"got original_ln_before={self.original_ln_before!r}, residual_before_ln="
+                f"{self.residual_before_ln!r} with placement='parallel'"
+            )
+        if self.residual_before_ln == "post_add" and not self.original_ln_before:
+            raise ValueError(
+                "residual_before_ln='post_add' takes the residual after the sub-layer's residual add, which only "
+                "happens before the adapter with original_ln_before=True; got original_ln_before=False"
+            )
         if not isinstance(self.residual, bool):
             raise TypeError(f"residual must be a bool; got {self.residual!r}")
         check_positive("scaling", self.scaling)
@@ -75,6 +103,20 @@ class AdapterConfig(JsonConfig):
                 raise ValueError(f"layers must be a non-empty sequence of layer indices or None; got {layers!r}")
             if len(set(layers)) != len(layers):
                 raise ValueError(f"layers must be distinct; got {list(layers)}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
+        if isinstance(data, dict) and "library_version" in data and "original_ln_before" not in data:
+            # written by a version before the field existed: every adapter then ran without the LayerNorm before
+            data = {**data, "original_ln_before": False}
+        return super().from_dict(data)
+
+    def replace(self, **changes: Any) -> AdapterConfig:
+        """A copy with ``changes``; a new ``placement`` without ``original_ln_before`` takes that placement's
+        default for it."""
+        if "placement" in changes and "original_ln_before" not in changes:
+            changes["original_ln_before"] = None
+        return super().replace(**changes)
 
     def bottleneck_for(self, hidden_size: int) -> int:
         """The bottleneck width for a model of ``hidden_size``; a reduction factor that leaves less than one unit

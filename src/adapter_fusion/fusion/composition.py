@@ -95,14 +95,17 @@ class Fuse(nn.Module):
                 )
             adapters.append(module)
         reads_ffn_input, residual = point_inputs(manager, names)
+        # the query and the sequential adapters' input, and the residual (both ``hidden`` unless the adapters
+        # apply the sub-layer's LayerNorm first: AdapterHub's Pfeiffer adapters, whose fusion queries the normed sum)
+        source, residual_input = fusion_input(manager, names, layer, location, hidden)
         layer_module.adapter_subset = subset
         try:
             output = layer_module(
-                hidden,
+                source,
                 adapters,
                 ffn_input,
                 reads_ffn_input=reads_ffn_input,
-                residual=residual,
+                residual=residual and source is residual_input,
                 return_weights=self.collect_weights,
                 module_input=manager.module_input,
             )
@@ -110,6 +113,8 @@ class Fuse(nn.Module):
             layer_module.adapter_subset = None
         if self.collect_weights and output.weights is not None:
             self.last_weights[key] = output.weights
+        if residual and source is not residual_input:
+            return output.hidden + residual_input
         return output.hidden
 
     def fusion_layers(self) -> dict[str, FusionLayer]:
@@ -181,6 +186,37 @@ def point_inputs(manager: AdapterManager, names: Sequence[str]) -> tuple[tuple[b
     return reads, next(iter(residuals.values()))
 
 
+SEQUENTIAL = ("pfeiffer", "houlsby")  # bottleneck placements whose adapters read the sub-layer output
+
+
+def sequential_input_mode(manager: AdapterManager, names: Sequence[str]) -> tuple[bool, bool | str]:
+    """``(original_ln_before, residual_before_ln)`` shared by the sequential adapters among ``names`` (they read
+    one input: the fusion's query); adapters that disagree raise ``ValueError``."""
+    modes = {
+        name: (config.original_ln_before, config.residual_before_ln)
+        for name in names
+        if getattr(config := manager.configs[name], "placement", None) in SEQUENTIAL
+    }
+    if len(set(modes.values())) > 1:
+        raise ValueError(
+            "fused sequential adapters must agree on original_ln_before and residual_before_ln (they share the "
+            "fusion's query); got "
+            + ", ".join(f"{name}: {mode[0]!r}, {mode[1]!r}" for name, mode in modes.items())
+        )
+    return next(iter(modes.values()), (False, True))
+
+
+def fusion_input(
+    manager: AdapterManager, names: Sequence[str], layer: int, location: str, hidden: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(query and sequential adapters' input, residual)`` at one fused point (see ``adapter_input``)."""
+    original_ln_before, residual_before_ln = sequential_input_mode(manager, names)
+    if not original_ln_before:
+        return hidden, hidden
+    config = next(c for name in names if getattr(c := manager.configs[name], "placement", None) in SEQUENTIAL)
+    return manager.adapter_input(config, layer, location, hidden)  # type: ignore[arg-type]
+
+
 def build_fusion(config: FusionConfig, manager: AdapterManager, adapter_names: Sequence[str] | None = None) -> Fuse:
     """Build (not attach) a ``Fuse`` for ``manager`` from ``config``.
 
@@ -209,6 +245,7 @@ def build_fusion(config: FusionConfig, manager: AdapterManager, adapter_names: S
                     f"fusion have {manager.hidden_size}"
                 )
     point_inputs(manager, names)  # mixed residual flags -> ValueError
+    sequential_input_mode(manager, names)  # mixed LayerNorm-before settings -> ValueError
     if config.fixed_weights is not None and len(config.fixed_weights) != len(names):
         raise ValueError(
             f"fixed_weights has {len(config.fixed_weights)} weights for {len(names)} adapters {list(names)}"

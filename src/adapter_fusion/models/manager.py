@@ -92,6 +92,9 @@ class AdapterManager(nn.Module):
         self.composition: Composition | None = None
         self._ffn_inputs: dict[int, torch.Tensor] = {}
         self._module_input: torch.Tensor | None = None
+        self._residual_inputs: dict[str, torch.Tensor] = {}  # point key -> the sub-layer's residual input
+        self._point_residual: tuple[str, torch.Tensor] | None = None  # the one in use while a point's hook runs
+        self._norms: dict[str, nn.Module | None] = {}  # point key -> the sub-layer's LayerNorm (None: pre-LN)
         # location -> path of its module inside a layer; LoRA adds the linear layers it adapts
         self._point_paths: dict[str, str] = (
             {"attention": self.spec.attention_output, "ffn": self.spec.ffn_output} if self.spec is not None else {}
@@ -117,6 +120,7 @@ class AdapterManager(nn.Module):
         for index, layer in enumerate(layer_modules(self.base_model, self.spec)):
             ffn_in = layer.get_submodule(self.spec.ffn_input)
             self._handles.append(ffn_in.register_forward_pre_hook(self._capture_hook(index)))
+            self._attach_residual_hooks(index, layer)
         self._hook_points()
 
     def _hook_points(self) -> None:
@@ -139,6 +143,7 @@ class AdapterManager(nn.Module):
         self._handles.clear()
         self._hooked.clear()
         self._ffn_inputs.clear()
+        self._residual_inputs.clear()
 
     @property
     def module_input(self) -> torch.Tensor | None:
@@ -152,20 +157,53 @@ class AdapterManager(nn.Module):
 
         return hook
 
+    def _attach_residual_hooks(self, index: int, layer: nn.Module) -> None:
+        """Capture each sub-layer's residual input (the layer's input; ``spec.ffn_residual``'s for the feed-forward
+        block) and find its LayerNorm, for adapters with ``original_ln_before``."""
+        sources = [("attention", layer)]
+        if self.spec.ffn_residual is not None:
+            sources.append(("ffn", layer.get_submodule(self.spec.ffn_residual)))
+        for location, module in sources:
+            hook = self._residual_hook(point_key(index, location))
+            self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        for location, norm in (("attention", self.spec.attention_norm), ("ffn", self.spec.ffn_norm)):
+            self._norms[point_key(index, location)] = layer.get_submodule(norm) if norm else None
+
+    def _residual_hook(self, key: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if self._needs_residual_input():
+                first = args[0] if args else kwargs.get("hidden_states")
+                if isinstance(first, torch.Tensor):
+                    self._residual_inputs[key] = first
+
+        return hook
+
     def _output_hook(self, layer: int, location: str) -> Callable[..., Any]:
+        key = point_key(layer, location)
+
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
             if self._disabled or (not self._active and self.composition is None):
                 return None
             ffn_input = self._ffn_inputs.pop(layer, None) if location == "ffn" else None
             self._module_input = args[0] if args else None
+            residual = self._residual_inputs.pop(key, None)
+            self._point_residual = (key, residual) if residual is not None else None
             try:
                 if self.composition is not None:
                     return self.composition(self, layer, location, output, ffn_input)
                 return self.apply_stack(self._active, layer, location, output, ffn_input)
             finally:
                 self._module_input = None
+                self._point_residual = None
 
         return hook
+
+    def _needs_residual_input(self) -> bool:
+        if self._disabled:
+            return False
+        if self.composition is not None:
+            return True
+        return any(getattr(self.configs[name], "original_ln_before", False) for name in self._active)
 
     def _needs_ffn_input(self) -> bool:
         if self._disabled:
@@ -191,11 +229,38 @@ class AdapterManager(nn.Module):
             if ffn_input is None:
                 raise RuntimeError(f"parallel adapter {name!r} found no captured feed-forward input in layer {layer}")
             return adapter(ffn_input).add_(hidden)
+        source, residual = self.adapter_input(config, layer, location, hidden)
         if config.residual:
             # in place on the adapter's fresh output (its up-projection's backward needs no output): one
-            # [batch, seq, hidden] buffer fewer per adapter point than ``hidden + delta``, the same values
-            return adapter(hidden).add_(hidden)
-        return adapter(hidden)
+            # [batch, seq, hidden] buffer fewer per adapter point than ``residual + delta``, the same values
+            return adapter(source).add_(residual)
+        return adapter(source)
+
+    def adapter_input(
+        self, config: AdapterConfig, layer: int, location: str, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(what a sequential adapter reads, the residual its output is added to)`` at one point, both
+        ``[batch, seq, hidden]``, as AdapterHub's ``pre_forward`` computes them from the sub-layer output ``hidden``.
+
+        Without ``original_ln_before`` both are ``hidden``. With it the adapter reads ``norm(hidden + x)`` (``x``
+        the sub-layer's residual input, ``norm`` its LayerNorm; no norm in pre-LN decoders) and the residual is
+        ``hidden`` (``residual_before_ln=True``), ``hidden + x`` ('post_add') or the adapter's input (False).
+        """
+        if not config.original_ln_before:
+            return hidden, hidden
+        key = point_key(layer, location)
+        current = self._point_residual
+        if current is None or current[0] != key:
+            raise RuntimeError(
+                f"no residual input captured at point {key!r} for an adapter with original_ln_before=True: apply it "
+                "inside the model's forward pass"
+            )
+        summed = hidden + current[1]
+        norm = self._norms.get(key)
+        source = norm(summed) if norm is not None else summed
+        if config.residual_before_ln is True:
+            return source, hidden
+        return source, summed if config.residual_before_ln == "post_add" else source
 
     def apply_stack(
         self, names: Sequence[str], layer: int, location: str, hidden: torch.Tensor, ffn_input: torch.Tensor | None
@@ -243,6 +308,11 @@ class AdapterManager(nn.Module):
             modules, paths = self._build_lora(config, layers)
         else:
             assert isinstance(config, AdapterConfig)
+            if config.original_ln_before and self.spec.ffn_residual is None:
+                raise ValueError(
+                    f"original_ln_before=True needs the feed-forward residual input, which the {self.spec.family!r} "
+                    "spec does not name (ArchitectureSpec.ffn_residual); use original_ln_before=False"
+                )
             modules, paths = self._build_bottleneck(config, layers), {}
         reference = next(self.base_model.parameters()) if self.base_model is not None else torch.zeros(())
         modules.to(device=reference.device, dtype=reference.dtype if reference.is_floating_point() else None)

@@ -21,6 +21,12 @@ class ArchitectureSpec:
     ``ffn_output`` and ``attention_output`` name the module whose output is the sub-layer's output before the
     residual connection and layer norm; ``ffn_input`` names the module whose first positional input is the
     feed-forward block's input (read by parallel adapters).
+
+    For adapters that add the residual and apply the sub-layer's own LayerNorm before they run
+    (``AdapterConfig.original_ln_before``, AdapterHub's ``SeqBnConfig``): the attention sub-layer's residual input
+    is the layer's own input; ``ffn_residual`` names the module whose first input is the feed-forward sub-layer's
+    residual input; ``attention_norm`` / ``ffn_norm`` name the LayerNorm after each residual add (post-LN models;
+    ``None`` in pre-LN decoders, where AdapterHub, too, adds the residual without a norm).
     """
 
     family: str
@@ -32,6 +38,9 @@ class ArchitectureSpec:
     is_decoder: bool = False
     lora_targets: tuple[str, ...] = ()
     """The linear layers LoRA adapts when its config names none (PEFT's defaults: attention query and value)."""
+    ffn_residual: str | None = None
+    attention_norm: str | None = None
+    ffn_norm: str | None = None
 
 
 ARCHITECTURES: Registry[ArchitectureSpec] = Registry("model type")
@@ -42,6 +51,9 @@ _BERT_LIKE = dict(
     ffn_input="intermediate",
     ffn_output="output.dense",
     lora_targets=("attention.self.query", "attention.self.value"),
+    ffn_residual="intermediate",
+    attention_norm="attention.output.LayerNorm",
+    ffn_norm="output.LayerNorm",
 )
 ARCHITECTURES.register("bert", ArchitectureSpec(family="bert", **_BERT_LIKE))
 ARCHITECTURES.register("roberta", ArchitectureSpec(family="roberta", **_BERT_LIKE))
@@ -57,6 +69,9 @@ ARCHITECTURES.register(
         ffn_output="ffn.lin2",
         hidden_size_attribute="dim",
         lora_targets=("attention.q_lin", "attention.v_lin"),
+        ffn_residual="ffn",
+        attention_norm="sa_layer_norm",
+        ffn_norm="output_layer_norm",
     ),
 )
 ARCHITECTURES.register(
@@ -70,6 +85,7 @@ ARCHITECTURES.register(
         hidden_size_attribute="n_embd",
         is_decoder=True,
         lora_targets=("attn.c_attn",),
+        ffn_residual="ln_2",
     ),
 )
 _LLAMA_LIKE = dict(
@@ -79,6 +95,7 @@ _LLAMA_LIKE = dict(
     ffn_output="mlp.down_proj",
     is_decoder=True,
     lora_targets=("self_attn.q_proj", "self_attn.v_proj"),
+    ffn_residual="post_attention_layernorm",
 )
 for _family in ("llama", "mistral", "qwen2"):
     ARCHITECTURES.register(_family, ArchitectureSpec(family=_family, **_LLAMA_LIKE))
