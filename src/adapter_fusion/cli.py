@@ -339,6 +339,45 @@ def _list_bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_adapterhub(args: argparse.Namespace) -> Path:
+    from adapter_fusion.interop.adapterhub_export import export_adapterhub
+
+    return export_adapterhub(args.directory, args.output)
+
+
+# --format NAME -> the function writing DIRECTORY to OUTPUT in that format (one entry per format)
+EXPORT_FORMATS = {"adapterhub": _export_adapterhub}
+
+
+def _export(args: argparse.Namespace) -> int:
+    written = EXPORT_FORMATS[args.format](args)
+    print(f"exported {args.directory} as {args.format} to {written}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    """An AdapterHub adapter (+ head) or AdapterFusion directory -> ours, through our save path."""
+    from adapter_fusion.interop.adapterhub import is_adapterhub_adapter, is_adapterhub_fusion
+    from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
+    from adapter_fusion.models.fusion_model import FusionModel
+
+    source = Path(args.directory)
+    if is_adapterhub_fusion(source):
+        fusion_model = FusionModel.from_adapterhub(source, args.adapters, model=args.model)
+        fusion_model.save_fusion(args.output)
+    elif is_adapterhub_adapter(source):
+        model = AdapterModel.from_pretrained(args.model or read_adapter_config(source).get("base_model"))
+        name = load_adapter(model, source)
+        save_adapter(model, name, args.output, head=name if name in model.heads else None)
+    else:
+        raise FileNotFoundError(
+            f"{source} is not an AdapterHub directory (no adapter_config.json with a 'config' section, no "
+            "adapter_fusion_config.json)"
+        )
+    print(f"imported {source} ({args.format}) to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapter-fusion", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -445,6 +484,22 @@ def build_parser() -> argparse.ArgumentParser:
         '\'{"context": "...", "options": ["...", "..."]}\' (multiple choice)',
     )
     predict.set_defaults(func=_predict)
+
+    export = sub.add_parser("export", help="write a saved adapter or fusion directory in another format")
+    export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="output format")
+    export.add_argument("directory", help="adapter or fusion directory (ours)")
+    export.add_argument("output", help="directory (or file) to write")
+    export.set_defaults(func=_export)
+
+    importer = sub.add_parser("import", help="convert an AdapterHub adapter or AdapterFusion directory to ours")
+    importer.add_argument("--format", required=True, choices=("adapterhub",), help="input format")
+    importer.add_argument("--model", help="base model (default: the model_name the AdapterHub files recorded)")
+    importer.add_argument(
+        "--adapters", nargs="+", help="a fusion's adapter directories (default: its siblings named after them)"
+    )
+    importer.add_argument("directory", help="AdapterHub adapter or AdapterFusion directory")
+    importer.add_argument("output", help="adapter or fusion directory to write (ours)")
+    importer.set_defaults(func=_import)
 
     from adapter_fusion.cli_analysis import add_analysis_commands
 

@@ -116,6 +116,27 @@ class FusionModel(AdapterModel):
         add_fusion(fusion_model, config, allow_modified=allow_modified, allow_other_base=allow_other_base)
         return fusion_model
 
+    @classmethod
+    def from_adapterhub(
+        cls,
+        fusion_directory: str | Path,
+        adapter_paths: Sequence[str | Path] | None = None,
+        model: str | None = None,
+        **model_kwargs: Any,
+    ) -> FusionModel:
+        """An AdapterHub AdapterFusion directory (``adapter_fusion_config.json`` + weights) with its adapters
+        (``adapter_paths``, else the sibling directories named after them) on ``model`` (default: the base model
+        the first adapter recorded). See ``adapter_fusion.interop.adapterhub``."""
+        from adapter_fusion.interop.adapterhub import load_adapterhub_fusion, read_adapterhub_fusion
+
+        directory = Path(fusion_directory)
+        names = read_adapterhub_fusion(directory)["adapter_names"]
+        first = Path(adapter_paths[0]) if adapter_paths else directory.parent / names[0]
+        info = read_adapter_config(first)
+        fusion_model = cls.from_pretrained(model or info.get("base_model"), **model_kwargs)
+        load_adapterhub_fusion(fusion_model, directory, adapter_paths)
+        return fusion_model.eval()
+
     @property
     def fusion(self) -> Fuse | None:
         composition = self.adapters.composition
@@ -267,7 +288,10 @@ class FusionModel(AdapterModel):
     def load_fusion(cls, directory: str | Path, model: str | None = None, **options: bool) -> FusionModel:
         """``fusion.saving.load_fusion`` (``options``: ``allow_modified``, ``allow_other_base``)."""
         from adapter_fusion.fusion.saving import load_fusion
+        from adapter_fusion.interop.adapterhub import is_adapterhub_fusion
 
+        if is_adapterhub_fusion(directory):
+            return cls.from_adapterhub(directory, model=model)
         return load_fusion(directory, model=model, **options)
 
     def print_model_info(self) -> str:

@@ -14,12 +14,13 @@ Layout of an adapter directory::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from adapter_fusion.adapters import adapter_config_from_dict, adapter_kind
+from adapter_fusion.adapters import AnyAdapterConfig, adapter_config_from_dict, adapter_kind
 from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import (
@@ -135,6 +136,7 @@ def read_adapter_config(directory: str | Path, *, allow_modified: bool = False) 
 def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> tuple[dict[str, Any], dict | None]:
     """``(adapter config, manifest or None)`` of a saved adapter: an interrupted save is recovered first, then
     every file is checked against the manifest (``allow_modified``: a mismatch is only logged)."""
+    from adapter_fusion.interop.adapterhub import adapterhub_info, is_adapterhub_adapter
     from adapter_fusion.interop.peft import is_peft_directory, peft_adapter_info
 
     directory = resolve_artefact(directory)
@@ -143,6 +145,8 @@ def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> tupl
         raise FileNotFoundError(f"adapter directory {directory} does not exist")
     if is_peft_directory(directory):
         return peft_adapter_info(directory), None
+    if is_adapterhub_adapter(directory):
+        return adapterhub_info(directory), None
     for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (directory / required).is_file():
             present = sorted(p.name for p in directory.iterdir())
@@ -179,7 +183,11 @@ def load_adapter(
     Refused (``ValueError`` naming the file) when a file differs from the adapter's manifest, unless
     ``allow_modified``; refused when the adapter was saved on another base model than ``model``'s, unless
     ``allow_other_base``."""
+    from adapter_fusion.interop.adapterhub import is_adapterhub_adapter, load_adapterhub_adapter
+
     directory = resolve_artefact(directory)
+    if is_adapterhub_adapter(directory):  # AdapterHub ``adapters`` files: no manifest, mapped on loading
+        return load_adapterhub_adapter(model, directory, name, load_head=load_head, activate=activate)
     info, manifest = open_adapter(directory, allow_modified=allow_modified)
     if info.get("format") == "peft":
         from adapter_fusion.interop.peft import load_peft_adapter
@@ -203,29 +211,48 @@ def attach_adapter(
     activate: bool = True,
 ) -> str:
     """Add the adapter (and head) whose files are in ``directory`` (already verified) to ``model``."""
-    manager = model.adapters
     check_geometry(model, directory, info)
     name = check_name(name or info["name"])
     config = adapter_config_from_dict(info["adapter"], info.get("adapter_kind"))
     weights = load_tensors(directory / ADAPTER_WEIGHTS)
     with_head = load_head and (directory / HEAD_CONFIG).is_file()
-    if with_head and name in model.heads:
+    return install_adapter(
+        model, name, config, weights, HeadConfig.load(directory / HEAD_CONFIG) if with_head else None,
+        lambda head: load_head_weights(head, directory / HEAD_WEIGHTS), activate=activate, where=directory,
+    )  # fmt: skip
+
+
+def install_adapter(
+    model: AdapterModel,
+    name: str,
+    config: AnyAdapterConfig,
+    weights: dict[str, torch.Tensor],
+    head_config: HeadConfig | None = None,
+    head_weights: Callable[[torch.nn.Module], dict[str, torch.Tensor]] | None = None,
+    *,
+    activate: bool = True,
+    where: str | Path = "",
+) -> str:
+    """Add adapter ``name`` (and its head, whose weights ``head_weights(head)`` gives) with exactly ``weights``;
+    a failed load leaves the model as it was. ``where`` names the source in errors."""
+    manager = model.adapters
+    if head_config is not None and name in model.heads:
         raise ValueError(f"a head named {name!r} already exists in the model; load with another name")
     manager.add_adapter(name, config, activate=False)
     try:
-        load_exact(manager.adapters[name], weights, f"adapter at {directory}")
-        if with_head:
-            head = model.add_head(name, HeadConfig.load(directory / HEAD_CONFIG), activate=False)
-            load_exact(head, load_head_weights(head, directory / HEAD_WEIGHTS), f"head at {directory}")
+        load_exact(manager.adapters[name], weights, f"adapter at {where}")
+        if head_config is not None:
+            head = model.add_head(name, head_config, activate=False)
+            load_exact(head, head_weights(head) if head_weights else {}, f"head at {where}")
     except Exception:
         # a failed load leaves the model as it was: no half-loaded adapter or head
         manager.remove_adapter(name)
-        if with_head and name in model.heads:
+        if head_config is not None and name in model.heads:
             del model.heads[name]
         raise
     if activate:
         manager.set_active(name)
-        if with_head:
+        if head_config is not None:
             model.active_head = name
     return name
 
