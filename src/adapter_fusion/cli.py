@@ -309,14 +309,6 @@ def _export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-# export format -> its command; each format adds its own options in build_parser
-EXPORT_FORMATS = {"onnx": _export_onnx}
-
-
-def _export(args: argparse.Namespace) -> int:
-    return EXPORT_FORMATS[args.format](args)
-
-
 def _list_tasks(args: argparse.Namespace) -> int:
     from adapter_fusion.tasks import list_tasks
 
@@ -339,20 +331,20 @@ def _list_bank(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_adapterhub(args: argparse.Namespace) -> Path:
+def _export_adapterhub(args: argparse.Namespace) -> int:
     from adapter_fusion.interop.adapterhub_export import export_adapterhub
 
-    return export_adapterhub(args.directory, args.output)
+    written = export_adapterhub(args.directory, args.output)
+    print(f"exported {args.directory} as adapterhub to {written}")
+    return 0
 
 
-# --format NAME -> the function writing DIRECTORY to OUTPUT in that format (one entry per format)
-EXPORT_FORMATS = {"adapterhub": _export_adapterhub}
+# export format -> its command; each format adds its own options in build_parser
+EXPORT_FORMATS = {"onnx": _export_onnx, "adapterhub": _export_adapterhub}
 
 
 def _export(args: argparse.Namespace) -> int:
-    written = EXPORT_FORMATS[args.format](args)
-    print(f"exported {args.directory} as {args.format} to {written}")
-    return 0
+    return EXPORT_FORMATS[args.format](args)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -485,12 +477,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(func=_predict)
 
-    export = sub.add_parser("export", help="write a saved adapter or fusion directory in another format")
-    export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="output format")
-    export.add_argument("directory", help="adapter or fusion directory (ours)")
-    export.add_argument("output", help="directory (or file) to write")
-    export.set_defaults(func=_export)
-
     importer = sub.add_parser("import", help="convert an AdapterHub adapter or AdapterFusion directory to ours")
     importer.add_argument("--format", required=True, choices=("adapterhub",), help="input format")
     importer.add_argument("--model", help="base model (default: the model_name the AdapterHub files recorded)")
@@ -508,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a saved adapter or fusion directory to another format")
     export.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="what to write")
     export.add_argument("directory", help="adapter or fusion directory")
-    export.add_argument("output", help="file (onnx: a .onnx file) to write")
+    export.add_argument("output", help="file (onnx: a .onnx file) or directory (adapterhub) to write")
     export.add_argument("--model", help="base model (default: the one recorded in the directory)")
     onnx = export.add_argument_group("onnx", "ONNX (dynamic batch and sequence axes; checked against PyTorch)")
     onnx.add_argument("--head", help="the head whose logits to export (default: the only or active one)")
