@@ -139,7 +139,7 @@ def export_adapter(directory: str | Path, output: str | Path, name: str | None =
         raise ValueError(f"{directory} is already an AdapterHub adapter directory")
     name = name or info["name"]
     weights = load_tensors(directory / ADAPTER_WEIGHTS)
-    with atomic_directory(Path(output)) as tmp:
+    with atomic_directory(Path(output), "AdapterHub adapter", inputs=[directory]) as tmp:
         write_adapter(tmp, info, weights, name)
         if (directory / "head_config.json").is_file():
             write_head(tmp, info, directory, name)
@@ -178,7 +178,7 @@ def export_fusion(directory: str | Path, output: str | Path) -> Path:
                 key = f"{point}.up.bias"
                 if key in adapters[n]:
                     adapters[n][key] = adapters[n][key] + shift / _scaling(directory, n)
-    with atomic_directory(Path(output)) as tmp:
+    with atomic_directory(Path(output), "AdapterHub fusion", inputs=[directory]) as tmp:
         for n in names:
             adapter_info = read_adapter_config(directory / "adapters" / n)
             (tmp / n).mkdir()
