@@ -40,6 +40,7 @@ from runner import ROOT  # noqa: E402
 from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
 from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
 from adapter_fusion.evaluation.fusion_weights import collect_fusion_weights  # noqa: E402
+from adapter_fusion.io import atomic_write_text  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
 from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 from adapter_fusion.tasks.readers import JsonReader  # noqa: E402
@@ -96,8 +97,16 @@ def test_split(target: str, protocol: str, data_dir: str) -> Any:
 
 def training_config(protocol: str, system: str, seed: int, output_dir: str) -> TrainingConfig:
     rates = LEARNING_RATES["fusion" if system in FUSIONS else system]
-    return TrainingConfig(output_dir=output_dir, seed=seed, save_total_limit=1, disable_tqdm=True, logging_steps=50,
-                          full_finetune=system == "full-ft", **BUDGETS[protocol], **rates)
+    return TrainingConfig(
+        output_dir=output_dir,
+        seed=seed,
+        save_total_limit=1,
+        disable_tqdm=True,
+        logging_steps=50,
+        full_finetune=system == "full-ft",
+        **BUDGETS[protocol],
+        **rates,
+    )
 
 
 def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, scratch: Path) -> dict[str, Any]:
@@ -113,14 +122,21 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
     adapter_dir = ADAPTERS / protocol / f"{target}-st-a-seed{seed}"
     if system in FUSIONS:
         if not adapter_dir.is_dir():  # the target's own adapter of this seed joins the fusion
-            single = AdapterTrainer(target, training_config=training_config(protocol, "st-a", seed,
-                                                                           str(scratch / "st-a-for-fusion")),
-                                    data_dir=data_dir)
+            single = AdapterTrainer(
+                target,
+                training_config=training_config(protocol, "st-a", seed, str(scratch / "st-a-for-fusion")),
+                data_dir=data_dir,
+            )
             single.train(train, dev)
             single.save_adapter(adapter_dir)
         sources = sources_for(target)
-        trainer: Any = FusionTrainer(target, FusionConfig(fusion_method=system), training_config=config,
-                                     data_dir=data_dir, init_head_from_adapter=False)
+        trainer: Any = FusionTrainer(
+            target,
+            FusionConfig(fusion_method=system),
+            training_config=config,
+            data_dir=data_dir,
+            init_head_from_adapter=False,
+        )
         trainer.setup_model([PREFIX + name for name in sources] + [str(adapter_dir)])
         trainer.train_fusion(train, dev)
     else:
@@ -134,16 +150,25 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
     shutil.rmtree(config.output_dir, ignore_errors=True)  # checkpoints of this run (full fine-tuning: 90 MB each)
     weights = None
     if system in FUSIONS:  # where the fusion looks, on the test set: mean weight per fused point and adapter
-        weights = collect_fusion_weights(trainer.model, trainer.tokenizer, trainer.task, test, head=trainer.head_name,
-                                         keep_examples=0).to_dict()
-    return {"fusion_weights": weights,
-        "protocol": protocol, "target": target, "system": system, "seed": seed, "sources": sources,
-        "train_examples": len(train), "dev_examples": len(dev), "test_examples": len(test),
+        weights = collect_fusion_weights(
+            trainer.model, trainer.tokenizer, trainer.task, test, head=trainer.head_name, keep_examples=0
+        ).to_dict()
+    return {
+        "fusion_weights": weights,
+        "protocol": protocol,
+        "target": target,
+        "system": system,
+        "seed": seed,
+        "sources": sources,
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "test_examples": len(test),
         "dev": {k: v for k, v in trainer.metrics.items() if isinstance(v, float)},
-        "test": trainer.evaluate(test), "global_step": trainer.metrics.get("global_step"),
+        "test": trainer.evaluate(test),
+        "global_step": trainer.metrics.get("global_step"),
         "trainable_parameters": trainer.metrics.get("trainable_parameters"),
-        "wall_seconds": round(seconds, 1), "budget": {**BUDGETS[protocol], **LEARNING_RATES[
-            "fusion" if system in FUSIONS else system]},
+        "wall_seconds": round(seconds, 1),
+        "budget": {**BUDGETS[protocol], **LEARNING_RATES["fusion" if system in FUSIONS else system]},
     }
 
 
@@ -177,11 +202,13 @@ def main() -> int:
                         continue
                     record = run_one(args.protocol, target, system, seed, args.data_dir, Path(scratch))
                     record["command"] = command
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+                    atomic_write_text(out, json.dumps(record, indent=2, sort_keys=True) + "\n")  # no half files
                     main_metric = get_task(target).main_metric
-                    print(f"# {target} {system} seed {seed}: test {main_metric} "
-                          f"{record['test'][main_metric]:.4f} ({record['wall_seconds']:.0f} s)", flush=True)
+                    print(
+                        f"# {target} {system} seed {seed}: test {main_metric} "
+                        f"{record['test'][main_metric]:.4f} ({record['wall_seconds']:.0f} s)",
+                        flush=True,
+                    )
                     write_results()
     return 0
 

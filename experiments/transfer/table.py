@@ -10,6 +10,7 @@ from pathlib import Path
 from study import EXCLUDED, FEWSHOT_TARGETS, FULL_TARGETS, FUSIONS, HERE, RESULTS, SEEDS, SYSTEMS
 
 from adapter_fusion.bank import list_bank, read_card
+from adapter_fusion.io import atomic_write_text
 from adapter_fusion.tasks import get_task
 
 OUT = HERE / "RESULTS.md"
@@ -39,36 +40,58 @@ def cell(records: dict[int, dict]) -> str:
 
 
 def bank_section() -> list[str]:
-    lines = ["## The bank (`adapter_fusion/bank/v1`, `bank:NAME`)", "",
-             "Dev scores measured on the shipped files (`adapter-fusion evaluate --adapter bank:NAME` prints them).",
-             "",
-             "| adapter | task | dev split (n) | dev score | goal | steps | epochs | minutes | recipe |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## The bank (`adapter_fusion/bank/v1`, `bank:NAME`)",
+        "",
+        "Dev scores measured on the shipped files (`adapter-fusion evaluate --adapter bank:NAME` prints them).",
+        "",
+        "| adapter | task | dev split (n) | dev score | goal | steps | epochs | minutes | recipe |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in list_bank():
         card = read_card(name)
         dev, training = card["dev"], card["training"]
         metric = get_task(card["task"]).main_metric
         goal = GOALS.get(name)
-        lines.append(f"| {name} | {card['task']} | {dev['split']} ({dev['examples']}) | {dev[metric]:.4f} {metric} | "
-                     f"{goal if goal else '-'} | {training['global_step']} | {training['epoch']:.2f} | "
-                     f"{training['train_seconds'] / 60:.1f} | {card['recipe']} |")
-    return lines + ["", "Commands: each card (`adapter_fusion/bank/v1/NAME.md`) lists the command that trained it; "
-                    "`python experiments/transfer/bank.py` reruns the whole bank (resumable).", ""]
+        lines.append(
+            f"| {name} | {card['task']} | {dev['split']} ({dev['examples']}) | {dev[metric]:.4f} {metric} | "
+            f"{goal if goal else '-'} | {training['global_step']} | {training['epoch']:.2f} | "
+            f"{training['train_seconds'] / 60:.1f} | {card['recipe']} |"
+        )
+    return lines + [
+        "",
+        "Commands: each card (`adapter_fusion/bank/v1/NAME.md`) lists the command that trained it; "
+        "`python experiments/transfer/bank.py` reruns the whole bank (resumable).",
+        "",
+    ]
 
 
 def study_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
     runs = load(protocol)
     if not runs:
         return [f"## {protocol}: no runs yet", ""]
-    title = {"fewshot": "Few-shot targets (16 per class, LM-BFF protocol)",
-             "full": "Full-data targets (the paper's Table 1 protocol)"}[protocol]
-    lines = [f"## {title}", "", "Test score (main metric, x100): mean ± standard deviation over seeds "
-             f"{', '.join(map(str, SEEDS[protocol]))} (n = seeds run).", "",
-             "| target | " + " | ".join(SYSTEMS) + " |", "|---|" + "---|" * len(SYSTEMS)]
+    title = {
+        "fewshot": "Few-shot targets (16 per class, LM-BFF protocol)",
+        "full": "Full-data targets (the paper's Table 1 protocol)",
+    }[protocol]
+    lines = [
+        f"## {title}",
+        "",
+        "Test score (main metric, x100): mean ± standard deviation over seeds "
+        f"{', '.join(map(str, SEEDS[protocol]))} (n = seeds run).",
+        "",
+        "| target | " + " | ".join(SYSTEMS) + " |",
+        "|---|" + "---|" * len(SYSTEMS),
+    ]
     for target in targets:
         lines.append(f"| {target} | " + " | ".join(cell(runs.get((target, s), {})) for s in SYSTEMS) + " |")
-    lines += ["", "Paired by seed, fusion minus ST-A (test, x100; only seeds where both ran):", "",
-              "| target | " + " | ".join(FUSIONS) + " |", "|---|" + "---|" * len(FUSIONS)]
+    lines += [
+        "",
+        "Paired by seed, fusion minus ST-A (test, x100; only seeds where both ran):",
+        "",
+        "| target | " + " | ".join(FUSIONS) + " |",
+        "|---|" + "---|" * len(FUSIONS),
+    ]
     for target in targets:
         row = []
         for fusion in FUSIONS:
@@ -89,8 +112,16 @@ def study_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
         lines.append(f"- {target}: {', '.join(fused['sources']) if fused else 'not run'}{left_out}")
     commands = sorted({r["command"] for records in runs.values() for r in records.values()})
     seconds = sum(r["wall_seconds"] for records in runs.values() for r in records.values())
-    lines += ["", f"Wall time of all {sum(len(v) for v in runs.values())} runs: {seconds / 60:.0f} minutes. "
-              "Commands that produced these files:", ""] + [f"    {c}" for c in commands] + [""]
+    lines += (
+        [
+            "",
+            f"Wall time of all {sum(len(v) for v in runs.values())} runs: {seconds / 60:.0f} minutes. "
+            "Commands that produced these files:",
+            "",
+        ]
+        + [f"    {c}" for c in commands]
+        + [""]
+    )
     return lines
 
 
@@ -120,18 +151,28 @@ def matrix_section(protocol: str) -> list[str]:
     sources = sorted({source for source, _ in cells} - {OWN}) + [OWN]
     title = f"{protocol}: mean attention-fusion weight on the test set"
     plot_transfer_matrix(cells, path, sources=sources, title=title, value_label="mean weight")
-    return [f"### Where attention fusion looks ({protocol})", "",
-            "Mean fusion weight of each source adapter (rows) on each target's test set (columns), averaged over "
-            "tokens, fused layers and seeds; a column of uniform 1/N means fusion did not learn to prefer any "
-            "adapter.", "", f"![{protocol} attention weights](figures/{path.name})", ""]
+    return [
+        f"### Where attention fusion looks ({protocol})",
+        "",
+        "Mean fusion weight of each source adapter (rows) on each target's test set (columns), averaged over "
+        "tokens, fused layers and seeds; a column of uniform 1/N means fusion did not learn to prefer any "
+        "adapter.",
+        "",
+        f"![{protocol} attention weights](figures/{path.name})",
+        "",
+    ]
 
 
 def write_results() -> Path:
-    lines = ["# AdapterFusion transfer study on the bundled all-MiniLM-L6-v2", "",
-             "Generated by `python experiments/transfer/study.py --table-only` from `experiments/transfer/results/` "
-             "and the bank's cards; every cell is a measured run (see `study.py` for the protocols and budgets).", ""]
+    lines = [
+        "# AdapterFusion transfer study on the bundled all-MiniLM-L6-v2",
+        "",
+        "Generated by `python experiments/transfer/study.py --table-only` from `experiments/transfer/results/` "
+        "and the bank's cards; every cell is a measured run (see `study.py` for the protocols and budgets).",
+        "",
+    ]
     lines += bank_section()
     for protocol, targets in (("fewshot", FEWSHOT_TARGETS), ("full", FULL_TARGETS)):
         lines += study_section(protocol, targets) + matrix_section(protocol)
-    OUT.write_text("\n".join(lines))
+    atomic_write_text(OUT, "\n".join(lines))
     return OUT
