@@ -23,6 +23,7 @@ import logging
 import time
 
 from adapter_fusion import (
+    AdapterConfig,
     AdapterTrainer,
     FusionConfig,
     FusionEvaluator,
@@ -42,8 +43,16 @@ DATA_SEED = 13  # the first of LM-BFF's five data seeds
 
 def config(run: str, **rates: float) -> TrainingConfig:
     """20 epochs over the 32 reviews in batches of 8, the best epoch on the 32 model-selection reviews kept."""
-    return TrainingConfig(output_dir=f"{OUT}/runs/{run}", num_train_epochs=20, batch_size=8, seed=DATA_SEED,
-                          disable_tqdm=True, save_total_limit=1, logging_steps=50, **rates)
+    return TrainingConfig(
+        output_dir=f"{OUT}/runs/{run}",
+        num_train_epochs=20,
+        batch_size=8,
+        seed=DATA_SEED,
+        disable_tqdm=True,
+        save_total_limit=1,
+        logging_steps=50,
+        **rates,
+    )
 
 
 def main() -> None:
@@ -51,23 +60,34 @@ def main() -> None:
     train, dev = few_shot_splits(TARGET, shots=16, seed=DATA_SEED)
     print(f"{TARGET}: {len(train)} training and {len(dev)} model-selection reviews (seed {DATA_SEED})")
 
-    single = AdapterTrainer(TARGET, training_config=config("st-a", adapter_learning_rate=1e-3))
+    # the bank's v1 adapters read the feed-forward output itself (original_ln_before=False); an adapter fused with
+    # them must read the same input
+    single = AdapterTrainer(
+        TARGET,
+        adapter_config=AdapterConfig(original_ln_before=False),
+        training_config=config("st-a", adapter_learning_rate=1e-3),
+    )
     single.train(train, dev)
     single.save_adapter(f"{OUT}/adapters/{TARGET}", overwrite=True)  # a rerun replaces the last
 
     for name in SOURCES:
         card = read_card(name)
         print(f"source bank:{name}: {card['task']} adapter, dev accuracy {card['dev']['accuracy']:.4f}")
-    fusion = FusionTrainer(TARGET, FusionConfig(fusion_method="attention"), init_head_from_adapter=False,
-                           training_config=config("fusion", fusion_learning_rate=5e-4, head_learning_rate=1e-3))
+    fusion = FusionTrainer(
+        TARGET,
+        FusionConfig(fusion_method="attention"),
+        init_head_from_adapter=False,
+        training_config=config("fusion", fusion_learning_rate=5e-4, head_learning_rate=1e-3),
+    )
     fusion.setup_model([f"bank:{name}" for name in SOURCES] + [f"{OUT}/adapters/{TARGET}"])
     fusion.train_fusion(train, dev)
     fusion.save_fusion(f"{OUT}/fusions/{TARGET}-attention", overwrite=True)
 
     evaluator = FusionEvaluator(TARGET)
-    rows = evaluator.compare(adapters={"ST-A (16 per class)": f"{OUT}/adapters/{TARGET}"},
-                             fusions={"attention fusion (bank:sst2 + bank:imdb + ST-A)": f"{OUT}/fusions/"
-                                                                                         f"{TARGET}-attention"})
+    rows = evaluator.compare(
+        adapters={"ST-A (16 per class)": f"{OUT}/adapters/{TARGET}"},
+        fusions={"attention fusion (bank:sst2 + bank:imdb + ST-A)": f"{OUT}/fusions/{TARGET}-attention"},
+    )
     print(evaluator.to_markdown(rows))
     scores = [row["accuracy"] for row in rows]
     print(f"fusion - ST-A on the {rows[0]['examples']} test reviews: {100 * (scores[1] - scores[0]):+.1f} points")

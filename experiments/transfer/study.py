@@ -55,6 +55,9 @@ SEEDS = {"fewshot": (13, 21, 42, 87, 100), "full": (1, 2, 3)}
 SHOTS = 16
 SYSTEMS = ("head", "st-a", "full-ft", "attention", "weighted", "gating")
 FUSIONS = ("attention", "weighted", "gating")
+ST_A = AdapterConfig(original_ln_before=False)
+"""The target's own adapter: the bank's v1 adapters read the feed-forward output itself (they were trained before
+``original_ln_before`` existed), and adapters fused at one point must read the same input."""
 
 # target -> bank adapters it may not read, and why
 EXCLUDED: dict[str, tuple[tuple[str, ...], str]] = {
@@ -124,6 +127,7 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         if not adapter_dir.is_dir():  # the target's own adapter of this seed joins the fusion
             single = AdapterTrainer(
                 target,
+                adapter_config=ST_A,
                 training_config=training_config(protocol, "st-a", seed, str(scratch / "st-a-for-fusion")),
                 data_dir=data_dir,
             )
@@ -140,7 +144,7 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         trainer.setup_model([PREFIX + name for name in sources] + [str(adapter_dir)])
         trainer.train_fusion(train, dev)
     else:
-        trainer = AdapterTrainer(target, adapter_config=AdapterConfig(), training_config=config, data_dir=data_dir)
+        trainer = AdapterTrainer(target, adapter_config=ST_A, training_config=config, data_dir=data_dir)
         if system == "head":
             trainer.model.adapters.remove_adapter(trainer.adapter_name)
         trainer.train(train, dev)

@@ -202,6 +202,7 @@ def sequential_input_mode(manager: AdapterManager, names: Sequence[str]) -> tupl
             "fused sequential adapters must agree on original_ln_before and residual_before_ln (they share the "
             "fusion's query); got "
             + ", ".join(f"{name}: {mode[0]!r}, {mode[1]!r}" for name, mode in modes.items())
+            + "; train the adapters to fuse with one AdapterConfig(original_ln_before=..., residual_before_ln=...)"
         )
     return next(iter(modes.values()), (False, True))
 
