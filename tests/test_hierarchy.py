@@ -32,7 +32,9 @@ def model_with_adapters(tiny_bert_dir: Path) -> FusionModel:
     model = FusionModel.from_pretrained(str(tiny_bert_dir)).eval()
     for index, name in enumerate(ADAPTERS):
         placement = "houlsby" if index % 2 else "pfeiffer"
-        model.add_adapter(name, AdapterConfig(bottleneck_size=4 + index, placement=placement), activate=False)
+        # houlsby reads the FFN output itself (original_ln_before=False); adapters fused at one point must agree
+        adapter = AdapterConfig(bottleneck_size=4 + index, placement=placement, original_ln_before=False)
+        model.add_adapter(name, adapter, activate=False)
         randomise_(model.adapters.adapters[name], seed=index + 1, std=0.3)
     return model
 
