@@ -98,19 +98,20 @@ class SparseFusion(FusionLayer):
         """``hidden [batch, seq, d]`` -> ``(logits [U, N], chosen [U, k], weights [U, k])``, ``U`` the routed
         units: ``batch * seq`` tokens or ``batch`` examples."""
         source = hidden[:, 0] if self.routing == "example" else hidden.reshape(-1, self.hidden_size)
-        logits = F.linear(source, self.gate.weight, self.gate.bias)
+        logits = F.linear(source, self.select(self.gate.weight), self.select(self.gate.bias))  # a subset: its rows
         if self.temperature != 1.0:
             logits = logits / self.temperature
-        top, chosen = logits.topk(self.top_k, dim=-1)
+        top, chosen = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
         return logits, chosen, torch.softmax(top, dim=-1)
 
     def balance_loss(self, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Switch's ``N * sum_i f_i P_i`` times ``load_balancing`` (1 * lambda when routing is uniform)."""
-        counts = torch.zeros(self.num_adapters, dtype=logits.dtype, device=logits.device)
+        n = logits.shape[-1]
+        counts = torch.zeros(n, dtype=logits.dtype, device=logits.device)
         counts.index_add_(0, chosen.reshape(-1), torch.ones(chosen.numel(), dtype=logits.dtype, device=logits.device))
         share = counts / chosen.numel()
         mean_probability = torch.softmax(logits, dim=-1).mean(0)
-        return self.load_balancing * self.num_adapters * (share * mean_probability).sum()
+        return self.load_balancing * n * (share * mean_probability).sum()
 
     def record_balance(self, logits: torch.Tensor, chosen: torch.Tensor) -> None:
         """Keep this forward's balancing term for ``regularization_loss`` (training with grad only)."""
@@ -145,10 +146,10 @@ class SparseFusion(FusionLayer):
         out = hidden + delta if residual else delta
         if not return_weights:
             return FusionOutput(out, None)
-        dense = weights.new_zeros(chosen.shape[0], self.num_adapters).scatter(-1, chosen, weights)
+        dense = weights.new_zeros(chosen.shape[0], pack.n).scatter(-1, chosen, weights)
         if self.routing == "example":
-            return FusionOutput(out, dense.unsqueeze(1).expand(*hidden.shape[:-1], self.num_adapters))
-        return FusionOutput(out, dense.view(*hidden.shape[:-1], self.num_adapters))
+            return FusionOutput(out, dense.unsqueeze(1).expand(*hidden.shape[:-1], pack.n))
+        return FusionOutput(out, dense.view(*hidden.shape[:-1], pack.n))
 
     def _dispatched(
         self,
@@ -166,9 +167,9 @@ class SparseFusion(FusionLayer):
         assert h is not None
         flat = chosen.reshape(-1)
         order = torch.argsort(flat, stable=True)
-        unit_of = torch.div(order, self.top_k, rounding_mode="floor")
+        unit_of = torch.div(order, chosen.shape[-1], rounding_mode="floor")
         sorted_weights = weights.reshape(-1)[order]
-        counts = torch.bincount(flat, minlength=self.num_adapters).tolist()
+        counts = torch.bincount(flat, minlength=pack.n).tolist()
         out = torch.zeros_like(h)
         start = 0
         for index, count in enumerate(counts):
@@ -192,7 +193,7 @@ class SparseFusion(FusionLayer):
     ) -> torch.Tensor:
         """Per-example routing of same-shaped adapters: gather their packed weights, two batched matmuls."""
         products = self._cached_products(pack)
-        B, k, r = chosen.shape[0], self.top_k, pack.sizes[0]
+        B, k, r = chosen.shape[0], chosen.shape[-1], pack.sizes[0]
         down = products["down"][chosen].view(B, k * r, self.hidden_size)  # [B, k r, d]
         down_bias = products["down_bias"][chosen].view(B, 1, k * r)
         source = ffn_input if ffn_input is not None else hidden
