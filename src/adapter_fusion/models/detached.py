@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from adapter_fusion.adapters import adapter_config_from_dict
+from adapter_fusion.adapters import BottleneckAdapter, adapter_config_from_dict
 
 if TYPE_CHECKING:
     from adapter_fusion.models.manager import AdapterManager
@@ -70,7 +70,9 @@ def run_adapters(
     location: str = "ffn",
 ) -> dict[str, torch.Tensor]:
     """Run each named adapter (default: all) at one point on ``hidden_states`` ``[batch, seq, hidden]``:
-    ``{name: its output}`` (residual included). ``layer``: default each adapter's last layer."""
+    ``{name: its output}`` (residual included). ``layer``: default each adapter's last layer. A bottleneck adapter
+    reads ``hidden_states`` itself: with no sub-layer around it there is no residual stream to normalise
+    (``original_ln_before``)."""
     names = list(adapter_names) if adapter_names is not None else self.list_adapters()
     self._check_names(names)
     outputs = {}
@@ -79,5 +81,10 @@ def run_adapters(
         at = layer if layer is not None else max(layers, default=-1)
         if at not in layers:
             raise ValueError(f"adapter {name!r} has no {location!r} adapter in layer {at}; it has layers {layers}")
-        outputs[name] = self.apply_adapter(name, at, location, hidden_states, hidden_states)
+        module = self.adapter_module(name, at, location)
+        if isinstance(module, BottleneckAdapter):
+            delta = module(hidden_states)
+            outputs[name] = delta + hidden_states if self.configs[name].residual else delta  # type: ignore[union-attr]
+        else:
+            outputs[name] = self.apply_adapter(name, at, location, hidden_states, hidden_states)
     return outputs

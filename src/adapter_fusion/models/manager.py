@@ -308,7 +308,7 @@ class AdapterManager(nn.Module):
             modules, paths = self._build_lora(config, layers)
         else:
             assert isinstance(config, AdapterConfig)
-            if config.original_ln_before and self.spec.ffn_residual is None:
+            if config.original_ln_before and self.spec is not None and self.spec.ffn_residual is None:
                 raise ValueError(
                     f"original_ln_before=True needs the feed-forward residual input, which the {self.spec.family!r} "
                     "spec does not name (ArchitectureSpec.ffn_residual); use original_ln_before=False"
