@@ -110,10 +110,11 @@ class FusionTrainer(TaskTrainer):
         self.multi_task = task is None or (not isinstance(task, (str, TaskSpec)))
         self.multitask_options = {"sampling": sampling, "temperature": temperature, "router": router}
         self.multitask_trainer: Any = None
+        self.saved_at_end: Path | None = None  # where a multi-task fusion saved itself when training ended
         if self.multi_task:  # tasks from the list, ModelConfig.task_names, a preprocessor or the data
             self.task_names: list[str | TaskSpec] = list(task or ()) or list(model_config.task_names)
-            self._task_specs()  # unknown task names fail here, before any model is loaded
             self.model_config, self.training_config, self.data_dir = model_config, training_config, data_dir
+            self._task_specs()  # unknown task names fail here, before any model is loaded
             transformers.set_seed(training_config.seed)
             self.trainer = None
             self.metrics: dict[str, Any] = {}
@@ -222,7 +223,7 @@ class FusionTrainer(TaskTrainer):
                 self.multitask_trainer.tokenizer = self.tokenizer
         self.metrics = self.multitask_trainer.train(train, evals)
         self.trainer = self.multitask_trainer.trainer
-        self.save_fusion(self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
+        self.saved_at_end = self.save_fusion(self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
         return self.metrics
 
     def evaluate(self, dataset: Any = None, split: str = "validation") -> dict[str, float]:
@@ -250,14 +251,16 @@ class FusionTrainer(TaskTrainer):
         if self.multi_task:
             if self.multitask_trainer is None:
                 raise ValueError("nothing to save yet: the multi-task fusion has no heads until train_fusion(...)")
-            return self.multitask_trainer.save(directory)
+            return self.multitask_trainer.save(directory, overwrite=overwrite)
         metadata = {**self.run_metadata(), "fusion_config": self.fusion_config.to_dict()}
         return self.model.save_fusion(directory, heads=[self.head_name], overwrite=overwrite, **metadata)
 
     def save_fusion_model(self, directory: str | Path | None = None) -> Path:
         """The documented save: the fusion to ``directory`` (default: ``fusion_checkpoint_dir``, else
         ``fusion_model``), the tokenizer to ``TrainingConfig.output_dir``."""
-        path = self.save_fusion(directory or self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
+        target = Path(directory or self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
+        own = self.saved_at_end is not None and target.resolve() == self.saved_at_end.resolve()
+        path = self.save_fusion(target, overwrite=own)  # replaces only what this trainer saved when training ended
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(self.training_config.output_dir)
         return path

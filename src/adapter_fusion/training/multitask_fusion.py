@@ -150,8 +150,9 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
         return result
 
     # ----------------------------------------------------------------- saving
-    def save(self, directory: str | Path) -> Path:  # type: ignore[override]
-        """One fusion directory: the fusion, the adapters it fuses, every task's head and the router."""
+    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:  # type: ignore[override]
+        """One fusion directory: the fusion, the adapters it fuses, every task's head and the router
+        (``overwrite``: replace a saved fusion there)."""
         assert isinstance(self.model, FusionModel)
         metadata = {
             **self.run_metadata(),
@@ -159,7 +160,7 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
             "router": ROUTER if self.router else None,
             "task_heads": list(self.task_specs),
         }
-        return self.model.save_fusion(directory, heads=list(self.specs), **metadata)
+        return self.model.save_fusion(directory, heads=list(self.specs), overwrite=overwrite, **metadata)
 
 
 __all__ = ["MultiTaskFusionTrainer"]
