@@ -51,8 +51,8 @@ def new_adapters(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 def trained_fusion(tiny_bert_dir: Path, method: str) -> FusionModel:
     """A 'trained' fusion (random non-trivial weights) of two adapters with heads for two old tasks."""
     model = FusionModel.from_pretrained(str(tiny_bert_dir)).eval()
-    for index, name in enumerate(("a", "b")):
-        model.add_adapter(name, AdapterConfig(bottleneck_size=4), activate=False)
+    for index, name in enumerate(("a", "b")):  # reading the FFN output itself, as the houlsby ones added later
+        model.add_adapter(name, AdapterConfig(bottleneck_size=4, original_ln_before=False), activate=False)
         randomise_(model.adapters.adapters[name], seed=index + 1, std=0.3)
     top_k = {"top_k": 2} if method == "sparse" else {}
     model.add_fusion(FusionConfig(adapter_names=("a", "b"), fusion_method=method, attention_dropout=0.0, **top_k))
@@ -182,7 +182,7 @@ def test_extension_trainer_trains_the_new_task_and_keeps_the_old_one(tmp_path: P
     model = trained_fusion(base, "attention")
     model.save_fusion(tmp_path / "fusion")
     source = FusionModel.from_pretrained(str(base))
-    source.add_adapter("fresh", AdapterConfig(bottleneck_size=4), activate=False)
+    source.add_adapter("fresh", AdapterConfig(bottleneck_size=4, original_ln_before=False), activate=False)
     randomise_(source.adapters.adapters["fresh"], seed=30, std=0.3)
     save_adapter(source, "fresh", tmp_path / "fresh")
     config = TrainingConfig(

@@ -5,8 +5,10 @@ data directory of the tasks' own layouts; the bundled MiniLM; the long form's be
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -172,9 +174,10 @@ def tiny_data_dir(root: Path) -> Path:
         (root / "lmbff_pcp" / "glue_pretrain" / folder).mkdir(parents=True, exist_ok=True)
         for name in ("train.json", "dev.json"):
             (root / "lmbff_pcp" / "glue_pretrain" / folder / name).write_text(json.dumps(nli))
-    reviews = {str(i): {"ori": text, "label": int(i < 10)} for i, text in enumerate((good + bad) * 3)}
-    (root / "lmbff_pcp" / "aclImdb").mkdir(parents=True)
-    (root / "lmbff_pcp" / "aclImdb" / "dev.json").write_text(json.dumps(reviews))
+    (root / "imdb").mkdir()  # IMDb's 25k layout: 2,000 rows are carved off as validation, the rest train
+    reviews = [{"text": text, "label": int(text in good)} for text in (good + bad) * 251]
+    with gzip.open(root / "imdb" / "train.jsonl.gz", "wt") as out:
+        out.writelines(json.dumps(row) + "\n" for row in reviews)
     articles = []
     for index in range(5):
         context = f"Ann {index} went home. Bob stayed at school number {index}."
@@ -230,10 +233,12 @@ def test_documented_workflows_run_end_to_end(workspace: Path) -> None:
     # ---- end of the short form
     assert result["label"] in ("negative", "positive")
     assert sorted(pipeline.tasks) == ["mnli", "sst2"] and pipeline.router == "router"
-    assert pipeline.predict("A man sleeps.", task="nli")["label"] in ("entailment", "neutral", "contradiction")
+    nli = pipeline.predict("A man sleeps.", task="nli", text_pairs="A person rests.")  # a pair task: two texts
+    assert nli["label"] in ("entailment", "neutral", "contradiction")
     assert pipeline.predict("This movie is great!")["task"] in ("sst2", "mnli")  # routed
     assert list(pipeline.model.fusion.adapter_names) == ["sst2", "mnli", "xquad"]
 
+    shutil.rmtree(workspace / "fusion_model")  # the long form saves to the same default directory; never silently
     # ---- the long form, as documented (bert-base-uncased -> the bundled MiniLM, "default")
     model_config = ModelConfig(model_name_or_path="default", num_labels=2,
                                multi_task=True, task_names=["sentiment", "nli"])   # also tokenizer_name_or_path

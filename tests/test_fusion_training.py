@@ -227,12 +227,13 @@ def test_reload_refuses_a_changed_file(base_dir: Path, tmp_path: Path) -> None:
         load_fusion(tmp_path)
 
 
-def test_forward_rejects_other_adapter_names(base_dir: Path) -> None:
+def test_forward_takes_fused_adapter_names_and_rejects_others(base_dir: Path) -> None:
     model = fusion_model(base_dir, "weighted")
     batch = make_batch(batch=2, length=5)
     model(**batch, adapter_names=["b", "a"])  # the fused set, any order
-    with pytest.raises(ValueError, match=r"adapter_names \['a'\] differ"):
-        model(**batch, adapter_names=["a"])
+    model(**batch, adapter_names=["a"])  # a subset of the fused set runs too
+    with pytest.raises(ValueError, match=r"adapter_names \['zz'\] must be distinct adapters of fusion"):
+        model(**batch, adapter_names=["zz"])
 
 
 def test_fusion_config_in_saved_directory_names_adapters_in_order(base_dir: Path, tmp_path: Path) -> None:

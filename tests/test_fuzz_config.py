@@ -86,7 +86,7 @@ def test_sizes_out_of_range_are_refused_not_clamped() -> None:
 def test_inapplicable_fields_come_from_the_method_registry() -> None:
     assert set(FusionConfig(fusion_method="weighted").inapplicable_fields()) == {
         "num_attention_heads", "attention_dropout", "value_initialization", "value_regularization",
-        "gate_activation", "gate_bias",
+        "gate_activation", "gate_bias", "top_k", "routing", "load_balancing",
     }  # fmt: skip
     assert "num_attention_heads" not in FusionConfig().inapplicable_fields()
     assert TrainingConfig().inapplicable_fields() == {}
