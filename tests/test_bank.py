@@ -117,3 +117,36 @@ def test_cli_lists_the_bank(tiny_bank: Path, capsys: pytest.CaptureFixture) -> N
     assert main(["list-bank"]) == 0
     out = capsys.readouterr().out
     assert "bank:a" in out and "task=sst2" in out and "accuracy 0.7500" in out and "2 adapters in" in out
+
+
+def test_bank_adapter_refused_on_another_base_model_of_the_same_geometry(tiny_bank: Path) -> None:
+    other = tiny_bank.parent / "other"
+    build_tiny_model("bert", seed=1).save_pretrained(other)  # same shapes, other weights
+    with pytest.raises(ValueError, match="was saved on base model .* their weights differ"):
+        FusionModel.from_adapters(["bank:a"], model=str(other))
+    FusionModel.from_adapters(["bank:a"], model=str(other), allow_other_base=True)
+
+
+def test_ship_adapter_writes_a_verified_adapter_and_its_card(tiny_cli_env: dict[str, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapter_fusion.bank import ship_adapter
+
+    model = AdapterModel.from_pretrained(str(tiny_cli_env["model"]))
+    model.add_adapter("sst2", AdapterConfig(bottleneck_size=4))
+    model.add_classification_head("sst2", num_labels=2, label_names=("negative", "positive"))
+    trained = save_adapter(model, "sst2", tmp_path / "trained", head="sst2", metadata={"task": "sst2"})
+    monkeypatch.setenv(BANK_ENV, str(tmp_path / "bank"))
+    (tmp_path / "bank").mkdir()
+    metrics = {"train_examples": 24, "train_seconds": 1.5, "global_step": 3, "epoch": 1.0, "seed": 1,
+               "accuracy": 0.5}  # fmt: skip
+    for _ in range(2):  # shipping again replaces the shipped copy (same weights: the dev score is kept)
+        card_path = ship_adapter(trained, "toy", task="sst2", recipe="a toy", command="adapter-fusion ...",
+                                 metrics=metrics, trained_on="a test", data_dir=tiny_cli_env["data"])
+    assert card_path == tmp_path / "bank" / "toy.md" and "# bank:toy" in card_path.read_text()
+    card = read_card("toy")
+    assert card["dev"]["examples"] == 8 and card["dev_slice"]["examples"] == 8
+    assert card["base_model_checksum"] and card["training"]["global_step"] == 3
+    assert (tmp_path / "bank" / "toy" / "manifest.json").is_file()
+    shipped = FusionPipeline.from_pretrained("bank:toy")  # loads verified against its manifest
+    assert shipped.predict("good fine lovely", task="sst2")["label"] in ("negative", "positive")
+    assert sorted(p.name for p in (tmp_path / "bank").iterdir()) == ["toy", "toy.md"]  # nothing left behind
