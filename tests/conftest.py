@@ -192,6 +192,34 @@ def tiny_cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"model": root / "model", "data": root / "data", "root": root}
 
 
+@pytest.fixture
+def outputs_at_save(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[nn.Module], Any]], list[Any]]:
+    """``record = outputs_at_save(probe)``: whenever a trainer saves its adapter or fusion (as the CLI's
+    ``train-adapter`` / ``train-fusion`` do), ``probe(model)`` first runs on the trainer's in-memory model (eval
+    mode, no grad) and its result is appended to ``record``. Reload tests compare a reload with these outputs of
+    the model that was trained, not with another reload."""
+    from adapter_fusion.training.adapter_trainer import AdapterTrainer
+    from adapter_fusion.training.fusion_trainer import FusionTrainer
+
+    def install(probe: Callable[[nn.Module], Any]) -> list[Any]:
+        record: list[Any] = []
+        for cls, name in ((AdapterTrainer, "save_adapter"), (FusionTrainer, "save_fusion")):
+            original = getattr(cls, name)
+
+            def save(self: Any, directory: Any, _original: Any = original) -> Any:
+                training = self.model.training
+                self.model.eval()
+                with torch.no_grad():
+                    record.append(probe(self.model))
+                self.model.train(training)
+                return _original(self, directory)
+
+            monkeypatch.setattr(cls, name, save)
+        return record
+
+    return install
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """Under CI, a ``realdata`` test that skips (no data, no bundled model, no gguf) fails instead, naming why."""

@@ -164,14 +164,19 @@ def test_real_generation_tasks_load() -> None:
 
 @pytest.mark.realdata
 def test_cli_trains_a_dialogsum_adapter_on_smollm2_and_the_pipeline_reloads_it(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], outputs_at_save
 ) -> None:
     """`train-adapter --task dialogsum` end to end on the bundled SmolLM2 (the default for generation tasks): a
     few steps, an adapter directory that the pipeline reloads and that generates exactly what `evaluate` scored."""
     import json
 
     from adapter_fusion.cli import main
+    from adapter_fusion.models import load_tokenizer
 
+    dialogue = "#Person1#: Hi. #Person2#: Hello!"
+    trained = outputs_at_save(
+        lambda model: FusionPipeline(model, load_tokenizer("smollm2")).predict(dialogue, max_new_tokens=8)
+    )
     output = tmp_path / "dialogsum"
     code = main([
         "train-adapter", "--task", "dialogsum", "--data-dir", str(data_dir), "--output", str(output),
@@ -184,6 +189,6 @@ def test_cli_trains_a_dialogsum_adapter_on_smollm2_and_the_pipeline_reloads_it(
     info = json.loads((output / "adapter_config.json").read_text())
     assert info["base_model"] == "smollm2" and info["causal_lm"] is True
     capsys.readouterr()
-    first = FusionPipeline.from_pretrained(output).predict("#Person1#: Hi. #Person2#: Hello!", max_new_tokens=8)
-    second = FusionPipeline.from_pretrained(output).predict("#Person1#: Hi. #Person2#: Hello!", max_new_tokens=8)
-    assert first == second and isinstance(first["generated_text"], str)
+    reloaded = FusionPipeline.from_pretrained(output).predict(dialogue, max_new_tokens=8)
+    assert len(trained) == 1 and reloaded == trained[0]  # the reload generates what the trained model did
+    assert isinstance(reloaded["generated_text"], str)

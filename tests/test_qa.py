@@ -476,11 +476,13 @@ def test_real_qa_splits_are_carved_by_article(data_dir: Path, name: str) -> None
 
 @pytest.mark.realdata
 def test_cli_train_adapter_on_xquad_reloads_with_identical_outputs(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], outputs_at_save
 ) -> None:
     from adapter_fusion.cli import main
     from adapter_fusion.evaluation import evaluate_adapter
 
+    inputs = questions_for(load_task_split("xquad", "validation", data_dir=data_dir, max_examples=8))
+    trained = outputs_at_save(lambda model: FusionPipeline(model, load_tokenizer(), max_length=128).predict(inputs))
     output = tmp_path / "xquad"
     code = main([
         "train-adapter", "--task", "xquad", "--data-dir", str(data_dir), "--output", str(output),
@@ -493,11 +495,9 @@ def test_cli_train_adapter_on_xquad_reloads_with_identical_outputs(
     assert metrics["global_step"] == 20 and np.isfinite(metrics["train_loss"])
     assert 0.0 <= metrics["exact_match"] <= metrics["f1"] <= 1.0
 
-    inputs = questions_for(load_task_split("xquad", "validation", data_dir=data_dir, max_examples=8))
-    transformers.set_seed(1)
+    transformers.set_seed(1)  # nothing may depend on fresh initialisation
     first = FusionPipeline.from_pretrained(output).predict(inputs)
-    transformers.set_seed(2)
-    assert FusionPipeline.from_pretrained(output).predict(inputs) == first
+    assert len(trained) == 1 and first == trained[0]  # the reload answers as the trained model did
     assert all(p["answer"] == i["context"][p["start"] : p["end"]] for p, i in zip(first, inputs))
     reloaded = evaluate_adapter(output, data_dir=data_dir, max_examples=32)
     assert reloaded["examples"] == 32

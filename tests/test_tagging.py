@@ -672,10 +672,12 @@ def test_real_splits_load(task: str, data_dir: Path) -> None:
 @pytest.mark.realdata
 @pytest.mark.parametrize("casing_dim", [0, 16])
 def test_cli_train_adapter_on_conll2003_then_pipeline_reload(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], casing_dim: int
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], casing_dim: int, outputs_at_save
 ) -> None:
     from adapter_fusion.cli import main
 
+    sentence = "EU rejects German call to boycott British lamb ."
+    trained = outputs_at_save(lambda model: TAGGING.predict(model, load_tokenizer(), "conll2003_ner", [sentence])[0])
     adapter_dir = tmp_path / "ner"
     code = main([
         "train-adapter", "--task", "conll2003_ner", "--data-dir", str(data_dir), "--output", str(adapter_dir),
@@ -692,11 +694,8 @@ def test_cli_train_adapter_on_conll2003_then_pipeline_reload(
     state = json.loads(next((tmp_path / "runs").glob("checkpoint-*/trainer_state.json")).read_text())
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
     assert losses[-1] < losses[0], losses
-    sentence = "EU rejects German call to boycott British lamb ."
-    trainer_model = AdapterModel.from_pretrained()
-    load_adapter(trainer_model, adapter_dir)
-    expected = TAGGING.predict(trainer_model.eval(), load_tokenizer(), "conll2003_ner", [sentence])[0]
     pipeline = FusionPipeline.from_pretrained(adapter_dir)
     result = pipeline.predict(sentence, task="ner")
-    assert result == expected and result["words"] == sentence.split()
+    assert len(trained) == 1 and result == trained[0]  # the reload tags as the trained model did
+    assert result["words"] == sentence.split()
     assert set(result["tags"]) <= set(get_task("ner").label_names)
