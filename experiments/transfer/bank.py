@@ -30,7 +30,10 @@ TRAINED = ROOT / "experiments" / "adapters" / "bank"
 CHECKPOINTS = ROOT / "runs" / "bank"
 
 COMMON = ["--batch-size", "32", "--adapter-learning-rate", "1e-3", "--seed", "42", "--save-total-limit", "1",
-          "--disable-tqdm", "true", "--logging-steps", "100", "--group-by-length", "true"]
+          "--disable-tqdm", "true", "--logging-steps", "100", "--group-by-length", "true",
+          # v1's adapters read the feed-forward output itself (trained before the field existed, when that was what
+          # pfeiffer did); adapters fused at one point must read one input, so the whole bank keeps that
+          "--original-ln-before", "false"]
 
 # name: (task, description of the recipe, flags). Budgets are capped in wall minutes because the 2 CPU cores are
 # shared; the card records the steps each run reached.
