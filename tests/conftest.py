@@ -206,13 +206,13 @@ def outputs_at_save(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[nn.M
         for cls, name in ((AdapterTrainer, "save_adapter"), (FusionTrainer, "save_fusion")):
             original = getattr(cls, name)
 
-            def save(self: Any, directory: Any, _original: Any = original) -> Any:
+            def save(self: Any, directory: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
                 training = self.model.training
                 self.model.eval()
                 with torch.no_grad():
                     record.append(probe(self.model))
                 self.model.train(training)
-                return _original(self, directory)
+                return _original(self, directory, *args, **kwargs)
 
             monkeypatch.setattr(cls, name, save)
         return record
