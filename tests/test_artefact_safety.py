@@ -189,7 +189,7 @@ def test_every_file_is_checked_against_the_manifest(
     directory = save_adapter(model, "task", tmp_path / "task", head="task")
     manifest = json.loads((directory / "manifest.json").read_text())
     assert set(manifest["files"]) == {"adapter_config.json", "adapter.safetensors", "head_config.json",
-                                      "head.safetensors"}  # fmt: skip
+                                      "head.safetensors", "README.md"}  # fmt: skip
     assert manifest["kind"] == "adapter" and manifest["format_version"] == 1
     assert manifest["base_model"]["name"] == bases["bert0"] and len(manifest["base_model"]["weights_sha256"]) == 64
 

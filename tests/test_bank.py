@@ -53,7 +53,8 @@ def tiny_bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_bank_references_resolve_and_cards_read(tiny_bank: Path) -> None:
     assert list_bank() == ["a", "b"]
     assert resolve_artefact("bank:a") == bank_directory() / "a"
-    assert resolve_artefact("plain/path") == Path("plain/path")
+    assert resolve_artefact("plain/path/deeper") == Path("plain/path/deeper")  # "org/name" alone: a Hub id
+    assert resolve_artefact(Path("plain/path")) == Path("plain/path")  # a Path is always a path (tests/test_hub.py)
     assert read_card("b")["name"] == "b"
 
 

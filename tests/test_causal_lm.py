@@ -224,6 +224,7 @@ def test_save_and_reload_under_another_seed(decoder: str, tmp_path: Path) -> Non
     directory = save_adapter(model, "task", tmp_path / "task", head="lm")
     assert {p.name for p in directory.iterdir()} == {
         "adapter_config.json", "adapter.safetensors", "head_config.json", "head.safetensors", "manifest.json",
+        "README.md",
     }  # fmt: skip
     assert load_file(str(directory / "head.safetensors")) == {}  # the head owns no weights
     info = read_adapter_config(directory)

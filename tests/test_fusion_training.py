@@ -169,7 +169,7 @@ def test_save_and_reload_gives_identical_logits(base_dir: Path, tmp_path: Path, 
     files = sorted(str(p.relative_to(tmp_path / "fusion")) for p in (tmp_path / "fusion").rglob("*") if p.is_file())
     assert files == sorted(
         [FUSION_CONFIG, "fusion.safetensors", "heads/target/head.safetensors", "heads/target/head_config.json"]
-        + ["manifest.json"]
+        + ["manifest.json", "README.md"]
         + [f"adapters/{n}/{f}" for n in ADAPTERS for f in ADAPTER_FILES]
     )
     torch.manual_seed(1234)  # another seed: nothing may depend on fresh initialisation

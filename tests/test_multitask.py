@@ -337,7 +337,8 @@ def test_saved_task_directories_reload_with_identical_logits(run: dict[str, Any]
     batch = trainer.tokenizer(texts, padding=True, return_tensors="pt")
     for task, directory in saved.items():
         assert sorted(p.name for p in directory.iterdir()) == [
-            "adapter.safetensors", "adapter_config.json", "head.safetensors", "head_config.json", "manifest.json",
+            "README.md", "adapter.safetensors", "adapter_config.json", "head.safetensors", "head_config.json",
+            "manifest.json",
         ]  # fmt: skip
         info = read_adapter_config(directory)
         assert info["name"] == task and info["metadata"]["task"] == task

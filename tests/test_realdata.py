@@ -31,7 +31,8 @@ def test_cli_train_evaluate_predict_on_sst2(data_dir: Path, tmp_path: Path, caps
     assert len(losses) >= 8 and all(map(torch.isfinite, torch.tensor(losses)))
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the loss falls
     assert sorted(p.name for p in adapter_dir.iterdir()) == [
-        "adapter.safetensors", "adapter_config.json", "head.safetensors", "head_config.json", "manifest.json",
+        "README.md", "adapter.safetensors", "adapter_config.json", "head.safetensors", "head_config.json",
+        "manifest.json",
     ]
 
     assert main(["evaluate", "--adapter", str(adapter_dir), "--data-dir", str(data_dir), "--max-examples", "64"]) == 0

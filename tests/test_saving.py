@@ -16,7 +16,7 @@ import adapter_fusion.models.saving as saving
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
 
-ADAPTER_FILES = {"adapter_config.json", "adapter.safetensors", "manifest.json"}
+ADAPTER_FILES = {"adapter_config.json", "adapter.safetensors", "manifest.json", "README.md"}
 EXPECTED_FILES = ADAPTER_FILES | {"head_config.json", "head.safetensors"}
 
 

@@ -93,12 +93,22 @@ def check_name(name: Any, what: str = "adapter name") -> str:
 
 def inside(directory: Path, relative: str, what: str) -> Path:
     """``directory / relative``, refused unless it stays inside ``directory`` (no absolute path, no '..', no
-    symbolic link leading out)."""
+    symbolic link leading out, except from a Hub cache snapshot into its own repository folder's blobs)."""
     parts = Path(relative).parts
     path = directory / relative
-    if not parts or Path(relative).is_absolute() or ".." in parts or not _is_within(path, directory):
+    within = _is_within(path, directory) or _is_within(path, hub_snapshot_root(directory) or directory)
+    if not parts or Path(relative).is_absolute() or ".." in parts or not within:
         raise ValueError(f"{what} points outside {directory}; an artefact may only reference files inside itself")
     return path
+
+
+def hub_snapshot_root(directory: Path) -> Path | None:
+    """The repository folder (``models--org--name``) when ``directory`` is a snapshot in the Hugging Face Hub
+    cache: its files are links into that folder's ``blobs/``, which its artefact may therefore reference."""
+    parent = Path(directory).absolute().parent
+    if parent.name == "snapshots" and parent.parent.name.startswith("models--"):
+        return parent.parent
+    return None
 
 
 def _is_within(path: Path, directory: Path) -> bool:

@@ -50,9 +50,12 @@ def is_bank_reference(reference: object) -> bool:
 
 
 def resolve_artefact(reference: str | Path) -> Path:
-    """The directory ``reference`` names: ``bank:NAME`` is the bank's adapter NAME; anything else is a path."""
+    """The directory ``reference`` names: ``bank:NAME`` is the bank's adapter NAME; a Hub id (``org/name`` that is
+    no existing path, or ``hf://org/name``) its local snapshot (``hub.resolve_hub``); anything else is a path."""
     if not is_bank_reference(reference):
-        return Path(reference)
+        from adapter_fusion.hub import is_hub_reference, resolve_hub
+
+        return resolve_hub(str(reference)) if is_hub_reference(reference) else Path(reference)
     name = str(reference)[len(PREFIX) :]
     if not _NAME.match(name):
         raise ValueError(f"bank adapter name must be letters, digits, '-', '_' or '.'; got {name!r}")

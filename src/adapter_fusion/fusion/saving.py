@@ -7,6 +7,7 @@ Layout::
     fusion.safetensors        fusion weights
     adapters/<name>/          each fused adapter, as trained (joint training changes them), in the adapter format
     heads/<name>/             each task head: head_config.json + head.safetensors
+    README.md                 model card: task, metrics, base model, fusion config, how to load it (``hub``)
     manifest.json             format version, base model identity, SHA-256 of every file (``manifest``)
 
 AdapterHub users report reloaded fusions that lose accuracy (adapters issues #54, #188, #450, #477: adapters
@@ -22,10 +23,12 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.continual import continual_info, rebuild_extensions
 from adapter_fusion.fusion.hierarchy import HierarchyConfig, add_hierarchy, hierarchy_info, restore_temperatures
 from adapter_fusion.heads import HeadConfig
+from adapter_fusion.hub import write_card
 from adapter_fusion.io import (
     atomic_directory,
     check_name,
@@ -116,6 +119,7 @@ def save_fusion(
                 **hierarchy_info(fuse),
             },
         )
+        write_card(tmp)
         write_manifest(tmp, "fusion", base)
     return directory
 
@@ -128,8 +132,8 @@ def read_fusion_config(directory: str | Path, *, allow_modified: bool = False) -
 def open_fusion(directory: str | Path, *, allow_modified: bool = False) -> tuple[dict[str, Any], dict | None]:
     """``(fusion config, manifest or None)``: an interrupted save is recovered first, every file is checked
     against the manifest (a fusion saved before manifests: its tensors against its recorded checksums), and every
-    adapter and head it names must be a plain name inside the directory."""
-    directory = Path(directory)
+    adapter and head it names must be a plain name inside the directory. ``directory``: a path or a Hub id."""
+    directory = resolve_artefact(directory)
     recover_directory(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"fusion directory {directory} does not exist")
@@ -163,7 +167,7 @@ def load_fusion(
     or ``allow_other_base``; a file that differs from the manifest is refused unless ``allow_modified``."""
     from adapter_fusion.models.fusion_model import FusionModel
 
-    directory = Path(directory)
+    directory = resolve_artefact(directory)
     info, manifest = open_fusion(directory, allow_modified=allow_modified)
     fusion_model = FusionModel.from_pretrained(model or info.get("base_model"), **base_model_arguments(info))
     if manifest is not None:

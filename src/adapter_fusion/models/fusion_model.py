@@ -284,12 +284,37 @@ class FusionModel(AdapterModel):
 
         return save_fusion(self, directory, heads=heads, metadata=metadata, overwrite=overwrite)
 
+    def save_pretrained(  # type: ignore[override]
+        self, directory: str | Path, heads: Iterable[str] | None = None, *, overwrite: bool = False, **metadata: Any
+    ) -> Path:
+        """``save_fusion`` (with its model card, ``README.md``)."""
+        return self.save_fusion(directory, heads, overwrite=overwrite, **metadata)
+
+    def push_to_hub(  # type: ignore[override]
+        self,
+        repo_id: str,
+        heads: Iterable[str] | None = None,
+        *,
+        directory: str | Path | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Upload the fusion (as ``save_pretrained`` saves it; or the already saved ``directory``) to the Hub
+        repository ``repo_id``, created when missing; returns its URL (see ``hub``)."""
+        from adapter_fusion.hub import push_model
+
+        return push_model(lambda path: self.save_fusion(path, heads), repo_id, directory, "fusion",
+                          private=private, token=token)  # fmt: skip
+
     @classmethod
     def load_fusion(cls, directory: str | Path, model: str | None = None, **options: bool) -> FusionModel:
-        """``fusion.saving.load_fusion`` (``options``: ``allow_modified``, ``allow_other_base``)."""
+        """``fusion.saving.load_fusion`` (``options``: ``allow_modified``, ``allow_other_base``); ``directory``: a
+        path or a Hub id."""
+        from adapter_fusion.bank import resolve_artefact
         from adapter_fusion.fusion.saving import load_fusion
         from adapter_fusion.interop.adapterhub import is_adapterhub_fusion
 
+        directory = resolve_artefact(directory)
         if is_adapterhub_fusion(directory):
             return cls.from_adapterhub(directory, model=model)
         return load_fusion(directory, model=model, **options)

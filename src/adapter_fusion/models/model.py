@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -228,6 +229,50 @@ class AdapterModel(nn.Module):
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None)
         )
+
+    # ----------------------------------------------------------------- saving and sharing
+    def save_pretrained(
+        self,
+        directory: str | Path,
+        adapter_name: str | None = None,
+        head: str | None = None,
+        *,
+        overwrite: bool = False,
+        **metadata: Any,
+    ) -> Path:
+        """``save_adapter`` (with its model card, ``README.md``): adapter ``adapter_name`` (default: the only
+        adapter, or the only active one) and ``head`` (default: the head of the adapter's name, if any)."""
+        from adapter_fusion.models.saving import save_adapter
+
+        name = self._adapter_to_save(adapter_name)
+        head = head if head is not None else (name if name in self.heads else None)
+        return save_adapter(self, name, directory, head=head, metadata=metadata or None, overwrite=overwrite)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        adapter_name: str | None = None,
+        head: str | None = None,
+        *,
+        directory: str | Path | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Upload adapter ``adapter_name`` (+ head, as ``save_pretrained`` saves them; or the already saved
+        ``directory``) to the Hub repository ``repo_id``, created when missing; returns its URL (see ``hub``)."""
+        from adapter_fusion.hub import push_model
+
+        return push_model(lambda path: self.save_pretrained(path, adapter_name, head), repo_id, directory,
+                          "adapter", private=private, token=token)  # fmt: skip
+
+    def _adapter_to_save(self, name: str | None) -> str:
+        if name is not None:
+            return name
+        names, active = self.adapters.list_adapters(), list(self.adapters.active)
+        candidates = names if len(names) == 1 else active
+        if len(candidates) != 1:
+            raise ValueError(f"give adapter_name=: the model has adapters {names} (active: {active})")
+        return str(candidates[0])
 
     def print_model_info(self) -> str:
         """A short summary (also returned): base size, adapters and their sizes, heads, trainable count."""

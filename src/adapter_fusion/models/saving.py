@@ -9,6 +9,7 @@ Layout of an adapter directory::
     head_config.json         head config with label names          (when a head is saved)
     head.safetensors         head weights                           (when a head is saved; empty, or absent,
                                                                      for a head without weights: causal_lm)
+    README.md                model card: task, metrics, base model, config, how to load it (``hub``)
     manifest.json            format version, base model identity, SHA-256 of every file (``manifest``)
 """
 
@@ -23,6 +24,7 @@ import torch
 from adapter_fusion.adapters import AnyAdapterConfig, adapter_config_from_dict, adapter_kind
 from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.heads import HeadConfig
+from adapter_fusion.hub import write_card
 from adapter_fusion.io import (
     atomic_directory,
     check_name,
@@ -59,7 +61,9 @@ def save_adapter(
     version stays loadable until the new one is complete. ``record_name``: the name to record (default ``name``)."""
     directory = Path(directory)
     with atomic_directory(directory, "adapter", overwrite=overwrite) as tmp:
-        write_adapter_files(model, name, tmp, head, metadata, model_identity(model), record_name=record_name)
+        write_adapter_files(
+            model, name, tmp, head, metadata, model_identity(model), record_name=record_name, card=True
+        )
     return directory
 
 
@@ -93,8 +97,10 @@ def write_adapter_files(
     metadata: dict[str, Any] | None,
     base: dict[str, Any],
     record_name: str | None = None,
+    card: bool = False,
 ) -> None:
-    """The files of an adapter directory, manifest last, into the (new, not yet visible) ``directory``."""
+    """The files of an adapter directory, manifest last, into the (new, not yet visible) ``directory``; ``card``:
+    with a model card, ``README.md`` (``hub.render_card``; the adapters inside a fusion directory have none)."""
     manager = model.adapters
     state = manager.adapter_state_dict(name)
     config = manager.configs[name]
@@ -106,6 +112,8 @@ def write_adapter_files(
         head_name = model._check_head(head)
         model.head_config(head_name).save(directory / HEAD_CONFIG)
         save_tensors(directory / HEAD_WEIGHTS, dict(model.heads[head_name].state_dict()), metadata={"format": "pt"})
+    if card:
+        write_card(directory)
     write_manifest(directory, "adapter", base)
 
 
