@@ -226,3 +226,16 @@ def test_a_hub_id_not_in_the_cache_gets_a_one_line_error(
     local = Path("org") / "here"  # an existing relative path is always a path, never a Hub id
     local.mkdir(parents=True)
     assert not is_hub_reference("org/here") and not is_hub_reference(Path("org/missing"))
+
+
+def test_cli_push_to_hub(
+    tiny_cli_env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr("huggingface_hub.HfApi", RecordingApi)
+    RecordingApi.calls, RecordingApi.uploaded = [], tmp_path / "uploaded"
+    saved = trained(tiny_cli_env["model"]).save_pretrained(tmp_path / "sst2")
+    assert main(["push-to-hub", str(saved), "org/sst2", "--private"]) == 0
+    assert capsys.readouterr().out == f"uploaded {saved} to https://huggingface.co/org/sst2\n"
+    assert RecordingApi.calls[1][1]["private"] is True and (RecordingApi.uploaded / "adapter.safetensors").is_file()
+    assert main(["push-to-hub", str(saved), "not a repo"]) == 2
+    assert "repo_id must be a Hub repository id of the form org/name; got 'not a repo'" in capsys.readouterr().err

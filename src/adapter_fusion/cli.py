@@ -347,6 +347,13 @@ def _export(args: argparse.Namespace) -> int:
     return EXPORT_FORMATS[args.format](args)
 
 
+def _push_to_hub(args: argparse.Namespace) -> int:
+    from adapter_fusion.hub import push_to_hub
+
+    print(f"uploaded {args.directory} to {push_to_hub(args.directory, args.repo_id, private=args.private or None)}")
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     """An AdapterHub adapter (+ head) or AdapterFusion directory -> ours, through our save path."""
     from adapter_fusion.interop.adapterhub import is_adapterhub_adapter, is_adapterhub_fusion
@@ -500,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("--head", help="the head whose logits to export (default: the only or active one)")
     onnx.add_argument("--opset", type=int, default=18, help="ONNX opset version (default: 18)")
     export.set_defaults(func=_export)
+
+    push = sub.add_parser("push-to-hub", help="upload a saved adapter or fusion (or bank:NAME) to the Hub")
+    push.add_argument("directory", help="adapter or fusion directory, or bank:NAME")
+    push.add_argument("repo_id", help="Hub model repository, org/name (created when missing; token: HF_TOKEN)")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.set_defaults(func=_push_to_hub)
 
     list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
     list_tasks.set_defaults(func=_list_tasks)
