@@ -29,13 +29,19 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def recorded(actual: torch.Tensor, reference: list) -> None:
+    """Equal to the recorded outputs: bit for bit on the transformers 5.x that recorded them; within float32
+    rounding (1e-6) on 4.57, whose BERT kernels differ in the last bits on the same weights."""
+    torch.testing.assert_close(actual, torch.tensor(reference, dtype=actual.dtype), rtol=0, atol=1e-6)
+
+
 def test_legacy_adapter_loads_with_the_recorded_outputs(tmp_path: Path) -> None:
     directory = shutil.copytree(LEGACY / "adapter", tmp_path / "adapter")  # the fixture itself stays untouched
     model = AdapterModel(build_tiny_model("bert", seed=0)).eval()
     assert load_adapter(model, directory) == "sst2"
     with torch.no_grad():
         logits = model(**reference_inputs()).logits
-    assert torch.equal(logits, torch.tensor(REFERENCE["adapter_logits"], dtype=logits.dtype))
+    recorded(logits, REFERENCE["adapter_logits"])
     assert model.head_config("sst2").label_names == ("negative", "positive")
 
 
@@ -45,7 +51,7 @@ def test_legacy_fusion_loads_with_the_recorded_outputs(tmp_path: Path, tiny_bert
     assert model.fusion.adapter_names == ("a", "b") and list(model.heads) == ["rte"]
     with torch.no_grad():
         output = model(**reference_inputs(), return_fusion_weights=True)
-    assert torch.equal(output.logits, torch.tensor(REFERENCE["fusion_logits"], dtype=output.logits.dtype))
+    recorded(output.logits, REFERENCE["fusion_logits"])
     assert output.fusion_weights.keys() == REFERENCE["fusion_weights"].keys()
     for key, weights in output.fusion_weights.items():
-        assert torch.equal(weights, torch.tensor(REFERENCE["fusion_weights"][key], dtype=weights.dtype))
+        recorded(weights, REFERENCE["fusion_weights"][key])

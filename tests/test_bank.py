@@ -20,7 +20,7 @@ from adapter_fusion.bank import (
     resolve_artefact,
 )
 from adapter_fusion.evaluation.evaluate import evaluate_adapter
-from adapter_fusion.models import AdapterModel, save_adapter
+from adapter_fusion.models import AdapterModel, default_model_path, load_tokenizer, save_adapter
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.tasks import get_task
 from conftest import build_tiny_model, make_batch, randomise_
@@ -38,6 +38,7 @@ def tiny_bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A bank of two tiny-BERT adapters (``a`` with a head, ``b`` without) under ``$ADAPTER_FUSION_BANK``."""
     base = tmp_path / "base"
     build_tiny_model("bert", seed=0).save_pretrained(base)
+    load_tokenizer(default_model_path()).save_pretrained(base)  # the pipeline loads one (4.57 needs its files)
     model = AdapterModel.from_pretrained(str(base))
     model.add_classification_head("a", num_labels=2, label_names=("negative", "positive"))
     for index, name in enumerate(("a", "b")):
