@@ -230,21 +230,34 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_needs_the_same_shape(
 def test_a_real_sigint_exits_130(tiny_cli_env: dict[str, Path], tmp_path: Path) -> None:
     argv = train_args(tiny_cli_env, tmp_path, "--max-steps", "100000", "--eval-steps", "100000")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # a suite started in the background by a shell inherits SIGINT ignored, and Python then keeps ignoring it:
+    # the child gets the default disposition back, as in a terminal
     process = subprocess.Popen(
         [sys.executable, "-m", "adapter_fusion.cli", *argv],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert process.stdout is not None
     for line in process.stdout:  # printed just before training starts
         if line.startswith("adapter 'sst2'"):
             break
     # keep draining stdout (the trainer's log lines) so a full pipe never stalls the run
-    drain = threading.Thread(target=process.stdout.read, daemon=True)
-    drain.start()
+    errors: list[str] = []
+    readers = [
+        threading.Thread(target=target, daemon=True)
+        for target in (process.stdout.read, lambda: errors.append(process.stderr.read()))
+    ]  # type: ignore
+    for reader in readers:
+        reader.start()
     time.sleep(3)
     process.send_signal(signal.SIGINT)
-    err = process.stderr.read() if process.stderr is not None else ""
-    process.wait(timeout=300)
+    try:
+        process.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    readers[1].join(timeout=30)  # the rest of stderr, up to the child's exit
+    err = "".join(errors)
     lines = [line for line in err.splitlines() if line.strip()]
     assert process.returncode == 130, err[-2000:]
     assert lines[-1].startswith("adapter-fusion train-adapter: interrupted"), lines[-3:]
