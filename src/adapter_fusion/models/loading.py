@@ -101,10 +101,13 @@ def load_tokenizer(name_or_path: str | None = None, **kwargs: Any) -> Any:
 @contextmanager
 def _explained_load_errors(name: str) -> Iterator[None]:
     """A model name that is neither a local directory nor loadable from the Hub: one clear ``FileNotFoundError``
-    instead of transformers' multi-paragraph ``OSError`` (or a connection error when offline)."""
+    instead of transformers' multi-paragraph ``OSError`` (or a connection error when offline; or, on transformers
+    4.57, huggingface_hub's ``HFValidationError`` for a name that is not a valid Hub id)."""
+    from huggingface_hub.utils import HFValidationError
+
     try:
         yield
-    except OSError as error:
+    except (OSError, HFValidationError) as error:
         if Path(name).expanduser().exists():
             raise
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true") else ""
