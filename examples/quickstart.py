@@ -24,7 +24,6 @@ import logging
 import time
 
 from adapter_fusion import (
-    AdapterConfig,
     AdapterTrainer,
     FusionConfig,
     FusionEvaluator,
@@ -33,6 +32,7 @@ from adapter_fusion import (
     TrainingConfig,
 )
 from adapter_fusion.bank import read_card
+from adapter_fusion.models import fusable_adapter_config
 from adapter_fusion.tasks import few_shot_splits
 
 logging.basicConfig(level=logging.WARNING)
@@ -61,11 +61,10 @@ def main() -> None:
     train, dev = few_shot_splits(TARGET, shots=16, seed=DATA_SEED)
     print(f"{TARGET}: {len(train)} training and {len(dev)} model-selection reviews (seed {DATA_SEED})")
 
-    # the bank's v1 adapters read the feed-forward output itself (original_ln_before=False); an adapter fused with
-    # them must read the same input
+    # an adapter that will be fused with the bank's adapters reads the same input as they do at each layer
     single = AdapterTrainer(
         TARGET,
-        adapter_config=AdapterConfig(original_ln_before=False),
+        adapter_config=fusable_adapter_config([f"bank:{name}" for name in SOURCES]),
         training_config=config("st-a", adapter_learning_rate=1e-3),
     )
     single.train(train, dev)

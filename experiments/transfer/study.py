@@ -41,6 +41,7 @@ from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTr
 from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
 from adapter_fusion.evaluation.fusion_weights import collect_fusion_weights  # noqa: E402
 from adapter_fusion.io import atomic_write_text  # noqa: E402
+from adapter_fusion.models import fusable_adapter_config  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
 from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 from adapter_fusion.tasks.readers import JsonReader  # noqa: E402
@@ -55,9 +56,6 @@ SEEDS = {"fewshot": (13, 21, 42, 87, 100), "full": (1, 2, 3)}
 SHOTS = 16
 SYSTEMS = ("head", "st-a", "full-ft", "attention", "weighted", "gating")
 FUSIONS = ("attention", "weighted", "gating")
-ST_A = AdapterConfig(original_ln_before=False)
-"""The target's own adapter: the bank's v1 adapters read the feed-forward output itself (they were trained before
-``original_ln_before`` existed), and adapters fused at one point must read the same input."""
 
 # target -> bank adapters it may not read, and why
 EXCLUDED: dict[str, tuple[tuple[str, ...], str]] = {
@@ -87,6 +85,12 @@ def sources_for(target: str) -> list[str]:
     """The bank adapters a target's fusion reads: every shipped one but the excluded."""
     excluded = set(EXCLUDED.get(target, ((), ""))[0]) | {target}
     return [name for name in list_bank() if name not in excluded and read_card(name)["task"] != target]
+
+
+def st_a_config(target: str) -> AdapterConfig:
+    """The target's own adapter (ST-A), alone and inside the fusions: it reads what the bank's adapters it is fused
+    with read (``fusable_adapter_config``; the v1 bank reads the feed-forward output itself)."""
+    return fusable_adapter_config([PREFIX + name for name in sources_for(target)])
 
 
 def test_split(target: str, protocol: str, data_dir: str) -> Any:
@@ -127,7 +131,7 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         if not adapter_dir.is_dir():  # the target's own adapter of this seed joins the fusion
             single = AdapterTrainer(
                 target,
-                adapter_config=ST_A,
+                adapter_config=st_a_config(target),
                 training_config=training_config(protocol, "st-a", seed, str(scratch / "st-a-for-fusion")),
                 data_dir=data_dir,
             )
@@ -144,7 +148,7 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         trainer.setup_model([PREFIX + name for name in sources] + [str(adapter_dir)])
         trainer.train_fusion(train, dev)
     else:
-        trainer = AdapterTrainer(target, adapter_config=ST_A, training_config=config, data_dir=data_dir)
+        trainer = AdapterTrainer(target, adapter_config=st_a_config(target), training_config=config, data_dir=data_dir)
         if system == "head":
             trainer.model.adapters.remove_adapter(trainer.adapter_name)
         trainer.train(train, dev)
