@@ -83,8 +83,7 @@ def run_adapters(
             raise ValueError(f"adapter {name!r} has no {location!r} adapter in layer {at}; it has layers {layers}")
         module = self.adapter_module(name, at, location)
         if isinstance(module, BottleneckAdapter):
-            delta = module(hidden_states)
-            outputs[name] = delta + hidden_states if self.configs[name].residual else delta  # type: ignore[union-attr]
+            outputs[name] = self.bottleneck_output(module, self.configs[name], hidden_states, hidden_states)  # type: ignore[arg-type]
         else:
             outputs[name] = self.apply_adapter(name, at, location, hidden_states, hidden_states)
     return outputs

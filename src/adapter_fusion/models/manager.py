@@ -229,7 +229,13 @@ class AdapterManager(nn.Module):
             if ffn_input is None:
                 raise RuntimeError(f"parallel adapter {name!r} found no captured feed-forward input in layer {layer}")
             return adapter(ffn_input).add_(hidden)
-        source, residual = self.adapter_input(config, layer, location, hidden)
+        return self.bottleneck_output(adapter, config, *self.adapter_input(config, layer, location, hidden))
+
+    @staticmethod
+    def bottleneck_output(
+        adapter: BottleneckAdapter, config: AdapterConfig, source: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """A sequential bottleneck adapter's output: ``adapter(source)``, plus ``residual`` if ``config.residual``."""
         if config.residual:
             # in place on the adapter's fresh output (its up-projection's backward needs no output): one
             # [batch, seq, hidden] buffer fewer per adapter point than ``residual + delta``, the same values
