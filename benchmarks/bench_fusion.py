@@ -261,7 +261,7 @@ class ReferenceFuse(nn.Module):
     def forward(self, manager: Any, layer: int, location: str, hidden: torch.Tensor, ffn_input: Any) -> torch.Tensor:
         from adapter_fusion.fusion import FUSION_METHODS
         from adapter_fusion.fusion.composition import fusion_input, point_inputs
-        from adapter_fusion.models.manager import point_key
+        from adapter_fusion.models.points import point_key
 
         key = point_key(layer, location)
         if key not in self.fuse.layers:

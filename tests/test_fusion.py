@@ -31,7 +31,8 @@ from adapter_fusion.fusion import (
 )
 from adapter_fusion.fusion.composition import fusion_input
 from adapter_fusion.models import AdapterModel
-from adapter_fusion.models.manager import AdapterManager, point_key
+from adapter_fusion.models.manager import AdapterManager
+from adapter_fusion.models.points import point_key
 
 METHODS = FUSION_METHODS.names()
 HIDDEN = 32

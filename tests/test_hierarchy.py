@@ -21,7 +21,7 @@ from adapter_fusion.fusion import (
     build_hierarchy,
 )
 from adapter_fusion.models.fusion_model import FusionModel
-from adapter_fusion.models.manager import point_key
+from adapter_fusion.models.points import point_key
 from conftest import make_batch, randomise_
 from test_fusion import one_thread, perturb_  # noqa: F401  (one_thread: autouse fixture)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adapter_fusion.models.manager import LOCATIONS
+from adapter_fusion.models.points import LOCATIONS
 from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.tasks.types import feature_batches
 

@@ -26,7 +26,8 @@ from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
 from adapter_fusion.fusion.base import FusionLayer
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint
-from adapter_fusion.models.manager import AdapterManager, point_key
+from adapter_fusion.models.manager import AdapterManager
+from adapter_fusion.models.points import point_key
 
 if TYPE_CHECKING:
     from adapter_fusion.models.model import AdapterModel

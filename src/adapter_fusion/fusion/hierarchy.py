@@ -32,7 +32,8 @@ from adapter_fusion.fusion.base import FusionLayer
 from adapter_fusion.fusion.composition import Fuse, point_inputs
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint
-from adapter_fusion.models.manager import AdapterManager, point_key
+from adapter_fusion.models.manager import AdapterManager
+from adapter_fusion.models.points import point_key
 
 if TYPE_CHECKING:
     from adapter_fusion.models.fusion_model import FusionModel

@@ -99,7 +99,7 @@ def peft_lora_weights(
     model: AdapterModel, directory: str | Path
 ) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
     """The ``LoraConfig`` and the state dict (this library's keys) of the PEFT adapter at ``directory``."""
-    from adapter_fusion.models.manager import point_key
+    from adapter_fusion.models.points import point_key
     from adapter_fusion.models.specs import location_of
 
     directory = Path(directory)

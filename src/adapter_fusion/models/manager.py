@@ -27,33 +27,19 @@ from adapter_fusion.adapters import (
     adapter_kind,
     num_parameters,
 )
-from adapter_fusion.models import detached
+from adapter_fusion.models import detached, points
+from adapter_fusion.models.points import LOCATIONS, point_key, split_point_key
 from adapter_fusion.models.specs import (
     ArchitectureSpec,
     hidden_size_of,
     layer_modules,
-    linear_features,
-    linear_modules,
-    location_of,
     spec_for,
 )
-
-LOCATIONS = ("attention", "ffn")
 
 # A composition replaces the default "stack the active adapters" rule at one adapter point:
 # (manager, layer index, location, sub-layer output [batch, seq, hidden], ffn input or None) -> new output.
 # While it runs, ``manager.module_input`` is the input of the hooked linear layer (what LoRA adapters read).
 Composition = Callable[["AdapterManager", int, str, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
-
-
-def point_key(layer: int, location: str) -> str:
-    return f"{layer}_{location}"
-
-
-def split_point_key(key: str) -> tuple[int, str]:
-    """``"3_attention_self_query"`` -> ``(3, "attention_self_query")``."""
-    layer, location = key.split("_", 1)
-    return int(layer), location
 
 
 class AdapterManager(nn.Module):
@@ -311,7 +297,7 @@ class AdapterManager(nn.Module):
             raise ValueError(f"adapter layers {bad} out of range: the model has layers 0..{self.num_layers - 1}")
         if kind == "lora":
             assert isinstance(config, LoraConfig)
-            modules, paths = self._build_lora(config, layers)
+            modules, paths = points.build_lora(self, config, layers)
         else:
             assert isinstance(config, AdapterConfig)
             if config.original_ln_before and self.spec is not None and self.spec.ffn_residual is None:
@@ -319,7 +305,7 @@ class AdapterManager(nn.Module):
                     f"original_ln_before=True needs the feed-forward residual input, which the {self.spec.family!r} "
                     "spec does not name (ArchitectureSpec.ffn_residual); use original_ln_before=False"
                 )
-            modules, paths = self._build_bottleneck(config, layers), {}
+            modules, paths = points.build_bottleneck(self, config, layers), {}
         reference = next(self.base_model.parameters()) if self.base_model is not None else torch.zeros(())
         modules.to(device=reference.device, dtype=reference.dtype if reference.is_floating_point() else None)
         modules.train(self.training)
@@ -330,57 +316,6 @@ class AdapterManager(nn.Module):
             self._hook_points()
         if activate:
             self.set_active(name)
-
-    def _build_bottleneck(self, config: AdapterConfig, layers: Sequence[int]) -> nn.ModuleDict:
-        modules = nn.ModuleDict()
-        for layer in layers:
-            for location in config.locations():
-                modules[point_key(layer, location)] = BottleneckAdapter(
-                    self.hidden_size,
-                    config.bottleneck_for(self.hidden_size),
-                    activation=config.activation,
-                    dropout=config.dropout,
-                    scaling=config.scaling,
-                    initialization=config.initialization,
-                )
-        return modules
-
-    def _build_lora(self, config: LoraConfig, layers: Sequence[int]) -> tuple[nn.ModuleDict, dict[str, str]]:
-        """A ``LoraAdapter`` per adapted linear layer; also returns location -> module path for the hooks."""
-        targets = config.target_modules or self.spec.lora_targets
-        if not targets:
-            raise ValueError(
-                f"LoraConfig.target_modules is unset and model type {self.model_type!r} has no default LoRA "
-                "targets; name the linear layers to adapt"
-            )
-        all_layers = layer_modules(self.base_model, self.spec)
-        modules, paths = nn.ModuleDict(), {}
-        for layer in layers:
-            linears = linear_modules(all_layers[layer])
-            for target in targets:
-                exact = target in linears
-                matches = [path for path in linears if path == target or (not exact and path.endswith("." + target))]
-                if not matches:
-                    raise ValueError(
-                        f"target_modules entry {target!r} matches no linear layer of layer {layer}; "
-                        f"its linear layers: {list(linears)}"
-                    )
-                for path in matches:
-                    in_features, out_features = linear_features(linears[path])  # type: ignore[misc]
-                    location = location_of(self.spec, path)
-                    other = paths.get(location) or self._point_paths.get(location) or path
-                    if other != path:
-                        raise ValueError(f"linear layers {path!r} and {other!r} map to one point name {location!r}")
-                    paths[location] = path
-                    modules[point_key(layer, location)] = LoraAdapter(
-                        in_features,
-                        out_features,
-                        config.r,
-                        scaling=config.scaling,
-                        dropout=config.dropout,
-                        initialization=config.initialization,
-                    )
-        return modules, paths
 
     # ----------------------------------------------------------------- the documented detached form
     from_adapter_paths = classmethod(detached.from_adapter_paths)
