@@ -183,3 +183,47 @@ def test_lora_config_json_round_trip(tmp_path: Path) -> None:
     config.save(tmp_path / "c.json")
     assert LoraConfig.load(tmp_path / "c.json") == config
     assert config.scaling == pytest.approx(1.5)
+
+
+# ---------------------------------------------------------------------------------------------------- the CLI
+def test_cli_trains_a_lora_adapter_that_reloads_with_identical_outputs(
+    tiny_cli_env: dict[str, Path], tmp_path: Path, outputs_at_save
+) -> None:
+    """`train-adapter --adapter-kind lora` with the `--lora-*` options: a LoRA adapter directory that the pipeline
+    reloads and that predicts what the trained model did."""
+    from adapter_fusion.cli import main
+    from adapter_fusion.inference import FusionPipeline
+    from adapter_fusion.models import load_tokenizer, read_adapter_config
+
+    tokenizer = load_tokenizer(str(tiny_cli_env["model"]))
+    trained = outputs_at_save(lambda model: FusionPipeline(model, tokenizer).predict("a good film"))
+    output = tmp_path / "sst2"
+    code = main([
+        "train-adapter", "--task", "sst2", "--model", str(tiny_cli_env["model"]), "--data-dir",
+        str(tiny_cli_env["data"]), "--output", str(output), "--output-dir", str(tmp_path / "runs"), "--max-steps",
+        "3", "--batch-size", "4", "--max-seq-length", "32", "--disable-tqdm", "true", "--adapter-kind", "lora",
+        "--lora-r", "4", "--lora-alpha", "8", "--lora-target-modules", "query", "value", "output.dense",
+        "--adapter-learning-rate", "1e-2",
+    ])  # fmt: skip
+    assert code == 0
+    info = read_adapter_config(output)
+    assert info["adapter_kind"] == "lora"
+    assert info["adapter"]["r"] == 4 and info["adapter"]["target_modules"] == ["query", "value", "output.dense"]
+    reloaded = FusionPipeline.from_pretrained(output).predict("a good film")
+    assert len(trained) == 1 and reloaded == trained[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--adapter-kind", "lora", "--reduction-factor", "8"], "--reduction-factor set a field of AdapterConfig"),
+    (["--lora-r", "4"], "--lora-r set a field of LoraConfig, which does not apply to adapter kind 'bottleneck'"),
+    (["--adapter-kind", "prefix"], "adapter kind must be one of 'bottleneck', 'lora'; got 'prefix'"),
+])
+def test_cli_refuses_options_of_the_other_adapter_kind(
+    tiny_cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    from adapter_fusion.cli import main
+
+    code = main(["train-adapter", "--task", "sst2", "--model", str(tiny_cli_env["model"]), "--data-dir",
+                 str(tiny_cli_env["data"]), "--output", str(tmp_path / "out"), *argv])  # fmt: skip
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -15,8 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapter_fusion.adapters import AdapterConfig
-from adapter_fusion.cli_args import add_config_arguments, build_config, check_config_file, load_config_file
+from adapter_fusion.adapters import AdapterConfig, LoraConfig
+from adapter_fusion.cli_args import (
+    add_config_arguments,
+    build_config,
+    build_kind_config,
+    check_config_file,
+    load_config_file,
+)
 from adapter_fusion.cli_checks import (
     EXIT_INTERNAL_ERROR,
     EXIT_INTERRUPTED,
@@ -95,17 +101,22 @@ def _check_outputs(
             check_apart(target, training_config.output_dir)
 
 
+ADAPTER_KINDS = {"bottleneck": (AdapterConfig, ""), "lora": (LoraConfig, "lora-")}
+
+
 def _train_adapter(args: argparse.Namespace) -> int:
     from adapter_fusion.training.adapter_trainer import AdapterTrainer
 
     file_data = load_config_file(args.config)
-    check_config_file(file_data, (AdapterConfig, TrainingConfig, ModelConfig), "task", "output")
+    check_config_file(file_data, (AdapterConfig, LoraConfig, TrainingConfig, ModelConfig), "task", "output",
+                      "adapter_kind")  # fmt: skip
     task = args.task or file_data.get("task")
     if not task:
         raise ValueError("--task is required (see `adapter-fusion list-tasks`)")
     output = Path(args.output or file_data.get("output") or f"adapters/{task}")
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
-    adapter_config = build_config(AdapterConfig, file_data, args)
+    kind = args.adapter_kind or file_data.get("adapter_kind") or "bottleneck"
+    adapter_config = build_kind_config(ADAPTER_KINDS, kind, file_data, args)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
     _check_outputs(args, output, training_config)
@@ -389,8 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="adapter directory to write (default: adapters/TASK)")
     train.add_argument("--metrics-file", help="also write the final metrics as JSON here")
     _output_flags(train)
+    train.add_argument(
+        "--adapter-kind",
+        help="bottleneck (default; the --placement, --reduction-factor, ... options) or lora (the --lora-* options)",
+    )
     for cls, skip in ((AdapterConfig, ()), (TrainingConfig, ()), (ModelConfig, ("model_name_or_path",))):
         add_config_arguments(train, cls, skip)
+    add_config_arguments(train, LoraConfig, prefix="lora-")
     train.set_defaults(func=_train_adapter)
 
     fusion = sub.add_parser("train-fusion", help="learn a fusion of saved adapters for a target task")

@@ -64,7 +64,10 @@ def _parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false; got {value!r}")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type[JsonConfig], skip: tuple[str, ...] = ()) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, cls: type[JsonConfig], skip: tuple[str, ...] = (), prefix: str = ""
+) -> None:
+    """One ``--PREFIX-field`` option per field of ``cls`` (``prefix`` keeps two configs' like-named fields apart)."""
     group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
     docs = field_docs(cls)
     for field in dataclasses.fields(cls):
@@ -73,7 +76,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[JsonConfig],
         value_type, extra = _parser_for(field.type)
         default = field.default if field.default is not dataclasses.MISSING else None
         group.add_argument(
-            f"--{field.name.replace('_', '-')}",
+            f"--{prefix}{field.name.replace('_', '-')}",
             dest=f"{cls.config_type}.{field.name}",
             metavar=field.name.upper(),
             type=value_type,
@@ -160,3 +163,27 @@ def build_config(cls: type[JsonConfig], file_data: dict[str, Any], args: argpars
         if field in given and field not in forced:
             raise ValueError(f"{given[field]}={values[field]!r} does not apply: {why}")
     return config
+
+
+def build_kind_config(
+    kinds: dict[str, tuple[type[JsonConfig], str]], kind: str, file_data: dict[str, Any], args: argparse.Namespace
+) -> Any:
+    """``build_config`` for the config class of ``kind`` in ``kinds`` (kind -> (config class, its flags' prefix),
+    e.g. ``{"bottleneck": (AdapterConfig, ""), "lora": (LoraConfig, "lora-")}``); a flag, config-file key or
+    section that only another kind's config has is an error."""
+    if kind not in kinds:
+        raise ValueError(f"adapter kind must be one of {', '.join(map(repr, kinds))}; got {kind!r}")
+    chosen = kinds[kind][0]
+    own = {f.name for f in dataclasses.fields(chosen)}
+    for other, prefix in kinds.values():
+        if other is chosen:
+            continue
+        flags = [key.split(".", 1)[1] for key in vars(args) if key.startswith(other.config_type + ".")]
+        given = [f"--{prefix}{name.replace('_', '-')}" for name in flags]
+        given += [f"{key} (config file)" for key in file_data if key == other.config_type]
+        given += [f"{f.name} (config file)" for f in dataclasses.fields(other) if f.name in file_data.keys() - own]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} set a field of {other.__name__}, which does not apply to adapter kind {kind!r}"
+            )
+    return build_config(chosen, file_data, args)
