@@ -1,100 +1,175 @@
-"""A fusion of LoRA adapters against the single LoRA adapter on a target task (small, single-threaded run).
+"""Fusion of LoRA adapters against the single LoRA adapter on a few-shot target (issue 17; small, one thread).
 
-Sources: a LoRA adapter trained on MNLI and one on the target (RTE); then an attention fusion of both, trained on
-RTE (adapters frozen, as in the paper; the head starts from the RTE LoRA's head), against the RTE LoRA alone.
-Every training run reads at most 4000 training examples and stops after ``--minutes`` of wall time (the machine
-is small and shared); RTE scores are on its validation split (277 examples), MNLI's on 300 validation examples.
-LoRA: r=8, alpha=16 on query, value and the FFN output linear layer.
+Protocol: the transfer study's few-shot protocol (``experiments/transfer/study.py``: LM-BFF, 16 training and 16
+model-selection examples per class, test on the LM-BFF test set, the same budgets and learning rates). Target: CR
+(customer reviews). Systems, per data seed:
 
-    OMP_NUM_THREADS=1 python experiments/lora_fusion.py --minutes 3      # writes experiments/results/lora_fusion.md
+- ``lora``: a LoRA adapter trained on the target alone (the single-task baseline);
+- ``lora-fusion``: attention fusion of LoRA source adapters (SST-2, AG News) and the target's own LoRA adapter;
+- ``mixed-fusion``: attention fusion of the bank's bottleneck adapters (``bank:sst2``, ``bank:imdb``) and the
+  target's own LoRA adapter (LoRA and bottleneck adapters in one fusion).
+
+Fusions keep the adapters frozen and train a fresh head. The LoRA sources are trained once (at most
+``--source-examples`` examples, ``--source-minutes`` of wall time each). LoRA everywhere: r=8, alpha=16 on the query,
+value and FFN-output linear layers. Resumable: a run with a result file is never redone; trained adapters are kept
+under ``experiments/adapters/lora-fusion`` (git-ignored).
+
+    OMP_NUM_THREADS=1 python experiments/lora_fusion.py --seeds 13 21 42   # writes experiments/results/lora_fusion/
+    python experiments/lora_fusion.py --table-only                        # rewrites its RESULTS.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "transfer"))
 from runner import ADAPTERS, ROOT  # noqa: E402
+from study import BUDGETS, LEARNING_RATES, SHOTS, test_split  # noqa: E402
 
+from adapter_fusion import AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
 from adapter_fusion.adapters import LoraConfig  # noqa: E402
-from adapter_fusion.fusion import FusionConfig  # noqa: E402
-from adapter_fusion.training.adapter_trainer import AdapterTrainer  # noqa: E402
-from adapter_fusion.training.config import ModelConfig, TrainingConfig  # noqa: E402
-from adapter_fusion.training.fusion_trainer import FusionTrainer  # noqa: E402
+from adapter_fusion.io import atomic_write_text, write_json  # noqa: E402
+from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 
 LORA = LoraConfig(r=8, alpha=16.0, target_modules=("query", "value", "output.dense"))
-MODEL = ModelConfig(max_seq_length=128)
+TARGET = "cr"
+SOURCES = ("sst2", "ag_news")
+BANK = ("bank:sst2", "bank:imdb")
+SYSTEMS = ("lora", "lora-fusion", "mixed-fusion")
+WORK = ADAPTERS / "lora-fusion"
+RESULTS = ROOT / "experiments" / "results" / "lora_fusion"
+COMMAND = "OMP_NUM_THREADS=1 python experiments/lora_fusion.py --seeds 13 21 42"
 
 
-def training(output: Path, minutes: float, **overrides: object) -> TrainingConfig:
-    values: dict[str, object] = dict(
-        output_dir=str(output) + ".runs", num_train_epochs=10.0, max_train_minutes=minutes, batch_size=16,
-        eval_batch_size=64, adapter_learning_rate=1e-3, eval_steps=100, logging_steps=25, max_eval_examples=300,
-        max_train_examples=4000,
-        save_total_limit=1, disable_tqdm=True, seed=42,
-    )  # fmt: skip
-    values.update(overrides)
-    return TrainingConfig(**values)  # type: ignore[arg-type]
-
-
-def train_lora(task: str, minutes: float, data_dir: str | None) -> tuple[Path, dict, float]:
-    output = ADAPTERS / f"lora-{task}"
-    began = time.monotonic()
-    trainer = AdapterTrainer(task, MODEL, LORA, training(output, minutes), data_dir=data_dir)  # type: ignore[arg-type]
-    metrics = trainer.train()
+def train_source(task: str, examples: int, minutes: float, data_dir: str) -> Path:
+    """The LoRA source adapter of ``task`` (trained once, then reused); its dev metrics go to the results."""
+    output = WORK / f"source-{task}"
+    if output.is_dir():
+        return output
+    with tempfile.TemporaryDirectory() as scratch:
+        config = TrainingConfig(
+            output_dir=scratch, seed=42, num_train_epochs=1.0, batch_size=32, eval_batch_size=64,
+            adapter_learning_rate=1e-3, max_train_examples=examples, max_train_minutes=minutes,
+            max_eval_examples=1000, logging_steps=50, save_total_limit=1, disable_tqdm=True, warmup_ratio=0.06,
+        )  # fmt: skip
+        began = time.monotonic()
+        trainer = AdapterTrainer(task, adapter_config=LORA, training_config=config, data_dir=data_dir)
+        trainer.train()
+        metrics = {**trainer.evaluate(), "wall_seconds": round(time.monotonic() - began, 1),
+                   "global_step": trainer.metrics.get("global_step"), "train_examples": examples}  # fmt: skip
     trainer.save_adapter(output)
-    return output, metrics, time.monotonic() - began
+    write_json(RESULTS / f"source-{task}.json", {"task": task, "lora": LORA.to_dict(), "dev": metrics})
+    return output
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=3.0, help="wall-time budget of each training run")
-    parser.add_argument("--data-dir", help="data directory (default: $ADAPTER_FUSION_DATA_DIR or ../shared/data)")
-    parser.add_argument("--output", default=str(ROOT / "experiments" / "results" / "lora_fusion.md"))
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    rows = []
-    paths = {}
-    for task in ("mnli", "rte"):
-        path, metrics, seconds = train_lora(task, args.minutes, args.data_dir)
-        paths[task] = path
-        rows.append((f"LoRA {task}", metrics, seconds))
-        print(task, json.dumps(metrics, default=str), flush=True)
+def run_one(system: str, seed: int, sources: dict[str, Path], data_dir: str) -> dict[str, Any]:
+    train, dev = few_shot_splits(TARGET, SHOTS, seed, data_dir)
+    test = test_split(TARGET, "fewshot", data_dir)
+    own = WORK / f"{TARGET}-lora-seed{seed}"
     began = time.monotonic()
-    fusion_config = FusionConfig(adapter_paths=(str(paths["mnli"]), str(paths["rte"])), fusion_method="attention")
-    output = ADAPTERS / "lora-fusion-rte"
-    trainer = FusionTrainer(
-        "rte", fusion_config, MODEL, training(output, args.minutes, fusion_learning_rate=5e-4), data_dir=args.data_dir
-    )
-    metrics = trainer.train_fusion()
-    trainer.save_fusion(output)
-    rows.append(("attention fusion of LoRA mnli + LoRA rte", metrics, time.monotonic() - began))
+    with tempfile.TemporaryDirectory() as scratch:
+        kind = "fusion" if system.endswith("fusion") else "st-a"
+        config = TrainingConfig(output_dir=scratch, seed=seed, save_total_limit=1, disable_tqdm=True, logging_steps=50,
+                                **BUDGETS["fewshot"], **LEARNING_RATES[kind])  # fmt: skip
+        if kind == "st-a" or not own.is_dir():
+            single = AdapterTrainer(TARGET, adapter_config=LORA, training_config=config, data_dir=data_dir)
+            single.train(train, dev)
+            if not own.is_dir():
+                single.save_adapter(own)
+        if kind == "st-a":
+            trainer: Any = single
+            fused: list[str] = []
+        else:
+            fused = [str(sources[task]) for task in SOURCES] if system == "lora-fusion" else list(BANK)
+            trainer = FusionTrainer(TARGET, FusionConfig(fusion_method="attention"), training_config=config,
+                                    data_dir=data_dir, init_head_from_adapter=False)  # fmt: skip
+            trainer.setup_model([*fused, str(own)])
+            trainer.train_fusion(train, dev)
+        result = {
+            "target": TARGET, "system": system, "seed": seed, "fused": [Path(p).name for p in fused] + [own.name],
+            "test": trainer.evaluate(test), "dev": {k: v for k, v in trainer.metrics.items() if isinstance(v, float)},
+            "trainable_parameters": trainer.metrics.get("trainable_parameters"),
+            "global_step": trainer.metrics.get("global_step"), "wall_seconds": round(time.monotonic() - began, 1),
+            "lora": LORA.to_dict(),
+        }  # fmt: skip
+    return result
+
+
+def table() -> str:
+    rows = [json.loads(path.read_text()) for path in sorted(RESULTS.glob(f"{TARGET}__*.json"))]
+    by = {(row["system"], row["seed"]): row["test"]["accuracy"] for row in rows}
+    seeds = sorted({seed for _, seed in by})
     lines = [
-        "# Fusion of LoRA adapters vs the single LoRA adapter (RTE validation, 277 examples)",
+        "# Fusion of LoRA adapters vs the single LoRA adapter (CR, 16 examples per class)",
         "",
-        f"Command: `OMP_NUM_THREADS=1 python experiments/lora_fusion.py --minutes {args.minutes:g}` (bundled MiniLM, "
-        f"LoRA r={LORA.r}, alpha={LORA.alpha:g} on {', '.join(LORA.target_modules or ())}; every run stopped after "
-        f"{args.minutes:g} min of wall time on 1 thread of a shared 2-core machine; seed 42).",
+        f"Generated by `python experiments/lora_fusion.py --table-only` from the result files of `{COMMAND}` "
+        f"(bundled MiniLM; LoRA r={LORA.r}, alpha={LORA.alpha:g} on {', '.join(LORA.target_modules or ())}; the "
+        "transfer study's few-shot protocol, budgets and learning rates; one thread of a shared 2-core machine).",
         "",
-        "| model | task | accuracy | steps | wall s |",
-        "| --- | --- | --- | --- | --- |",
+        "Test accuracy x100 on CR's LM-BFF test set (2,000 reviews), per data seed:",
+        "",
+        "| system | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | minus `lora`, paired |",
+        "|---|" + "---|" * (len(seeds) + 2),
     ]
-    for name, result, seconds in rows:
-        task = "mnli" if name.endswith("mnli") else "rte"
-        accuracy = result.get("eval_accuracy", result.get("accuracy"))
-        steps = result.get("global_step", result.get("steps", ""))
-        lines.append(f"| {name} | {task} | {accuracy} | {steps} | {seconds:.0f} |")
-    raw = json.dumps({name: result for name, result, _ in rows}, indent=1, default=str)
-    lines += ["", "Raw metrics:", "", "```json", raw, "```", ""]
-    Path(args.output).write_text("\n".join(lines))
-    print("\n".join(lines))
+    for system in SYSTEMS:
+        scores = [by.get((system, seed)) for seed in seeds]
+        done = [score for score in scores if score is not None]
+        pairs = [by[(system, s)] - by[("lora", s)] for s in seeds if (system, s) in by and ("lora", s) in by]
+        gain = f"{100 * statistics.mean(pairs):+.1f} ({sum(p > 0 for p in pairs)}/{len(pairs)} better)"
+        lines.append(
+            f"| {system} | " + " | ".join("not run" if s is None else f"{100 * s:.1f}" for s in scores)
+            + f" | {100 * statistics.mean(done):.1f} | " + (gain if system != "lora" and pairs else "") + " |"
+            if done else f"| {system} | " + " | ".join("not run" for _ in seeds) + " | | |"
+        )  # fmt: skip
+    lines += ["", "Sources (dev scores of the LoRA source adapters, measured after training):", ""]
+    for path in sorted(RESULTS.glob("source-*.json")):
+        source = json.loads(path.read_text())
+        dev = source["dev"]
+        lines.append(f"- LoRA {source['task']}: accuracy {dev.get('accuracy', float('nan')):.4f} on "
+                     f"{dev.get('examples', '?')} dev examples, {dev.get('global_step')} steps, "
+                     f"{dev.get('train_examples')} training examples, {dev.get('wall_seconds')} s")  # fmt: skip
+    lines += [f"- bottleneck {name} (the shipped bank; its card gives the dev score)" for name in BANK]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[13, 21, 42])
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--source-examples", type=int, default=8000)
+    parser.add_argument("--source-minutes", type=float, default=10.0)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    if not args.table_only:
+        torch.set_num_threads(1)
+        sources = {}
+        if "lora-fusion" in args.systems:
+            sources = {task: train_source(task, args.source_examples, args.source_minutes, args.data_dir)
+                       for task in SOURCES}  # fmt: skip
+        for seed in args.seeds:
+            for system in args.systems:
+                path = RESULTS / f"{TARGET}__{system}__seed{seed}.json"
+                if path.is_file():
+                    continue
+                result = run_one(system, seed, sources, args.data_dir)
+                write_json(path, result)
+                print(f"{system} seed {seed}: test accuracy {result['test']['accuracy']:.4f}", flush=True)
+                atomic_write_text(RESULTS / "RESULTS.md", table())
+    atomic_write_text(RESULTS / "RESULTS.md", table())
+    print(table())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
