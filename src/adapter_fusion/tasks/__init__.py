@@ -24,10 +24,11 @@ from adapter_fusion.tasks.base import (
     load_task_split,
     register_task,
     resolve_data_dir,
+    task_type_for_head,
 )
 from adapter_fusion.tasks.fewshot import few_shot_splits
 from adapter_fusion.tasks.metrics import METRICS, compute_metrics
-from adapter_fusion.tasks.types import TASK_TYPES, TaskType, get_task_type, register_task_type, task_type_for_head
+from adapter_fusion.tasks.types import TASK_TYPES, TaskType, get_task_type, register_task_type
 
 __all__ = [
     "CARVE_SEED",

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import datasets
 import numpy as np
 
 from adapter_fusion.config import check_choice
+from adapter_fusion.heads import HeadConfig
 from adapter_fusion.registry import Registry
-from adapter_fusion.tasks.readers import Reader
-from adapter_fusion.tasks.types import TASK_TYPES, get_task_type
+from adapter_fusion.tasks.types import TASK_TYPES, TaskType, get_task_type
 
 SPLITS = ("train", "validation", "test")
 DATA_DIR_ENV = "ADAPTER_FUSION_DATA_DIR"
@@ -31,15 +31,22 @@ CARVE_SEED = 42
 validation/test sets never move and never overlap the training part."""
 
 
+class Reader(Protocol):
+    """Reads the files of one split (paths in the order ``LocalFile.paths`` names them) into what the task type's
+    ``to_dataset`` takes; each family's ``readers.py`` holds its readers."""
+
+    def __call__(self, paths: Sequence[Path]) -> Any: ...
+
+
 @dataclass(frozen=True)
 class LocalFile:
     """A labelled source under the data directory."""
 
     paths: tuple[str, ...]
     """File path(s) relative to the data directory, as the reader expects them."""
-    reader: Reader | Any
-    """Turns the files into what the task type's ``to_dataset`` reads (``RawColumns`` for classification; see
-    ``adapter_fusion.tasks.readers`` and ``adapter_fusion.tasks.formats``)."""
+    reader: Reader
+    """Turns the files into what the task type's ``to_dataset`` reads (``RawColumns`` for sentence tasks, records
+    for the other families; see ``adapter_fusion.tasks.<family>.readers``)."""
     label_map: LabelMap | None = None
     """Raw label -> label name, where the file's ids differ from the task's label order; None: raw labels are
     label names or class ids in ``TaskSpec.label_names`` order."""
@@ -87,6 +94,12 @@ class Carve:
         """This part of ``dataset`` (the whole source, in its task type's schema). Subclasses may override it to
         partition by something other than rows (extractive QA carves by article)."""
         return dataset.select(self.indices(len(dataset)))
+
+
+def carve(source: LocalFile | str, sizes: dict[str, float | int], remainder: str = "train") -> dict[str, Carve]:
+    """All parts of one deterministic partition of ``source``, keyed by split name."""
+    frozen = tuple(sizes.items())
+    return {part: Carve(source, part, frozen, remainder) for part in (*sizes, remainder)}
 
 
 @dataclass(frozen=True)
@@ -224,6 +237,24 @@ def get_task(name: str) -> TaskSpec:
 def list_tasks() -> list[TaskSpec]:
     """All registered tasks, sorted by name."""
     return [spec for _, spec in TASKS.items()]
+
+
+def task_type_for_head(config: HeadConfig) -> TaskType:
+    """The task type that trains heads like ``config``: its task's type when the task is registered, else the
+    type whose ``head_type`` matches."""
+    if config.task:
+        try:
+            return get_task_type(get_task(config.task))
+        except KeyError:
+            pass
+    types = [TASK_TYPES.get(name) for name in TASK_TYPES.names()]
+    matches = [task_type for task_type in types if task_type.head_type == config.head_type]
+    if not matches:
+        raise KeyError(f"no task type trains heads of type {config.head_type!r}; task types: {TASK_TYPES.names()}")
+    if config.head_type == "classification":  # classification and regression share the head
+        wanted = "regression" if config.problem_type == "regression" else "classification"
+        return next((m for m in matches if m.name == wanted), matches[0])
+    return matches[0]
 
 
 DEFAULT_DATA_DIRS = (Path("data"), Path("..") / "shared" / "data")

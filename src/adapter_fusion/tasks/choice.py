@@ -201,6 +201,9 @@ class MultipleChoiceType(TaskType):
                 f"task {spec.name!r}: a multiple_choice task has metrics=('accuracy',); got {spec.metrics}"
             )
 
+    def metric_names(self) -> list[str]:
+        return ["accuracy"]
+
     def num_labels(self, spec: TaskSpec) -> int:
         return 1  # one score per option, whatever the number of options
 

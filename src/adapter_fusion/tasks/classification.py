@@ -9,7 +9,7 @@ datasets (GLUE, SNLI, TREC coarse, AG News, IMDb), so local and Hub class ids ag
 
 from __future__ import annotations
 
-from adapter_fusion.tasks.base import Carve, HubSource, LabelMap, LocalFile, LocalSource, TaskSpec, register_task
+from adapter_fusion.tasks.base import HubSource, LabelMap, LocalFile, LocalSource, TaskSpec, carve, register_task
 from adapter_fusion.tasks.readers import AlignedLinesReader, JsonReader, TsvReader
 
 GLUE_HUB = "nyu-mll/glue"
@@ -21,12 +21,6 @@ NLI_LABELS = ("entailment", "neutral", "contradiction")
 BINARY_NLI_LABELS = ("entailment", "not_entailment")
 SENTIMENT_LABELS = ("negative", "positive")
 MULTICLASS_METRICS = ("accuracy", "macro_f1")
-
-
-def carve(source: LocalFile | str, sizes: dict[str, float | int], remainder: str = "train") -> dict[str, Carve]:
-    """All parts of one deterministic partition of ``source``, keyed by split name."""
-    frozen = tuple(sizes.items())
-    return {part: Carve(source, part, frozen, remainder) for part in (*sizes, remainder)}
 
 
 def glue_local(folder: str, reader: TsvReader, test: LocalFile | None = None) -> LocalSource:

@@ -19,67 +19,31 @@ Nothing is cached: every call re-reads the files.
 
 from __future__ import annotations
 
-import ast
-import gzip
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+from adapter_fusion.tasks.files import (
+    Record,
+    aligned_lines,
+    check_paths,
+    json_object,
+    non_empty,
+    numbered_lines,
+    open_text,
+)
+
 logger = logging.getLogger(__name__)
 
-Record = dict[str, Any]
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 
 
-# --------------------------------------------------------------------------------------------------------- helpers
-def _paths(paths: Sequence[Path], reader: str, names: tuple[str, ...] = ("file",)) -> list[Path]:
-    """Check the number of paths and that each exists; return them as ``Path`` objects."""
-    if isinstance(paths, (str, Path)) or len(paths) != len(names):
-        raise ValueError(f"{reader} reads {len(names)} file(s) ({', '.join(names)}); got {paths!r}")
-    checked = [Path(path) for path in paths]
-    for path in checked:
-        if not path.is_file():
-            raise FileNotFoundError(f"{reader}: data file {str(path)!r} does not exist")
-    return checked
-
-
-def _open(path: Path) -> IO[str]:
-    """Open a text file for reading (gunzipped when the name ends in ``.gz``; a leading BOM is dropped)."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` pairs (1-based), without the line break."""
-    with _open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            yield number, line.rstrip("\r\n")
-
-
-def _aligned_lines(path: Path) -> list[str]:
-    """The stripped lines of a line-aligned file; blank lines at the end are ignored, elsewhere they are errors."""
-    lines = [line.strip() for _, line in _lines(path)]
-    while lines and not lines[-1]:
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        if not line:
-            raise ValueError(f"{path}:{number}: empty line; expected one example per line")
-    return lines
-
-
-def _text(value: object, where: str, what: str) -> str:
-    """``value`` stripped; it must be a non-empty string."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: expected {what} as a non-empty string, got {value!r}")
-    return value.strip()
-
-
+# ------------------------------------------------------------------------------------------------------- sentences
 _SKIP = ("", "")
 """What a line parser returns for a line that holds no word but does not end the sentence either."""
 
@@ -91,7 +55,7 @@ def _sentences(path: Path, parse: Any) -> list[Record]:
     records: list[Record] = []
     tokens: list[str] = []
     tags: list[str] = []
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         item = parse(number, line) if line.replace("\ufeff", "").strip() else None
         if item is _SKIP:
             continue
@@ -121,7 +85,7 @@ class ConllReader:
             raise ValueError(f"tag_column must be 1 (POS), 2 (chunk) or 3 (NER); got {self.tag_column!r}")
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "ConllReader")
+        (path,) = check_paths(paths, "ConllReader")
 
         def parse(number: int, line: str) -> tuple[str, str] | None:
             fields = line.split()
@@ -148,7 +112,7 @@ class TabTagReader:
     """Prefix every token must carry and that is removed (``"en:"`` for WikiANN); None: tokens are kept as is."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "TabTagReader")
+        (path,) = check_paths(paths, "TabTagReader")
         prefix = self.strip_prefix
 
         def parse(number: int, line: str) -> tuple[str, str]:
@@ -179,7 +143,7 @@ class ConlluReader:
             raise ValueError(f"column must be one of {CONLLU_COLUMNS[2:]}; got {self.column!r}")
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "ConlluReader")
+        (path,) = check_paths(paths, "ConlluReader")
         index = CONLLU_COLUMNS.index(self.column)
 
         def parse(number: int, line: str) -> tuple[str, str]:
@@ -216,8 +180,8 @@ def read_squad(path: Path, realign: bool = False) -> tuple[list[Record], dict[st
         match their text as given, "trimmed": answers trimmed of whitespace, "realigned": answers moved to another
         offset, "dropped_answers": ..., "dropped_questions": ...}``.
     """
-    (path,) = _paths([path], "read_squad")
-    with _open(path) as handle:
+    (path,) = check_paths([path], "read_squad")
+    with open_text(path) as handle:
         try:
             data = json.load(handle)
         except json.JSONDecodeError as error:
@@ -243,7 +207,7 @@ def read_squad(path: Path, realign: bool = False) -> tuple[list[Record], dict[st
                 if qid in seen:
                     raise ValueError(f"{where_q}: duplicate question id {qid!r}")
                 seen.add(qid)
-                question = _text(qa.get("question"), where_q, "'question'")
+                question = non_empty(qa.get("question"), where_q, "'question'")
                 counts["questions"] += 1
                 texts, starts = [], []
                 for answer in qa["answers"]:
@@ -317,7 +281,7 @@ class SquadReader:
     """Trim answers and move answers whose offsets do not match the context to the nearest occurrence (COVID-QA)."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "SquadReader")
+        (path,) = check_paths(paths, "SquadReader")
         records, counts = read_squad(path, realign=self.realign)
         dropped = counts["dropped_answers"] or counts["dropped_questions"]
         (logger.warning if dropped else logger.info)("%s: %s", path, counts)
@@ -354,8 +318,8 @@ class DreamReader:
     not exactly one of the choices is an error naming the dialogue id)."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "DreamReader")
-        with _open(path) as handle:
+        (path,) = check_paths(paths, "DreamReader")
+        with open_text(path) as handle:
             try:
                 data = json.load(handle)
             except json.JSONDecodeError as error:
@@ -374,7 +338,7 @@ class DreamReader:
                 )
             lines, questions, dialogue_id = item
             where = f"{path}: dialogue {d} (id {dialogue_id!r})"
-            context = "\n".join(_text(line, where, "dialogue lines") for line in lines)
+            context = "\n".join(non_empty(line, where, "dialogue lines") for line in lines)
             if not context:
                 raise ValueError(f"{where}: empty dialogue")
             for q, entry in enumerate(questions):
@@ -391,8 +355,8 @@ class DreamReader:
                 records.append(
                     {
                         "context": context,
-                        "question": _text(entry.get("question"), where_q, "'question'"),
-                        "options": [_text(option, where_q, "each choice") for option in options],
+                        "question": non_empty(entry.get("question"), where_q, "'question'"),
+                        "options": [non_empty(option, where_q, "each choice") for option in options],
                         "label": hits[0],
                     }
                 )
@@ -406,9 +370,9 @@ class CodahReader:
     prefix, the question ``""``; records also carry ``"category"``."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "CodahReader")
+        (path,) = check_paths(paths, "CodahReader")
         records = []
-        for number, line in _lines(path):
+        for number, line in numbered_lines(path):
             if not line.strip():
                 continue
             fields = line.split("\t")
@@ -420,9 +384,9 @@ class CodahReader:
             where = f"{path}:{number}"
             records.append(
                 {
-                    "context": _text(fields[1], where, "the prefix"),
+                    "context": non_empty(fields[1], where, "the prefix"),
                     "question": "",
-                    "options": [_text(ending, where, "each ending") for ending in fields[2:6]],
+                    "options": [non_empty(ending, where, "each ending") for ending in fields[2:6]],
                     "label": int(fields[6]),
                     "category": fields[0].strip(),
                 }
@@ -436,43 +400,25 @@ class PiqaReader:
     1) per line, aligned line by line. The context is the goal, the question ``""``, the options ``[sol1, sol2]``."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        examples, label_file = _paths(paths, "PiqaReader", ("examples .jsonl", "labels .lst"))
-        lines, labels = _aligned_lines(examples), _aligned_lines(label_file)
+        examples, label_file = check_paths(paths, "PiqaReader", ("examples .jsonl", "labels .lst"))
+        lines, labels = aligned_lines(examples), aligned_lines(label_file)
         if len(lines) != len(labels):
             raise ValueError(f"{examples} has {len(lines)} examples but {label_file} has {len(labels)} labels")
         records = []
         for number, (line, label) in enumerate(zip(lines, labels), start=1):
-            item = _json_object(line, f"{examples}:{number}", ("goal", "sol1", "sol2"))
+            item = json_object(line, f"{examples}:{number}", ("goal", "sol1", "sol2"))
             if label not in ("0", "1"):
                 raise ValueError(f"{label_file}:{number}: expected a label 0 or 1, got {label!r}")
             where = f"{examples}:{number}"
             records.append(
                 {
-                    "context": _text(item["goal"], where, "'goal'"),
+                    "context": non_empty(item["goal"], where, "'goal'"),
                     "question": "",
-                    "options": [_text(item["sol1"], where, "'sol1'"), _text(item["sol2"], where, "'sol2'")],
+                    "options": [non_empty(item["sol1"], where, "'sol1'"), non_empty(item["sol2"], where, "'sol2'")],
                     "label": int(label),
                 }
             )
         return records
-
-
-def _json_object(line: str, where: str, fields: tuple[str, ...], python_literal: bool = False) -> dict[str, Any]:
-    """Parse one line holding a JSON object (or, with ``python_literal``, a Python dict literal) with ``fields``."""
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError:
-        if not python_literal:
-            raise ValueError(f"{where}: expected a JSON object with fields {fields}, got {line[:200]!r}") from None
-        try:
-            item = ast.literal_eval(line)  # literals only: never eval
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            raise ValueError(
-                f"{where}: expected a JSON object or Python dict literal with fields {fields}, got {line[:200]!r}"
-            ) from None
-    if not isinstance(item, dict) or any(field not in item for field in fields):
-        raise ValueError(f"{where}: expected an object with fields {fields}, got {line[:200]!r}")
-    return item
 
 
 # --------------------------------------------------------------------------------------------------------- generation
@@ -485,21 +431,21 @@ class DialogSumReader:
     file has several (the DialogSum test release)."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "DialogSumReader")
+        (path,) = check_paths(paths, "DialogSumReader")
         records = []
-        for number, line in _lines(path):
+        for number, line in numbered_lines(path):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            item = _json_object(line, where, ("dialogue",), python_literal=True)
+            item = json_object(line, where, ("dialogue",), python_literal=True)
             numbered = [key for key in item if key.startswith("summary") and key[7:].isdigit()]
             keys = ["summary"] if "summary" in item else sorted(numbered, key=lambda key: int(key[7:]))
             if not keys:
                 raise ValueError(f"{where}: expected a 'summary' (or 'summary1', ...) field, got fields {list(item)}")
-            references = [_text(item[key], where, repr(key)) for key in keys]
+            references = [non_empty(item[key], where, repr(key)) for key in keys]
             records.append(
                 {
-                    "source": _text(item["dialogue"], where, "'dialogue'"),
+                    "source": non_empty(item["dialogue"], where, "'dialogue'"),
                     "target": references[0],
                     "references": references,
                 }
@@ -514,13 +460,13 @@ class SciTldrReader:
     spaces (one train abstract has an empty sentence); the references are the non-empty TLDRs, the target the first."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        (path,) = _paths(paths, "SciTldrReader")
+        (path,) = check_paths(paths, "SciTldrReader")
         records = []
-        for number, line in _lines(path):
+        for number, line in numbered_lines(path):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            item = _json_object(line, where, ("source", "target"))
+            item = json_object(line, where, ("source", "target"))
             parts = []
             for field in ("source", "target"):
                 texts = item[field]
@@ -541,8 +487,8 @@ class ParallelLinesReader:
     reference is the target line."""
 
     def __call__(self, paths: Sequence[Path]) -> list[Record]:
-        source_file, target_file = _paths(paths, "ParallelLinesReader", ("source", "target"))
-        sources, targets = _aligned_lines(source_file), _aligned_lines(target_file)
+        source_file, target_file = check_paths(paths, "ParallelLinesReader", ("source", "target"))
+        sources, targets = aligned_lines(source_file), aligned_lines(target_file)
         if len(sources) != len(targets):
             raise ValueError(
                 f"{source_file} has {len(sources)} lines but {target_file} has {len(targets)}; "

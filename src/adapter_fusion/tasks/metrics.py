@@ -9,14 +9,11 @@ STS-B. sklearn and scipy are imported on first use to keep ``import adapter_fusi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from adapter_fusion.registry import Registry
-
-if TYPE_CHECKING:
-    from adapter_fusion.tasks.base import TaskSpec
+from adapter_fusion.tasks.base import TaskSpec, get_task
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 METRICS: Registry[MetricFn] = Registry("metric")
@@ -87,8 +84,6 @@ def compute_metrics(task: str | TaskSpec, predictions: Sequence | np.ndarray, re
     Returns:
         ``{metric_name: value}`` for each name in ``task.metrics``, as Python floats.
     """
-    from adapter_fusion.tasks.base import TaskSpec, get_task  # base imports this module: import at call time
-
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     preds = np.asarray(predictions)
     refs = np.asarray(references)

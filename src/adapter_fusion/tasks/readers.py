@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 MAX_FIELD_CHARS = 1 << 20
 """Longest TSV field read (csv's own default is 128 Ki characters). Texts are truncated to the model's
@@ -35,10 +35,6 @@ class RawColumns(NamedTuple):
     text_a: list[str]
     text_b: list[str]
     labels: list[object]
-
-
-class Reader(Protocol):
-    def __call__(self, paths: Sequence[Path]) -> RawColumns: ...
 
 
 def _single(paths: Sequence[Path], reader: str) -> Path:

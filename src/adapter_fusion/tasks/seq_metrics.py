@@ -18,26 +18,14 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 
+from adapter_fusion.tasks.scoring import check_lengths, check_references
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
 
 
-def _check_lengths(first: str, firsts: Sequence, second: str, seconds: Sequence) -> None:
-    if len(firsts) != len(seconds) or len(firsts) == 0:
-        raise ValueError(
-            f"{first} and {second} must be non-empty and of the same length; got {len(firsts)} {first} "
-            f"and {len(seconds)} {second}"
-        )
-
-
-def _check_references(references: Sequence[Sequence[str]]) -> None:
-    for index, refs in enumerate(references):
-        if isinstance(refs, str) or len(refs) == 0 or not all(isinstance(ref, str) for ref in refs):
-            raise ValueError(f"references[{index}] must be a non-empty list of strings; got {refs!r}")
-
-
 def _check_tags(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> None:
-    _check_lengths("true_tags", true_tags, "pred_tags", pred_tags)
+    check_lengths("true_tags", true_tags, "pred_tags", pred_tags)
     for index, (true, pred) in enumerate(zip(true_tags, pred_tags)):
         if isinstance(true, str) or isinstance(pred, str):
             raise ValueError(f"sentence {index}: tags must be lists of tag strings, not a string")
@@ -99,8 +87,8 @@ def squad_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
         predictions: one answer string per question.
         references: the gold answer texts of each question (at least one each).
     """
-    _check_lengths("predictions", predictions, "references", references)
-    _check_references(references)
+    check_lengths("predictions", predictions, "references", references)
+    check_references(references)
     exact = f1 = 0.0
     for prediction, refs in zip(predictions, references):
         exact += max(float(normalize_answer(prediction) == normalize_answer(ref)) for ref in refs)
@@ -111,7 +99,7 @@ def squad_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
 # ---------------------------------------------------------------------------------------------------- multiple choice
 def choice_accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
     """Fraction of questions whose predicted option index equals the gold label."""
-    _check_lengths("predictions", predictions, "labels", labels)
+    check_lengths("predictions", predictions, "labels", labels)
     try:
         pairs = [(operator.index(p), operator.index(label)) for p, label in zip(predictions, labels)]
     except TypeError:
@@ -130,8 +118,8 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]
     sentence-level LCS (not ``rougeLsum``)."""
     from rouge_score.rouge_scorer import RougeScorer
 
-    _check_lengths("predictions", predictions, "references", references)
-    _check_references(references)
+    check_lengths("predictions", predictions, "references", references)
+    check_references(references)
     types = ("rouge1", "rouge2", "rougeL")
     scorer = RougeScorer(list(types), use_stemmer=True)
     totals = dict.fromkeys(types, 0.0)
@@ -148,8 +136,8 @@ def bleu_scores(predictions: Sequence[str], references: Sequence[Sequence[str]])
     reference streams are padded with None, which sacrebleu skips."""
     import sacrebleu
 
-    _check_lengths("predictions", predictions, "references", references)
-    _check_references(references)
+    check_lengths("predictions", predictions, "references", references)
+    check_references(references)
     width = max(len(refs) for refs in references)
     streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
     hypotheses = list(predictions)

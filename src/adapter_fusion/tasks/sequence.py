@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import numpy as np
 import torch
 
-from adapter_fusion.tasks.metrics import compute_metrics
+from adapter_fusion.heads import HeadConfig
+from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec, get_task
+from adapter_fusion.tasks.metrics import METRICS, compute_metrics
 from adapter_fusion.tasks.readers import RawColumns
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
-
-if TYPE_CHECKING:
-    from adapter_fusion.heads import HeadConfig
-    from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
 
 
 class SequenceClassificationType(TaskType):
@@ -32,6 +30,9 @@ class SequenceClassificationType(TaskType):
         lowered = [label.lower() for label in spec.label_names]
         if len(lowered) < 2 or len(set(lowered)) != len(lowered):
             raise ValueError(f"task {spec.name!r}: needs at least 2 distinct label_names; got {spec.label_names}")
+
+    def metric_names(self) -> list[str]:
+        return METRICS.names()
 
     def head_config(self, spec: TaskSpec, pooling: str = "mean") -> HeadConfig:
         return super().head_config(spec, pooling).replace(problem_type=self.problem_type)
@@ -117,8 +118,6 @@ class SequenceClassificationType(TaskType):
     def takes_pairs(self, config: HeadConfig) -> bool | None:
         """True for a head trained on a sentence-pair task, False for a single-sentence task, None when the
         head's task is not registered (either is accepted then)."""
-        from adapter_fusion.tasks.base import get_task
-
         try:
             return get_task(config.task).is_pair if config.task else None
         except KeyError:

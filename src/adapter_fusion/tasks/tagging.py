@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from adapter_fusion.heads.tagging import casing_ids
-from adapter_fusion.tasks.base import HubSource, LocalFile, LocalSource, TaskSpec, register_task
-from adapter_fusion.tasks.classification import carve
+from adapter_fusion.tasks.base import HubSource, LocalFile, LocalSource, TaskSpec, carve, register_task
 from adapter_fusion.tasks.formats import ConllReader, ConlluReader, TabTagReader
 from adapter_fusion.tasks.seq_metrics import entity_scores, token_accuracy
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from adapter_fusion.tasks.base import Carve, HubSource, LocalFile, LocalSource, TaskSpec, register_task
 from adapter_fusion.tasks.classification import BINARY_NLI_LABELS, GLUE_HUB, LMBFF, NLI_LABELS, SENTIMENT_LABELS
+from adapter_fusion.tasks.files import open_text
 from adapter_fusion.tasks.formats import SquadReader
-from adapter_fusion.tasks.formats import _open as _open_text
 from adapter_fusion.tasks.qa import QAHubSource
 from adapter_fusion.tasks.readers import JsonReader, RawColumns, TsvReader
 from adapter_fusion.tasks.readers import _single as _one
@@ -41,7 +41,7 @@ class JsonLinesReader:
     def __call__(self, paths: Sequence[Path]) -> RawColumns:
         path = _one(paths, "JsonLinesReader")
         columns = RawColumns([], [], [])
-        with _open_text(path) as handle:
+        with open_text(path) as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
@@ -71,7 +71,7 @@ class CsvPairsReader:
     def __call__(self, paths: Sequence[Path]) -> RawColumns:
         columns = RawColumns([], [], [])
         for path in paths:
-            with _open_text(path) as handle:
+            with open_text(path) as handle:
                 rows = csv.DictReader(handle)
                 wanted = (self.text_a, self.text_b, self.label)
                 if rows.fieldnames is None or any(name not in rows.fieldnames for name in wanted):

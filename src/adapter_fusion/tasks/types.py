@@ -21,10 +21,10 @@ import datasets
 import numpy as np
 import torch
 
+from adapter_fusion.heads import HeadConfig
 from adapter_fusion.registry import Registry
 
-if TYPE_CHECKING:
-    from adapter_fusion.heads import HeadConfig
+if TYPE_CHECKING:  # annotations only: base.py builds TaskSpec on top of this module
     from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
 
 MetricsFn = Callable[[Any], dict[str, float]]
@@ -60,17 +60,13 @@ class TaskType:
         """Raise ``ValueError`` naming the field if ``spec`` is inconsistent with this type."""
 
     def metric_names(self) -> list[str]:
-        """Metrics a task of this type may list in ``TaskSpec.metrics`` (default: the sentence-level ``METRICS``)."""
-        from adapter_fusion.tasks.metrics import METRICS
-
-        return METRICS.names()
+        """Metrics a task of this type may list in ``TaskSpec.metrics``."""
+        raise NotImplementedError(f"task type {self.name!r} must name its metrics (metric_names)")
 
     def num_labels(self, spec: TaskSpec) -> int:
         return len(spec.label_names)
 
     def head_config(self, spec: TaskSpec, pooling: str = "mean") -> HeadConfig:
-        from adapter_fusion.heads import HeadConfig
-
         return HeadConfig(
             head_type=self.head_type,
             num_labels=max(1, self.num_labels(spec)),
@@ -221,26 +217,6 @@ def get_task_type(spec_or_name: TaskSpec | str) -> TaskType:
     """The registered ``TaskType`` of a spec (or by its name)."""
     name = spec_or_name if isinstance(spec_or_name, str) else spec_or_name.task_type
     return TASK_TYPES.get(name)
-
-
-def task_type_for_head(config: HeadConfig) -> TaskType:
-    """The task type that trains heads like ``config``: its task's type when the task is registered, else the
-    type whose ``head_type`` matches."""
-    from adapter_fusion.tasks.base import get_task
-
-    if config.task:
-        try:
-            return get_task_type(get_task(config.task))
-        except KeyError:
-            pass
-    types = [TASK_TYPES.get(name) for name in TASK_TYPES.names()]
-    matches = [task_type for task_type in types if task_type.head_type == config.head_type]
-    if not matches:
-        raise KeyError(f"no task type trains heads of type {config.head_type!r}; task types: {TASK_TYPES.names()}")
-    if config.head_type == "classification":  # classification and regression share the head
-        wanted = "regression" if config.problem_type == "regression" else "classification"
-        return next((m for m in matches if m.name == wanted), matches[0])
-    return matches[0]
 
 
 def as_mapping(value: Any, what: str) -> Mapping[str, Any]:
