@@ -14,7 +14,7 @@ import pytest
 
 from adapter_fusion.cli import main
 from adapter_fusion.tasks import get_task_type, load_task_split
-from adapter_fusion.tasks.readers import MAX_FIELD_CHARS, TsvReader
+from adapter_fusion.tasks.sentence.readers import MAX_FIELD_CHARS, TsvReader
 
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel"
 PAIR_READER = TsvReader(text_a="sentence1", text_b="sentence2", label="label")
@@ -60,7 +60,7 @@ def test_long_fields_up_to_the_limit_are_read_and_longer_ones_name_the_line(tmp_
 
 
 def test_undecodable_and_truncated_files_name_the_file(tmp_path: Path) -> None:
-    from adapter_fusion.tasks.readers import JsonReader
+    from adapter_fusion.tasks.sentence.readers import JsonReader
 
     path = tmp_path / "latin1.tsv"
     path.write_bytes(b"sentence\tlabel\ncaf\xe9 good\t1\n")

@@ -26,7 +26,7 @@ from adapter_fusion.tasks import (
     resolve_data_dir,
 )
 from adapter_fusion.tasks import base as tasks_base
-from adapter_fusion.tasks.readers import JsonReader, TsvReader
+from adapter_fusion.tasks.sentence.readers import JsonReader, TsvReader
 
 EXPECTED_TASKS = {
     "ag_news", "boolq", "cola", "cr", "imdb", "imdb_pcp", "mnli", "mnli_plus", "mpqa", "mr", "mrpc", "qnli",

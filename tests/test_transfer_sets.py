@@ -1,4 +1,5 @@
-"""Readers and tasks of the larger source-adapter training sets (tasks/transfer_sets.py), on hand-made files."""
+"""Readers and tasks of the larger source-adapter training sets (tasks/sentence/catalogue_large.py and
+readers.py), on hand-made files."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from adapter_fusion.tasks import get_task, load_task_split
-from adapter_fusion.tasks.readers import JsonReader
-from adapter_fusion.tasks.transfer_sets import (
+from adapter_fusion.tasks.sentence.readers import (
     ConcatReader,
     CsvPairsReader,
     JsonLinesReader,
+    JsonReader,
     SquadQnliReader,
     split_sentences,
 )

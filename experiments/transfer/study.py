@@ -44,7 +44,7 @@ from adapter_fusion.io import atomic_write_text  # noqa: E402
 from adapter_fusion.models import fusable_adapter_config  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
 from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
-from adapter_fusion.tasks.readers import JsonReader  # noqa: E402
+from adapter_fusion.tasks.sentence.readers import JsonReader  # noqa: E402
 
 HERE = ROOT / "experiments" / "transfer"
 RESULTS = HERE / "results"

@@ -6,13 +6,11 @@
 {'accuracy': 0.5}
 """
 
-from adapter_fusion.tasks import sequence as _sequence  # noqa: F401, I001  (registers the sentence task types)
-from adapter_fusion.tasks import classification as _classification  # noqa: F401  (registers the tasks)
-from adapter_fusion.tasks import qa as _qa  # noqa: F401  (registers extractive QA: xquad, covid_qa)
-from adapter_fusion.tasks import choice as _choice  # noqa: F401  (registers multiple choice: codah, dream, piqa)
-from adapter_fusion.tasks import tagging as _tagging  # noqa: F401  (registers token classification and its tasks)
-from adapter_fusion.tasks import generation as _generation  # noqa: F401  (registers generation tasks)
-from adapter_fusion.tasks import transfer_sets as _transfer_sets  # noqa: F401  (IMDB, BoolQ, MNLI+, SQuAD, ...)
+from adapter_fusion.tasks import sentence as _sentence  # noqa: F401, I001  (each family registers its types and tasks)
+from adapter_fusion.tasks import qa as _qa  # noqa: F401
+from adapter_fusion.tasks import choice as _choice  # noqa: F401
+from adapter_fusion.tasks import tagging as _tagging  # noqa: F401
+from adapter_fusion.tasks import generation as _generation  # noqa: F401
 from adapter_fusion.tasks.base import (
     CARVE_SEED,
     DATA_DIR_ENV,
@@ -27,7 +25,7 @@ from adapter_fusion.tasks.base import (
     task_type_for_head,
 )
 from adapter_fusion.tasks.fewshot import few_shot_splits
-from adapter_fusion.tasks.metrics import METRICS, compute_metrics
+from adapter_fusion.tasks.sentence.metrics import METRICS, compute_metrics
 from adapter_fusion.tasks.types import TASK_TYPES, TaskType, get_task_type, register_task_type
 
 __all__ = [

@@ -390,3 +390,17 @@ register_task(
         ),
     )
 )
+
+register_task(TaskSpec(
+    name="squad", task_type="extractive_qa", label_names=(), is_pair=False,
+    metrics=("exact_match", "f1"), main_metric="f1", aliases=("squad_v1", "squad1.1"),
+    description="SQuAD v1.1: extractive QA on Wikipedia paragraphs. Local: squad_v1 train (87,599 questions) and dev "
+                "(10,570) as validation. The local train file's answer_start is each answer's first occurrence in "
+                "the context (answers whose offset does not match are dropped). XQuAD-en is a subset of this dev set: "
+                "never train on it when evaluating on XQuAD. Hub: rajpurkar/squad.",
+    local=LocalSource({
+        "train": LocalFile(("squad_v1/train-v1.1.json.gz",), SquadReader()),
+        "validation": LocalFile(("squad_v1/dev-v1.1.json.gz",), SquadReader()),
+    }),
+    hub=QAHubSource("rajpurkar/squad", None, splits={"train": "train", "validation": "validation"}),
+))

@@ -13,8 +13,8 @@ import torch
 
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec, get_task
-from adapter_fusion.tasks.metrics import METRICS, compute_metrics
-from adapter_fusion.tasks.readers import RawColumns
+from adapter_fusion.tasks.sentence.metrics import METRICS, compute_metrics
+from adapter_fusion.tasks.sentence.readers import RawColumns
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
 
 

@@ -1,4 +1,5 @@
-"""Readers for the local file formats of the task data directory (``../shared/data/README.md``).
+"""Readers of the sentence(-pair) files of the task data directory (``../shared/data/README.md``): GLUE TSV,
+LM-BFF/PCP JSON, aligned lines, JSON lines, CSV pairs, and QNLI-style pairs built from SQuAD.
 
 A reader is a small frozen dataclass, called with the file paths of one split, that returns the raw columns
 ``(text_a, text_b, labels)``. Readers keep labels raw (strings or ints as in the file); mapping them to class ids
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from adapter_fusion.tasks.files import open_text
+from adapter_fusion.tasks.formats import SquadReader
 
 MAX_FIELD_CHARS = 1 << 20
 """Longest TSV field read (csv's own default is 128 Ki characters). Texts are truncated to the model's
@@ -170,3 +175,137 @@ class AlignedLinesReader:
         if len(set(lengths.values())) != 1:
             raise ValueError(f"aligned files have different numbers of lines: {lengths}")
         return RawColumns(columns[0], columns[1], list(columns[2]))
+
+
+@dataclass(frozen=True)
+class JsonLinesReader:
+    """One JSON object per line (optionally gzipped), e.g. ``imdb/train.jsonl.gz`` and ``boolq/dev.jsonl.gz``."""
+
+    text_a: str
+    """Field of the first text."""
+    label: str
+    """Field of the label (kept raw: a string, bool or int)."""
+    text_b: str | None = None
+    """Field of the second text, or None for single-text files."""
+
+    def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        path = _single(paths, "JsonLinesReader")
+        columns = RawColumns([], [], [])
+        with open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: not a JSON object ({error.msg})") from None
+                fields = [self.text_a, self.label] + ([self.text_b] if self.text_b else [])
+                missing = [name for name in fields if not isinstance(record, dict) or name not in record]
+                if missing:
+                    raise ValueError(f"{path}:{number}: record lacks field(s) {missing}; expected {fields}")
+                columns.text_a.append(str(record[self.text_a]).strip())
+                columns.text_b.append(str(record[self.text_b]).strip() if self.text_b else "")
+                columns.labels.append(record[self.label])
+        return columns
+
+
+@dataclass(frozen=True)
+class CsvPairsReader:
+    """Comma-separated files with a header naming ``premise``, ``hypothesis`` and ``label`` (``nli_extra``); several
+    files are read one after the other into one split."""
+
+    text_a: str = "premise"
+    text_b: str = "hypothesis"
+    label: str = "label"
+
+    def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        columns = RawColumns([], [], [])
+        for path in paths:
+            with open_text(path) as handle:
+                rows = csv.DictReader(handle)
+                wanted = (self.text_a, self.text_b, self.label)
+                if rows.fieldnames is None or any(name not in rows.fieldnames for name in wanted):
+                    raise ValueError(f"{path}: header {rows.fieldnames} lacks one of {list(wanted)}")
+                for row in rows:
+                    columns.text_a.append(row[self.text_a].strip())
+                    columns.text_b.append(row[self.text_b].strip())
+                    columns.labels.append(row[self.label].strip())
+        return columns
+
+
+@dataclass(frozen=True)
+class ConcatReader:
+    """Several readers over consecutive groups of the split's paths, their rows concatenated in order."""
+
+    parts: tuple[tuple[int, object], ...]
+    """``(number of paths, reader)`` per group, in path order."""
+
+    def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        expected = sum(count for count, _ in self.parts)
+        if len(paths) != expected:
+            raise ValueError(f"ConcatReader expects {expected} paths; got {len(paths)}: {[str(p) for p in paths]}")
+        columns = RawColumns([], [], [])
+        start = 0
+        for count, reader in self.parts:
+            part = reader(paths[start : start + count])  # type: ignore[operator]
+            start += count
+            for mine, theirs in zip(columns, part):
+                mine.extend(theirs)
+        return columns
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_WORD = re.compile(r"\w+")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` character spans of the sentences of ``text`` (a rule-based splitter: a sentence ends at
+    ``.``, ``!`` or ``?`` followed by space and an upper-case letter or a digit)."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+@dataclass(frozen=True)
+class SquadQnliReader:
+    """QNLI-style (question, sentence) pairs from SQuAD v1.1, built the way GLUE built QNLI: the sentence of the
+    paragraph that holds the answer is ``entailment``; the other sentence with the most words in common with the
+    question is ``not_entailment`` (GLUE kept only high-overlap pairs, so that overlap alone does not decide).
+    One positive and at most one negative per question; questions whose answer spans two sentences are skipped.
+
+    Paths: the SQuAD file, then optionally a GLUE QNLI TSV whose questions are excluded (so that pairs of the
+    official QNLI dev set, which GLUE drew from SQuAD train, never reach training).
+    """
+
+    def __call__(self, paths: Sequence[Path]) -> RawColumns:
+        if len(paths) not in (1, 2):
+            raise ValueError(f"SquadQnliReader reads a SQuAD file and optionally a QNLI TSV; got {len(paths)} paths")
+        excluded = set()
+        if len(paths) == 2:
+            excluded = {q.strip().lower() for q in TsvReader(text_a="question", label="label")(paths[1:]).text_a}
+        columns = RawColumns([], [], [])
+        for record in SquadReader()(paths[:1]):
+            question = record["question"]
+            if question.strip().lower() in excluded:
+                continue
+            context, start = record["context"], record["answers"]["answer_start"][0]
+            end = start + len(record["answers"]["text"][0])
+            spans = split_sentences(context)
+            holding = [i for i, (a, b) in enumerate(spans) if a <= start and end <= b]
+            if len(holding) != 1:
+                continue
+            words = set(_WORD.findall(question.lower()))
+            others = [(len(words & set(_WORD.findall(context[a:b].lower()))), i) for i, (a, b) in enumerate(spans)]
+            others = [(overlap, i) for overlap, i in others if i != holding[0]]
+            pairs = [(holding[0], "entailment")]
+            if others:
+                pairs.append((max(others)[1], "not_entailment"))
+            for index, label in pairs:
+                a, b = spans[index]
+                columns.text_a.append(question.strip())
+                columns.text_b.append(context[a:b].strip())
+                columns.labels.append(label)
+        return columns

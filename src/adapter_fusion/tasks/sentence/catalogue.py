@@ -1,4 +1,4 @@
-"""The registered sentence(-pair) classification and regression tasks.
+"""The registered sentence(-pair) classification and regression tasks: GLUE, the LM-BFF/PCP sets, AG News.
 
 Local layouts (GLUE TSVs, LM-BFF/PCP JSON, AG News TSV, e-SNLI lines) follow the data README
 (``../shared/data/README.md`` from the project root).
@@ -10,7 +10,7 @@ datasets (GLUE, SNLI, TREC coarse, AG News, IMDb), so local and Hub class ids ag
 from __future__ import annotations
 
 from adapter_fusion.tasks.base import HubSource, LabelMap, LocalFile, LocalSource, TaskSpec, carve, register_task
-from adapter_fusion.tasks.readers import AlignedLinesReader, JsonReader, TsvReader
+from adapter_fusion.tasks.sentence.readers import AlignedLinesReader, JsonReader, TsvReader
 
 GLUE_HUB = "nyu-mll/glue"
 LMBFF = "lmbff_pcp/glue_pretrain"
