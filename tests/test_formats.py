@@ -20,11 +20,9 @@ from adapter_fusion.tasks.formats import (
     ParallelLinesReader,
     PiqaReader,
     SciTldrReader,
-    SquadReader,
     TabTagReader,
-    read_squad,
-    split_by_article,
 )
+from adapter_fusion.tasks.qa.readers import SquadReader, read_squad, split_by_article
 
 
 def write(path: Path, text: str, gz: bool = False) -> Path:
@@ -174,7 +172,7 @@ def test_squad_realignment_fixes_offsets_and_counts_drops(tmp_path: Path, caplog
         {"text": ["virus"], "answer_start": [23]},  # the nearer of the two occurrences (4 and 23) to 27
         {"text": ["Masks help"], "answer_start": [41]},
     ]
-    with caplog.at_level(logging.INFO, logger="adapter_fusion.tasks.formats"):
+    with caplog.at_level(logging.INFO, logger="adapter_fusion.tasks.qa.readers"):
         assert SquadReader(realign=True)([path]) == records
     assert "'dropped_answers': 2" in caplog.text
 

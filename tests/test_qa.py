@@ -25,7 +25,8 @@ from adapter_fusion.models import default_model_path, load_tokenizer
 from adapter_fusion.tasks import DATA_DIR_ENV, TaskSpec, get_task, get_task_type, load_task_split
 from adapter_fusion.tasks import base as tasks_base
 from adapter_fusion.tasks.qa import QA_FEATURES, QA_METRICS, ArticleCarve
-from adapter_fusion.tasks.qa_spans import (
+from adapter_fusion.tasks.qa.metrics import squad_scores
+from adapter_fusion.tasks.qa.spans import (
     NO_ANSWER,
     Span,
     answer_spans,
@@ -36,7 +37,6 @@ from adapter_fusion.tasks.qa_spans import (
     label_window,
     make_windows,
 )
-from adapter_fusion.tasks.seq_metrics import squad_scores
 from adapter_fusion.training.adapter_trainer import AdapterTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.fusion_trainer import FusionTrainer

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from adapter_fusion.tasks.qa.metrics import normalize_answer, squad_scores
 from adapter_fusion.tasks.seq_metrics import (
     bleu_scores,
     choice_accuracy,
     entity_scores,
-    normalize_answer,
     rouge_scores,
-    squad_scores,
     token_accuracy,
 )
 

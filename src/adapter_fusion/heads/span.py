@@ -2,7 +2,7 @@
 
 As BERT's QA head (Devlin et al., 2019, https://arxiv.org/abs/1810.04805, section 4.2): one linear map from each
 token's hidden state to two logits; the answer is the span ``[i, j]`` maximising ``start[i] + end[j]``. Decoding
-(valid spans only, across the windows of a long context) lives in ``adapter_fusion.tasks.qa_spans``.
+(valid spans only, across the windows of a long context) lives in ``adapter_fusion.tasks.qa.spans``.
 """
 
 from __future__ import annotations

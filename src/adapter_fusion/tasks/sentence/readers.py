@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from adapter_fusion.tasks.files import open_text
-from adapter_fusion.tasks.formats import SquadReader
+from adapter_fusion.tasks.qa.readers import SquadReader
 
 MAX_FIELD_CHARS = 1 << 20
 """Longest TSV field read (csv's own default is 128 Ki characters). Texts are truncated to the model's

@@ -157,7 +157,8 @@ def answer_spans(example: Mapping[str, Any], where: str) -> list[tuple[int, int]
             found = context[start : start + len(text)] if 0 <= start < len(context) else "(outside the context)"
             raise ValueError(
                 f"{name}: answer {text!r} is not in the context at answer_start={start} (the context has {found!r} "
-                f"there); fix the offset (formats.read_squad(realign=True) moves answers to their nearest occurrence)"
+                "there); fix the offset (tasks.qa.readers.read_squad(realign=True) moves answers to their nearest "
+                "occurrence)"
             )
         spans.append((int(start), int(start) + len(text)))
     return spans
