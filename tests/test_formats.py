@@ -13,16 +13,14 @@ import pytest
 
 from adapter_fusion.tasks.formats import (
     CodahReader,
-    ConllReader,
-    ConlluReader,
     DialogSumReader,
     DreamReader,
     ParallelLinesReader,
     PiqaReader,
     SciTldrReader,
-    TabTagReader,
 )
 from adapter_fusion.tasks.qa.readers import SquadReader, read_squad, split_by_article
+from adapter_fusion.tasks.tagging.readers import ConllReader, ConlluReader, TabTagReader
 
 
 def write(path: Path, text: str, gz: bool = False) -> Path:

@@ -9,10 +9,9 @@ from adapter_fusion.tasks.qa.metrics import normalize_answer, squad_scores
 from adapter_fusion.tasks.seq_metrics import (
     bleu_scores,
     choice_accuracy,
-    entity_scores,
     rouge_scores,
-    token_accuracy,
 )
+from adapter_fusion.tasks.tagging.metrics import entity_scores, token_accuracy
 
 
 # ---------------------------------------------------------------------------------------------- token classification

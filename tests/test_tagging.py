@@ -24,7 +24,6 @@ from transformers import EvalPrediction
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.heads import HEADS, HeadConfig
-from adapter_fusion.heads.tagging import NUM_CASINGS, WORD_SHAPES, casing_ids, word_casings, word_shape
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import AdapterModel, default_model_path, load_adapter, load_tokenizer, save_adapter
 from adapter_fusion.tasks import base as task_base
@@ -38,6 +37,7 @@ from adapter_fusion.tasks.tagging import (
     split_words,
     tag_scores,
 )
+from adapter_fusion.tasks.tagging.features import NUM_CASINGS, WORD_SHAPES, casing_ids, word_casings, word_shape
 from adapter_fusion.training.adapter_trainer import AdapterTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.fusion_trainer import FusionTrainer

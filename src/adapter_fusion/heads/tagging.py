@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -13,61 +11,17 @@ from adapter_fusion.heads.base import HEADS, HeadConfig
 IGNORE_INDEX = -100
 """Label of positions that carry no loss: special tokens, padding, and every sub-token of a word but its first."""
 
-WORD_SHAPES = ("lower", "title", "upper", "mixed", "digit", "other")
-"""A word's casing class: all lower case; a capital then lower case ('Paris', 'I'); all capitals, two letters or
-more ('IBM'); any other mix of cases ('McDonald', 'iPhone'); any digit ('1996', '3-2'); no letter or digit."""
-SENTENCE_POSITIONS = ("inside", "first", "capitals")
-"""Where the word stands: inside a sentence; its first word (a capital there says little); anywhere in a sentence
-with no lower-case letter (a headline in capitals, where casing says nothing)."""
-NUM_CASINGS = 1 + len(WORD_SHAPES) * len(SENTENCE_POSITIONS)
-"""Casing ids: 0 for special tokens and padding, then one per (shape, position)."""
-
-
-def word_shape(word: str) -> str:
-    """The casing class of ``word`` (one of ``WORD_SHAPES``).
-
-    >>> [word_shape(w) for w in ("the", "Paris", "IBM", "McDonald", "1996", ",")]
-    ['lower', 'title', 'upper', 'mixed', 'digit', 'other']
-    """
-    if any(ch.isdigit() for ch in word):
-        return "digit"
-    letters = [ch for ch in word if ch.isalpha()]
-    if not letters:
-        return "other"
-    if all(ch.islower() for ch in letters):
-        return "lower"
-    if letters[0].isupper() and all(ch.islower() for ch in letters[1:]):
-        return "title"
-    if len(letters) > 1 and all(ch.isupper() for ch in letters):
-        return "upper"
-    return "mixed"
-
-
-def word_casings(words: Sequence[str]) -> list[int]:
-    """One casing id (1 .. ``NUM_CASINGS - 1``) per word of a sentence."""
-    capitals = not any(ch.islower() for word in words for ch in word)
-    ids = []
-    for index, word in enumerate(words):
-        position = "capitals" if capitals else "first" if index == 0 else "inside"
-        shape = WORD_SHAPES.index(word_shape(word))
-        ids.append(1 + SENTENCE_POSITIONS.index(position) * len(WORD_SHAPES) + shape)
-    return ids
-
-
-def casing_ids(words: Sequence[str], word_ids: Sequence[int | None]) -> list[int]:
-    """Per sub-token, the casing id of its word (``word_casings``); 0 where ``word_ids`` is None (special tokens).
-
-    >>> casing_ids(["The", "IBM", "deal"], [None, 0, 1, 1, 2, None])
-    [0, 8, 3, 3, 1, 0]
-    """
-    per_word = word_casings(words)
-    return [0 if word is None else per_word[word] for word in word_ids]
+NUM_CASINGS = 1 + 6 * 3
+"""Rows of the casing embedding: id 0 for special tokens and padding, then one per word casing class that
+``adapter_fusion.tasks.tagging.features.casing_ids`` gives (6 shapes x 3 sentence positions). Saved heads hold this
+many rows, so the number is part of their file format."""
 
 
 class TokenClassificationHead(nn.Module):
     """dropout -> linear on every position's hidden state. Logits ``[batch, seq, num_labels]``.
 
-    With ``config.casing_dim > 0`` the head also reads ``casing_ids [batch, seq]`` (``casing_ids``): an embedding of
+    With ``config.casing_dim > 0`` the head also reads ``casing_ids [batch, seq]`` (made by the tagging task,
+    ``adapter_fusion.tasks.tagging.features.casing_ids``): an embedding of
     each word's casing is concatenated to the hidden state and a GELU layer mixes the two before the output layer:
     ``out(gelu(mix([dropout(hidden); casing(ids)])))``. Uncased tokenizers (the default MiniLM's among them) lower
     the text before the model sees it, and the case is much of what tells a proper noun (NNP) from a common noun,
@@ -103,7 +57,7 @@ class TokenClassificationHead(nn.Module):
             raise ValueError(
                 "this token classification head uses casing (casing_dim="
                 f"{self.config.casing_dim}) and needs casing_ids [batch, seq] beside input_ids; the tagging task's "
-                "preprocess and predict make them (adapter_fusion.heads.tagging.casing_ids)"
+                "preprocess and predict make them (adapter_fusion.tasks.tagging.features.casing_ids)"
             )
         if casing_ids.shape != hidden.shape[:2]:
             raise ValueError(

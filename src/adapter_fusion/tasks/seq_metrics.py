@@ -18,43 +18,6 @@ from collections.abc import Sequence
 from adapter_fusion.tasks.scoring import check_lengths, check_references
 
 
-def _check_tags(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> None:
-    check_lengths("true_tags", true_tags, "pred_tags", pred_tags)
-    for index, (true, pred) in enumerate(zip(true_tags, pred_tags)):
-        if isinstance(true, str) or isinstance(pred, str):
-            raise ValueError(f"sentence {index}: tags must be lists of tag strings, not a string")
-        if len(true) != len(pred):
-            raise ValueError(f"sentence {index}: {len(true)} true tags but {len(pred)} predicted tags")
-
-
-# ---------------------------------------------------------------------------------------------- token classification
-def entity_scores(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Micro-averaged entity-level ``precision``, ``recall`` and ``f1``, exactly as ``seqeval``'s default mode
-    (CoNLL ``conlleval`` semantics): an entity counts only when its type and both boundaries match; IOB1, IOB2 and a
-    stray ``I-`` starting an entity are all accepted. Scores are 0.0 where undefined (no predicted / no true entities).
-
-    Args:
-        true_tags: gold tags per sentence, e.g. ``[["B-PER", "I-PER", "O"], ...]``.
-        pred_tags: predicted tags, the same number per sentence.
-    """
-    from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
-
-    _check_tags(true_tags, pred_tags)
-    true, pred = [list(tags) for tags in true_tags], [list(tags) for tags in pred_tags]
-    precision, recall, f1, _ = precision_recall_fscore_support(true, pred, average="micro", zero_division=0)
-    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
-
-
-def token_accuracy(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> float:
-    """Fraction of tokens, over all sentences, whose predicted tag equals the gold tag (POS tagging's metric)."""
-    _check_tags(true_tags, pred_tags)
-    total = sum(len(tags) for tags in true_tags)
-    if total == 0:
-        raise ValueError(f"token_accuracy needs at least one token; got {len(true_tags)} empty sentences")
-    correct = sum(t == p for true, pred in zip(true_tags, pred_tags) for t, p in zip(true, pred))
-    return correct / total
-
-
 # ---------------------------------------------------------------------------------------------------- multiple choice
 def choice_accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
     """Fraction of questions whose predicted option index equals the gold label."""
