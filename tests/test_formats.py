@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from adapter_fusion.tasks.choice.readers import CodahReader, DreamReader, PiqaReader
 from adapter_fusion.tasks.formats import (
-    CodahReader,
     DialogSumReader,
-    DreamReader,
     ParallelLinesReader,
-    PiqaReader,
     SciTldrReader,
 )
 from adapter_fusion.tasks.qa.readers import SquadReader, read_squad, split_by_article

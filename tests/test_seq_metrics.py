@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from adapter_fusion.tasks.choice.metrics import choice_accuracy
 from adapter_fusion.tasks.qa.metrics import normalize_answer, squad_scores
 from adapter_fusion.tasks.seq_metrics import (
     bleu_scores,
-    choice_accuracy,
     rouge_scores,
 )
 from adapter_fusion.tasks.tagging.metrics import entity_scores, token_accuracy

@@ -1,4 +1,4 @@
-"""Multiple choice: the ``multiple_choice`` task type and the registered tasks CODAH, DREAM and PIQA.
+"""Multiple choice: the ``multiple_choice`` task type (its tasks, CODAH, DREAM and PIQA, are in ``catalogue.py``).
 
 Schema of a split: ``context`` (str), ``question`` (str, ``""`` where there is none), ``options`` (list of str, at
 least 2) and ``label`` (int, the index of the correct option).
@@ -22,19 +22,15 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import numpy as np
 import torch
 
-from adapter_fusion.tasks.base import Carve, HubSource, LocalFile, LocalSource, TaskSpec, register_task
-from adapter_fusion.tasks.formats import CodahReader, DreamReader, PiqaReader
-from adapter_fusion.tasks.seq_metrics import choice_accuracy
+from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
+from adapter_fusion.tasks.choice.metrics import choice_accuracy
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
-
-if TYPE_CHECKING:
-    from adapter_fusion.tasks.base import LabelMap
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FEATURES = datasets.Features(
@@ -362,94 +358,3 @@ def _text(value: Any) -> str:
 
 
 register_task_type(MultipleChoiceType())
-
-
-# ------------------------------------------------------------------------------------------------------ tasks
-CODAH_FOLDS = 5
-PIQA_VALIDATION = 0.2
-PIQA_TEST = 0.2
-
-
-def codah_spec(fold: int) -> TaskSpec:
-    """CODAH on cross-validation fold ``fold`` (the task ``codah`` is fold 0, ``codah_fold1``..``codah_fold4`` the
-    others)."""
-    folder = f"codah/cv_split/fold_{fold}"
-    reader = CodahReader()
-    name = "codah" if fold == 0 else f"codah_fold{fold}"
-    return TaskSpec(
-        name=name,
-        task_type="multiple_choice",
-        label_names=(),
-        is_pair=False,
-        metrics=("accuracy",),
-        main_metric="accuracy",
-        description=(
-            f"CODAH commonsense sentence completion (4 options), cross-validation fold {fold} of {CODAH_FOLDS}"
-            + (" (the task codah is fold 0; codah_fold1..codah_fold4 are the others)" if fold == 0 else "")
-            + f". Local: {folder}/{{train,dev,test}}.tsv as train/validation/test (fold 0: 1,665 / 556 / 555). "
-            f"Hub: jaredfern/codah, config fold_{fold} (question_propmt, candidate_answers, correct_answer_idx)."
-        ),
-        aliases=("codah_fold0",) if fold == 0 else (),
-        local=LocalSource(
-            {
-                "train": LocalFile((f"{folder}/train.tsv",), reader),
-                "validation": LocalFile((f"{folder}/dev.tsv",), reader),
-                "test": LocalFile((f"{folder}/test.tsv",), reader),
-            }
-        ),
-        hub=HubSource(
-            "jaredfern/codah",
-            f"fold_{fold}",
-            columns={"context": "question_propmt", "options": "candidate_answers", "label": "correct_answer_idx"},
-        ),
-    )
-
-
-for _fold in range(CODAH_FOLDS):
-    register_task(codah_spec(_fold))
-
-register_task(TaskSpec(
-    name="dream",
-    task_type="multiple_choice",
-    label_names=(),
-    is_pair=False,
-    metrics=("accuracy",),
-    main_metric="accuracy",
-    description=(
-        "DREAM dialogue-based reading comprehension (3 options). Local: dream/{train,dev,test}.json as "
-        "train/validation/test (6,116 / 2,040 / 2,041 questions); the context is the dialogue (turns joined by "
-        "newlines), each option is scored as (dialogue, question + ' ' + option), the dialogue truncated from its "
-        "end. Hub: dataset-org/dream (dialogue, question, choice, answer text)."
-    ),
-    local=LocalSource({
-        "train": LocalFile(("dream/train.json",), DreamReader()),
-        "validation": LocalFile(("dream/dev.json",), DreamReader()),
-        "test": LocalFile(("dream/test.json",), DreamReader()),
-    }),
-    hub=HubSource(
-        "dataset-org/dream", None, columns={"context": "dialogue", "question": "question", "options": "choice",
-                                            "answer": "answer"},
-    ),
-))  # fmt: skip
-
-_PIQA_FILE = LocalFile(("piqa/valid.jsonl", "piqa/valid-labels.lst"), PiqaReader())
-_PIQA_SIZES = (("validation", PIQA_VALIDATION), ("test", PIQA_TEST))
-register_task(TaskSpec(
-    name="piqa",
-    task_type="multiple_choice",
-    label_names=(),
-    is_pair=False,
-    metrics=("accuracy",),
-    main_metric="accuracy",
-    description=(
-        "PIQA physical commonsense (goal, 2 solutions). Local: only the labelled official validation set "
-        "(piqa/valid.jsonl + valid-labels.lst, 1,838) exists, carved with CARVE_SEED into validation 20% (368), "
-        "test 20% (368) and train the rest (1,102). Hub: ybisk/piqa train (16,113) / validation (1,838); its test "
-        "labels are hidden."
-    ),
-    local=LocalSource({part: Carve(_PIQA_FILE, part, _PIQA_SIZES) for part in ("train", "validation", "test")}),
-    hub=HubSource(
-        "ybisk/piqa", None, splits={"train": "train", "validation": "validation"}, unlabelled=("test",),
-        columns={"context": "goal", "options": "sol1,sol2", "label": "label"},
-    ),
-))  # fmt: skip
