@@ -1,5 +1,6 @@
-"""File readers of ``adapter_fusion.tasks.formats``: tiny hand-written files (layouts, bad input) and, marked
-``realdata``, every real file under the data directory with the counts of its README."""
+"""File readers of the tagging, QA, choice and generation families (``adapter_fusion.tasks.<family>.readers``):
+tiny hand-written files (layouts, bad input) and, marked ``realdata``, every real file under the data directory with
+the counts of its README."""
 
 from __future__ import annotations
 
@@ -12,11 +13,7 @@ from pathlib import Path
 import pytest
 
 from adapter_fusion.tasks.choice.readers import CodahReader, DreamReader, PiqaReader
-from adapter_fusion.tasks.formats import (
-    DialogSumReader,
-    ParallelLinesReader,
-    SciTldrReader,
-)
+from adapter_fusion.tasks.generation.readers import DialogSumReader, ParallelLinesReader, SciTldrReader
 from adapter_fusion.tasks.qa.readers import SquadReader, read_squad, split_by_article
 from adapter_fusion.tasks.tagging.readers import ConllReader, ConlluReader, TabTagReader
 

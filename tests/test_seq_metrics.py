@@ -1,4 +1,5 @@
-"""Metrics of ``adapter_fusion.tasks.seq_metrics`` on hand-computed examples."""
+"""Metrics of the tagging, QA, choice and generation families (``adapter_fusion.tasks.<family>.metrics``) on
+hand-computed examples."""
 
 from __future__ import annotations
 
@@ -6,11 +7,8 @@ import numpy as np
 import pytest
 
 from adapter_fusion.tasks.choice.metrics import choice_accuracy
+from adapter_fusion.tasks.generation.metrics import bleu_scores, rouge_scores
 from adapter_fusion.tasks.qa.metrics import normalize_answer, squad_scores
-from adapter_fusion.tasks.seq_metrics import (
-    bleu_scores,
-    rouge_scores,
-)
 from adapter_fusion.tasks.tagging.metrics import entity_scores, token_accuracy
 
 

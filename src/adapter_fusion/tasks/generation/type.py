@@ -1,4 +1,5 @@
-"""Generation with a causal decoder LM: the ``generation`` task type (summarization, translation) and its tasks.
+"""Generation with a causal decoder LM: the ``generation`` task type (summarization, translation; its tasks are
+in ``catalogue.py``).
 
 Schema: ``source`` (str), ``target`` (str: the training target), ``references`` (list of str: every acceptable
 output, for scoring). An example becomes ``prompt(source) + target + eos``; the prompt tokens get label -100, so the
@@ -11,18 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import torch
 
 from adapter_fusion.config import check_positive
-from adapter_fusion.tasks.base import HubSource, LocalFile, LocalSource, TaskSpec, register_task
-from adapter_fusion.tasks.formats import DialogSumReader, ParallelLinesReader, SciTldrReader
+from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec, get_task
+from adapter_fusion.tasks.generation.metrics import score_generations
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
-
-if TYPE_CHECKING:
-    from adapter_fusion.tasks.base import LabelMap
 
 IGNORE_INDEX = -100
 GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "chrf")
@@ -258,8 +256,6 @@ class GenerationType(TaskType):
             raise TypeError(f"unexpected options for generation: {sorted(options)}; allowed: max_new_tokens")
         if any(not isinstance(text, str) or not text.strip() for text in inputs):
             raise ValueError(f"generation inputs must be non-empty strings; got {list(inputs)!r}")
-        from adapter_fusion.tasks.base import get_task
-
         task = model.head_config(head).task
         spec = get_task(task) if task else None
         texts = self.generate(
@@ -277,115 +273,4 @@ def pad_token_id(tokenizer: Any) -> int:
     return int(pad)
 
 
-def score_generations(spec: TaskSpec, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-    """``spec.metrics`` of generated texts: ROUGE-1/2/L F-measure and corpus BLEU / chrF (sacrebleu)."""
-    from adapter_fusion.tasks.seq_metrics import bleu_scores, rouge_scores
-
-    wanted = set(spec.metrics)
-    scores: dict[str, float] = {}
-    if wanted & {"rouge1", "rouge2", "rougeL"}:
-        scores.update(rouge_scores(predictions, references))
-    if wanted & {"bleu", "chrf"}:
-        scores.update(bleu_scores(predictions, references))
-    return {name: float(scores[name]) for name in spec.metrics}
-
-
 register_task_type(GenerationType())
-
-# ---------------------------------------------------------------------------------------------------------- tasks
-SUMMARY_METRICS = ("rouge1", "rouge2", "rougeL")
-TRANSLATION_METRICS = ("bleu", "chrf")
-LANGUAGES = {"en": "English", "de": "German", "fr": "French"}
-
-register_task(
-    GenerationTaskSpec(
-        name="dialogsum",
-        task_type="generation",
-        label_names=(),
-        is_pair=False,
-        metrics=SUMMARY_METRICS,
-        main_metric="rougeL",
-        description=(
-            "DialogSum dialogue summarization (ROUGE-1/2/L F1 against the reference summary). Local: "
-            "dialogsum/dialogsum.train.jsonl.gz (12,460) is train, dialogsum/dialogsum.dev.jsonl (500) validation; "
-            "no local test split. Hub: knkarthick/dialogsum."
-        ),
-        aliases=("summarization", "dialog_sum"),
-        local=LocalSource(
-            {
-                "train": LocalFile(("dialogsum/dialogsum.train.jsonl.gz",), DialogSumReader()),
-                "validation": LocalFile(("dialogsum/dialogsum.dev.jsonl",), DialogSumReader()),
-            }
-        ),
-        hub=HubSource("knkarthick/dialogsum", None, columns={"source": "dialogue", "target": "summary"}),
-        prompt="Summarize the dialogue.\n{source}\nSummary:",
-        max_target_tokens=64,
-        max_new_tokens=48,
-    )
-)
-
-register_task(
-    GenerationTaskSpec(
-        name="scitldr",
-        task_type="generation",
-        label_names=(),
-        is_pair=False,
-        metrics=SUMMARY_METRICS,
-        main_metric="rougeL",
-        description=(
-            "SciTLDR-A: one-sentence TLDR of a paper abstract (ROUGE-1/2/L F1, best over the 1-4 references). "
-            "Local: scitldr/train.jsonl (1,992) is train, scitldr/dev.jsonl (619) validation; no local test split. "
-            "Hub: allenai/scitldr (config Abstract)."
-        ),
-        aliases=("tldr",),
-        local=LocalSource(
-            {
-                "train": LocalFile(("scitldr/train.jsonl",), SciTldrReader()),
-                "validation": LocalFile(("scitldr/dev.jsonl",), SciTldrReader()),
-            }
-        ),
-        hub=HubSource("allenai/scitldr", "Abstract", columns={"source": "source", "target": "target"}),
-        prompt="Write a one-sentence TL;DR of the abstract.\n{source}\nTL;DR:",
-        max_target_tokens=64,
-        max_new_tokens=48,
-    )
-)
-
-for _target in ("de", "fr"):
-    register_task(
-        GenerationTaskSpec(
-            name=f"multi30k_en_{_target}",
-            task_type="generation",
-            label_names=(),
-            is_pair=False,
-            metrics=TRANSLATION_METRICS,
-            main_metric="bleu",
-            description=(
-                f"Multi30k task 1 translation English -> {LANGUAGES[_target]} (sacreBLEU, chrF). Local: "
-                f"multi30k/train.{{en,{_target}}}.gz (29,000 pairs) is train, multi30k/val.{{en,{_target}}}.gz "
-                "(1,014) validation; no local test split."
-                + (" Hub: bentrevett/multi30k (en-de)." if _target == "de" else " No Hub source (local only).")
-            ),
-            aliases=(f"translation_en_{_target}", f"en-{_target}"),
-            local=LocalSource(
-                {
-                    "train": LocalFile(
-                        ("multi30k/train.en.gz", f"multi30k/train.{_target}.gz"), ParallelLinesReader()
-                    ),
-                    "validation": LocalFile(
-                        ("multi30k/val.en.gz", f"multi30k/val.{_target}.gz"), ParallelLinesReader()
-                    ),
-                }
-            ),
-            hub=(
-                HubSource("bentrevett/multi30k", None, columns={"source": "en", "target": "de"})
-                if _target == "de"
-                else None
-            ),
-            prompt=f"Translate English to {LANGUAGES[_target]}.\nEnglish: {{source}}\n{LANGUAGES[_target]}:",
-            max_target_tokens=64,
-            max_new_tokens=48,
-        )
-    )
-
-__all__ = ["GenerationTaskSpec", "GenerationType", "pad_token_id", "score_generations"]

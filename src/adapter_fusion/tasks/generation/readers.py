@@ -1,25 +1,11 @@
-"""Readers for the token-classification, extractive-QA, multiple-choice and generation files of the data directory
-(see ``../shared/data/README.md`` from the project root).
-
-A reader is a small frozen dataclass called with the absolute file paths of one split; it returns a list of records,
-one dict per example, in the schema of its task type:
-
-- token classification: ``{"tokens": list[str], "tags": list[str]}`` (tags raw, as in the file);
-- extractive QA: ``{"id", "title", "context", "question", "answers": {"text": [...], "answer_start": [...]}}``;
-- multiple choice: ``{"context": str, "question": str, "options": list[str], "label": int}``;
-- generation: ``{"source": str, "target": str, "references": list[str]}`` (``target`` is ``references[0]``).
-
-Errors: a missing file raises ``FileNotFoundError`` naming it; a malformed line or record raises ``ValueError`` naming
-the file, the line (or record) number and what was expected. Empty examples (no tokens, an empty context, question,
-option, source or target) are errors too, never dropped silently. The one exception is extractive QA, where answers
-whose span cannot be found in the context are dropped and counted (see ``read_squad``). Texts other than QA contexts
-and answers are stripped of surrounding whitespace; QA contexts are kept verbatim because answers index into them.
-Nothing is cached: every call re-reads the files.
+"""Readers of the generation files of the data directory: DialogSum, SciTLDR and line-aligned parallel text
+(Multi30k). Each returns one record ``{"source": str, "target": str, "references": list[str]}`` per example
+(``target`` is ``references[0]``); texts are stripped, and an empty source or target is an error. Errors follow
+``tasks/files.py``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +19,7 @@ from adapter_fusion.tasks.files import (
     numbered_lines,
 )
 
-logger = logging.getLogger(__name__)
 
-
-
-# --------------------------------------------------------------------------------------------------------- generation
 @dataclass(frozen=True)
 class DialogSumReader:
     """DialogSum: ``dialogsum/dialogsum.train.jsonl.gz`` (gzipped, one Python dict literal per line, single quotes)

@@ -1,23 +1,16 @@
-"""Metrics for token classification, extractive QA, multiple choice and generation.
-
-Unlike ``adapter_fusion.tasks.metrics`` (``(predictions, references) -> float`` on 1-D arrays), these take the
-structured outputs of their task type and return a dict of scores. Scales: ``bleu`` and ``chrf`` are on sacrebleu's
-0-100 scale (as every MT paper reports them); every other score is a fraction in [0, 1] (SQuAD's official script
-reports exact match and F1 in percent: multiply by 100 to compare).
-
-Every function checks that its inputs are non-empty and of equal length, raising ``ValueError`` with the lengths
-it got.
-seqeval, rouge_score and sacrebleu are imported on first use to keep ``import adapter_fusion`` fast.
+"""Metrics of generation, on decoded texts against each example's references: ROUGE-1/2/L F-measures (fractions in
+[0, 1]) for summarization, corpus BLEU and chrF (sacrebleu's 0-100 scale, as every MT paper reports them) for
+translation. rouge_score and sacrebleu are imported on first use to keep ``import adapter_fusion`` fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from adapter_fusion.tasks.base import TaskSpec
 from adapter_fusion.tasks.scoring import check_lengths, check_references
 
 
-# --------------------------------------------------------------------------------------------------------- generation
 def rouge_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
     """ROUGE-1, ROUGE-2 and ROUGE-L F-measures in [0, 1] from Google's ``rouge_score`` (its default tokenizer:
     lower-cased ASCII alphanumerics, Porter stemming on), taking per example the reference with the best F-measure
@@ -52,3 +45,14 @@ def bleu_scores(predictions: Sequence[str], references: Sequence[Sequence[str]])
         "bleu": float(sacrebleu.corpus_bleu(hypotheses, streams).score),
         "chrf": float(sacrebleu.corpus_chrf(hypotheses, streams).score),
     }
+
+
+def score_generations(spec: TaskSpec, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """``spec.metrics`` of generated texts: ROUGE-1/2/L F-measure and corpus BLEU / chrF (sacrebleu)."""
+    wanted = set(spec.metrics)
+    scores: dict[str, float] = {}
+    if wanted & {"rouge1", "rouge2", "rougeL"}:
+        scores.update(rouge_scores(predictions, references))
+    if wanted & {"bleu", "chrf"}:
+        scores.update(bleu_scores(predictions, references))
+    return {name: float(scores[name]) for name in spec.metrics}
