@@ -26,7 +26,7 @@ from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import load_tokenizer, read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.tasks import TaskSpec, get_task_type
-from adapter_fusion.tasks.multitask import MultiTaskBatches, MultiTaskPreprocessor, sampling_probabilities
+from adapter_fusion.tasks.multitask_data import MultiTaskBatches, MultiTaskPreprocessor, sampling_probabilities
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.multitask import SHARED_ADAPTER, MultiTaskConfig, MultiTaskTrainer, TaskSampler
 from adapter_fusion.training.trainer import TRAINABLE_WEIGHTS

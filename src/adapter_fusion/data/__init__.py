@@ -1,4 +1,4 @@
-"""The documented ``data`` package: multi-task data (``tasks.multitask``, ``tasks.mixed``) under the names the
+"""The documented ``data`` package: multi-task data (``tasks.multitask_data``, ``tasks.mixed``) under the names the
 documentation uses. ``from adapter_fusion.data import MultiTaskPreprocessor``."""
 
 from adapter_fusion.data.multi_task_loader import MultiTaskBatches, TaskSampler, split_by_task

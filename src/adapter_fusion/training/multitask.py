@@ -5,7 +5,7 @@ on the one training path (``ModularTrainer``, per-kind learning rates, trainable
     metrics = trainer.train()      # each task's train/validation split from the data dir
     trainer.save("adapters/mt")    # adapters/mt/sst2, adapters/mt/mrpc, adapters/mt/rte: standard adapter dirs
 
-Every batch holds one task (``adapter_fusion.tasks.multitask``: a task drawn by the sampling strategy, then that
+Every batch holds one task (``adapter_fusion.tasks.multitask_data``: a task drawn by the sampling strategy, then that
 task's next batch, collated by its own task type) and names its head and adapter. The Trainer logs a running mean
 of each task's training loss (``loss_<task>``); evaluation scores every task's dev split with its task type's
 ``evaluate`` (``eval_<task>_<metric>``) and keeps the checkpoint with the best mean of the tasks' main metrics
@@ -37,7 +37,7 @@ from adapter_fusion.io import check_container, check_name
 from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
 from adapter_fusion.models.loading import check_max_length
 from adapter_fusion.tasks import TaskSpec, get_task_type
-from adapter_fusion.tasks.multitask import (
+from adapter_fusion.tasks.multitask_data import (
     SAMPLING_STRATEGIES,
     MultiTaskBatches,
     MultiTaskPreprocessor,

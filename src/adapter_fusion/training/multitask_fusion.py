@@ -28,7 +28,7 @@ from adapter_fusion.models import read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.models.saving import base_model_arguments
 from adapter_fusion.tasks import TaskSpec
-from adapter_fusion.tasks.multitask import MultiTaskPreprocessor, resolve_tasks
+from adapter_fusion.tasks.multitask_data import MultiTaskPreprocessor, resolve_tasks
 from adapter_fusion.tasks.routing import ROUTER, router_dataset, router_spec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.multitask import MultiTaskTrainer

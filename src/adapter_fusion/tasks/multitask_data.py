@@ -26,7 +26,7 @@ import torch
 
 from adapter_fusion.config import check_choice
 from adapter_fusion.tasks.base import TaskSpec, get_task, load_task_split
-from adapter_fusion.tasks.mixed import normalise_dataset
+from adapter_fusion.tasks.mixed import normalise_dataset, task_specs
 from adapter_fusion.tasks.types import MetricsFn, TaskType, as_mapping, get_task_type
 
 SAMPLING_STRATEGIES = ("proportional", "temperature", "round_robin")
@@ -269,8 +269,6 @@ class MultiTaskPreprocessor:
         if tokenizer is None:
             raise TypeError("MultiTaskPreprocessor needs a tokenizer (tokenizer=...)")
         if task_configs is not None:
-            from adapter_fusion.tasks.mixed import task_specs
-
             tasks = [*(tasks or ()), *task_specs(as_mapping(task_configs, "task_configs")).values()]
         self.specs = resolve_tasks(tasks if tasks is not None else [])
         self.task_types: dict[str, TaskType] = {name: get_task_type(spec) for name, spec in self.specs.items()}
