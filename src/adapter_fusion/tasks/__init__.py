@@ -1,5 +1,9 @@
 """Tasks: a registry of task specs and task types, split loading (local files or the Hub), metrics.
 
+Each task family is a package (``sentence``, ``tagging``, ``qa``, ``choice``, ``generation``) with its task type,
+readers, metrics and catalogue; importing it registers its types and datasets. The shared layer is ``base`` (specs,
+registry, loading) and ``types`` (``TaskType``).
+
 >>> spec = get_task("sentiment")          # -> the "sst2" TaskSpec
 >>> train = load_task_split(spec, "train", max_examples=1000)   # columns text_a, text_b, label
 >>> compute_metrics(spec, predictions=[1, 0], references=[1, 1])
