@@ -77,6 +77,27 @@ def test_bad_training_input_exits_2_in_one_line_and_writes_nothing(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--reduction-factr", "8"], "arguments: --reduction-factr 8; did you mean '--reduction-factor'?"),
+        (["--scal=2"], "arguments: --scal=2; did you mean '--scaling'?"),  # never an abbreviation
+        (["--batch-size", "x"], "argument --batch-size: invalid int value: 'x'"),
+    ],
+)
+def test_argument_errors_are_one_line_with_a_did_you_mean(
+    argv: list[str], message: str, tiny_cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """argparse's own errors too: one line (no usage block) naming the option, exit 2, nothing written."""
+    with pytest.raises(SystemExit) as exited:
+        main(train_args(tiny_cli_env, tmp_path / "out") + argv)
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("adapter-fusion train-adapter: error: "), lines
+    assert lines[0].endswith(message)
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unwritable_output_is_refused_before_training(
     tiny_cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

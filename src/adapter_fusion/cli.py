@@ -27,10 +27,13 @@ from adapter_fusion.cli_checks import (
     EXIT_INTERNAL_ERROR,
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
+    OneLineParser,
     check_writable_directory,
     check_writable_file,
     interrupted_message,
     one_line,
+    subcommand_parser,
+    unknown_options_message,
     user_error_types,
 )
 from adapter_fusion.cli_inputs import read_predict_inputs
@@ -389,7 +392,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adapter-fusion", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="adapter-fusion", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -543,7 +546,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Failures end in one line on stderr: exit 2 for bad input, 1 for internal errors
     (``--debug`` adds the traceback), 130 for Ctrl-C (after the trainer saved a checkpoint if it could)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = subcommand_parser(parser, args.command)
+        command.error(unknown_options_message(command, unknown))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     prefix = f"adapter-fusion {args.command}"
     debug = getattr(args, "debug", False)

@@ -7,7 +7,9 @@ the trainer saved what it could.
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,37 @@ from typing import Any
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line (``PROG: error: MESSAGE``, exit 2), not after the usage block that
+    ``--help`` prints; subcommands' parsers are of this class too (``add_subparsers`` takes the parent's). Options
+    are never abbreviated: ``--scal 2`` is an unknown option (with a did-you-mean), not ``--scaling 2``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def subcommand_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command`` of ``parser``."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    return actions[0].choices[command] if actions else parser
+
+
+def unknown_options_message(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """``unrecognized arguments: ...`` with a did-you-mean for the first unknown ``--option`` among ``parser``'s."""
+    from adapter_fusion.config import did_you_mean
+
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    option = next((word.split("=", 1)[0] for word in unknown if word.startswith("--")), None)
+    if option is None:
+        return message
+    return message + did_you_mean(option, [o for o in parser._option_string_actions if o.startswith("--")])
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
