@@ -108,6 +108,9 @@ class ModularTrainer(transformers.Trainer):
     def __init__(self, *args: Any, learning_rates: dict[str, float] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.group_learning_rates = learning_rates or {}
+        # our models return their batch's mean loss and take no num_items_in_batch; told otherwise (their forward
+        # has **kwargs), the Trainer multiplies the loss by the number of processes: doubled gradients on 2
+        self.model_accepts_loss_kwargs = False
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """``Trainer.train``; on Ctrl-C, save a checkpoint of the last finished step first (its path goes on the
