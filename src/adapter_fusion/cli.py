@@ -107,6 +107,15 @@ def _check_outputs(
 ADAPTER_KINDS = {"bottleneck": (AdapterConfig, ""), "lora": (LoraConfig, "lora-")}
 
 
+def _write_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
+    """``--metrics-file``, written by the main process only (rank 0 when torchrun starts several)."""
+    from adapter_fusion.io import write_json
+    from adapter_fusion.training.distributed import is_main_process
+
+    if args.metrics_file and is_main_process():
+        write_json(Path(args.metrics_file), metrics)
+
+
 def _train_adapter(args: argparse.Namespace) -> int:
     from adapter_fusion.training.adapter_trainer import AdapterTrainer
 
@@ -138,10 +147,7 @@ def _train_adapter(args: argparse.Namespace) -> int:
     if not training_config.full_finetune:
         trainer.save_adapter(output, overwrite=args.overwrite)
         print(f"saved adapter to {output}")
-    if args.metrics_file:
-        from adapter_fusion.io import write_json
-
-        write_json(Path(args.metrics_file), metrics)
+    _write_metrics(args, metrics)
     return 0
 
 
@@ -182,10 +188,7 @@ def _train_fusion(args: argparse.Namespace) -> int:
     print(json.dumps(metrics, indent=2, default=str))
     trainer.save_fusion(output, overwrite=args.overwrite)
     print(f"saved fusion to {output}")
-    if args.metrics_file:
-        from adapter_fusion.io import write_json
-
-        write_json(Path(args.metrics_file), metrics)
+    _write_metrics(args, metrics)
     return 0
 
 
@@ -244,10 +247,7 @@ def _train_multitask(args: argparse.Namespace) -> int:
     if not training_config.full_finetune:
         saved = trainer.save(output, overwrite=args.overwrite)
         print(f"saved adapters to {', '.join(str(path) for path in saved.values())}")
-    if args.metrics_file:
-        from adapter_fusion.io import write_json
-
-        write_json(Path(args.metrics_file), metrics)
+    _write_metrics(args, metrics)
     return 0
 
 

@@ -15,6 +15,7 @@ from adapter_fusion.adapters import AdapterConfig, AnyAdapterConfig
 from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
 from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
+from adapter_fusion.training.distributed import is_main_process
 from adapter_fusion.training.task_trainer import TaskTrainer, evaluate_model
 
 __all__ = ["AdapterTrainer", "evaluate_model"]
@@ -47,11 +48,14 @@ class AdapterTrainer(TaskTrainer):
 
     def save_adapter(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Save the adapter, its head (with label names), and the run's configs and metrics (``directory``: a new
-        path, or a saved adapter to replace with ``overwrite=True``)."""
+        path, or a saved adapter to replace with ``overwrite=True``). On several processes only the main one
+        (rank 0) writes; the others return the path."""
         if self.training_config.full_finetune:
             raise ValueError(
                 "this trainer fine-tuned the whole model (full_finetune=True): there is no adapter to save"
             )
+        if not is_main_process():
+            return Path(directory)
         return save_adapter(
             self.model, self.adapter_name, directory, head=self.adapter_name, metadata=self.run_metadata(),
             overwrite=overwrite,

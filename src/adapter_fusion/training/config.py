@@ -114,6 +114,11 @@ class TrainingConfig(JsonConfig):
     fusion_checkpoint_dir: str | None = None
     """Where FusionTrainer.save_fusion_model() writes the fusion, and where a multi-task fusion whose tasks come
     from the data is saved when training ends; 'fusion_model' when unset."""
+    ddp_find_unused_parameters: bool = True
+    """On several processes (torchrun, accelerate launch): whether DDP looks each step for trainable weights the
+    step did not use. True works for every run (multi-task steps use one task's head and adapter; a router or a
+    sparse fusion leaves weights out); false saves that search when every trainable weight is used in every step
+    (single-task adapter or fusion training), and DDP stops with an error if one is not."""
 
     def __post_init__(self) -> None:
         check_positive("num_train_epochs", self.num_train_epochs)
@@ -141,6 +146,9 @@ class TrainingConfig(JsonConfig):
             raise ValueError(f"seed must be in [0, {MAX_SEED}] (numpy's range); got {self.seed}")
         if self.fusion_epochs is not None:
             check_positive("fusion_epochs", self.fusion_epochs)
+        if not isinstance(self.ddp_find_unused_parameters, bool):
+            value = self.ddp_find_unused_parameters
+            raise TypeError(f"ddp_find_unused_parameters must be true or false; got {value!r}")
 
     def for_fusion(self) -> TrainingConfig:
         """This config as fusion training reads it: ``fusion_epochs`` (when set) as the number of epochs."""

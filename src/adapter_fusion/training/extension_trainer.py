@@ -14,6 +14,7 @@ from adapter_fusion.models import load_tokenizer
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
+from adapter_fusion.training.distributed import is_main_process
 from adapter_fusion.training.task_trainer import TaskTrainer
 
 
@@ -49,5 +50,8 @@ class ExtensionTrainer(TaskTrainer):
         self.model.train_extension(self.head_name)
 
     def save_fusion(self, directory: str | Path) -> Path:
-        """Save the extended fusion with every task's head, and this run's configs and metrics."""
+        """Save the extended fusion with every task's head, and this run's configs and metrics (on several
+        processes only the main one, rank 0, writes; the others return the path)."""
+        if not is_main_process():
+            return Path(directory)
         return self.model.save_fusion(directory, **self.run_metadata())

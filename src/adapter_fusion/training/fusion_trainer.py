@@ -36,6 +36,7 @@ from adapter_fusion.models.saving import HEAD_CONFIG, HEAD_WEIGHTS, load_exact
 from adapter_fusion.tasks import TaskSpec, get_task
 from adapter_fusion.tasks.mixed import has_task_column, split_by_task, task_specs
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
+from adapter_fusion.training.distributed import is_main_process
 from adapter_fusion.training.task_trainer import TaskTrainer
 
 
@@ -245,9 +246,11 @@ class FusionTrainer(TaskTrainer):
     def save_fusion(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Save the fusion, the adapters it fuses (as trained), the head(s) (and router), the run's configs and
         metrics (``directory``: a new path, or a saved fusion to replace with ``overwrite=True``; never an input
-        adapter)."""
+        adapter). On several processes only the main one (rank 0) writes; the others return the path."""
         if self.model is None:
             raise ValueError("nothing to save: call setup_model(...) and train_fusion(...) first")
+        if not is_main_process():
+            return Path(directory)
         if self.multi_task:
             if self.multitask_trainer is None:
                 raise ValueError("nothing to save yet: the multi-task fusion has no heads until train_fusion(...)")
@@ -261,6 +264,6 @@ class FusionTrainer(TaskTrainer):
         target = Path(directory or self.training_config.fusion_checkpoint_dir or DEFAULT_FUSION_DIR)
         own = self.saved_at_end is not None and target.resolve() == self.saved_at_end.resolve()
         path = self.save_fusion(target, overwrite=own)  # replaces only what this trainer saved when training ended
-        if self.tokenizer is not None:
+        if self.tokenizer is not None and is_main_process():
             self.tokenizer.save_pretrained(self.training_config.output_dir)
         return path

@@ -46,6 +46,7 @@ from adapter_fusion.tasks.multitask_data import (
     resolve_tasks,
 )
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
+from adapter_fusion.training.distributed import RankBatches, is_main_process, rank_dataloader
 from adapter_fusion.training.trainer import (
     ModularTrainer,
     TimeBudgetCallback,
@@ -122,13 +123,11 @@ class MultiTaskModularTrainer(ModularTrainer):
         dataset = self.train_dataset
         if not isinstance(dataset, MultiTaskBatches):
             return super().get_train_dataloader()
-        # the dataset yields whole batches; one worker, so that the stream is not duplicated
-        loader = torch.utils.data.DataLoader(dataset, batch_size=None, pin_memory=self.args.dataloader_pin_memory)
-        return self.accelerator.prepare(loader)
+        return rank_dataloader(dataset, self.args)  # whole batches; each process takes its slice of each
 
     def num_examples(self, dataloader: Any) -> int:
         dataset = getattr(dataloader, "dataset", None)
-        if isinstance(dataset, MultiTaskBatches):
+        if isinstance(dataset, (MultiTaskBatches, RankBatches)):
             return dataset.num_examples
         return super().num_examples(dataloader)
 
@@ -170,8 +169,8 @@ class MultiTaskTrainer:
 
     ``TrainingConfig`` applies as in single-task training, with ``max_train_examples`` / ``max_eval_examples`` per
     task and ``batch_size`` per (single-task) batch; an epoch is ``sum_i ceil(n_i / batch_size)`` batches whatever
-    the sampling. ``group_by_length`` does not apply (the sampler builds the batches). One process: the batch
-    stream is not sharded across devices.
+    the sampling. ``group_by_length`` does not apply (the sampler builds the batches). On N processes (torchrun)
+    ``batch_size`` is per process: every step, all processes train one task's batch of ``N * batch_size``.
     """
 
     def __init__(
@@ -420,9 +419,11 @@ class MultiTaskTrainer:
         ``FusionPipeline.from_pretrained``, ``load_adapter`` and ``train-fusion --adapters``), and the run record
         as ``directory/run.json``. A shared adapter is saved once per head, under the task's name, with a note in
         its metadata. Each ``directory/<task>`` must be new, or a saved adapter replaced with ``overwrite=True``.
-        Returns task -> directory."""
+        Returns task -> directory. On several processes only the main one (rank 0) writes."""
         if self.training_config.full_finetune:
             raise ValueError("this run fine-tuned the whole model (full_finetune=True): there is no adapter to save")
+        if not is_main_process():
+            return {task: Path(directory) / task for task in self.specs}
         directory = check_container(directory)
         saved = {}
         for task in self.specs:

@@ -31,6 +31,7 @@ from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.tasks.multitask_data import MultiTaskPreprocessor, resolve_tasks
 from adapter_fusion.tasks.routing import ROUTER, router_dataset, router_spec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
+from adapter_fusion.training.distributed import is_main_process
 from adapter_fusion.training.multitask import MultiTaskTrainer
 
 
@@ -152,8 +153,10 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
     # ----------------------------------------------------------------- saving
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:  # type: ignore[override]
         """One fusion directory: the fusion, the adapters it fuses, every task's head and the router
-        (``overwrite``: replace a saved fusion there)."""
+        (``overwrite``: replace a saved fusion there). On several processes only the main one (rank 0) writes."""
         assert isinstance(self.model, FusionModel)
+        if not is_main_process():
+            return Path(directory)
         metadata = {
             **self.run_metadata(),
             "fusion_config": self.fusion_config.to_dict(),

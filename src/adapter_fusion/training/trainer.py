@@ -22,6 +22,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 from adapter_fusion.adapters import ADAPTER_MODULES
 from adapter_fusion.io import load_tensors, save_tensors, write_json
 from adapter_fusion.training.config import TrainingConfig
+from adapter_fusion.training.distributed import any_process
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def learning_rates(config: TrainingConfig) -> dict[str, float]:
 
 
 class TimeBudgetCallback(transformers.TrainerCallback):
-    """Stop training after ``minutes`` of wall time; evaluate and save the state it stopped at."""
+    """Stop training after ``minutes`` of wall time; evaluate and save the state it stopped at. On several
+    processes all stop at the same step: at the first step at which any of them is over its budget."""
 
     def __init__(self, minutes: float) -> None:
         self.seconds = minutes * 60.0
@@ -75,7 +77,7 @@ class TimeBudgetCallback(transformers.TrainerCallback):
         self.start = time.monotonic()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if time.monotonic() - self.start > self.seconds:
+        if any_process(time.monotonic() - self.start > self.seconds, args.device):
             control.should_training_stop = True
             control.should_evaluate = args.eval_strategy != "no"
             control.should_save = args.save_strategy != "no"
@@ -86,10 +88,14 @@ class EpochSeededLengthGroupedSampler(torch.utils.data.Sampler):
 
     transformers' own sampler shuffles with the global RNG when iteration starts; a resumed Trainer restores the
     global RNG of the checkpoint (taken mid-epoch) before that, so it drew another order and resuming did not
-    replay the uninterrupted run. The Trainer calls ``set_epoch`` before each epoch."""
+    replay the uninterrupted run. The Trainer calls ``set_epoch`` before each epoch.
 
-    def __init__(self, inner: LengthGroupedSampler, seed: int) -> None:
-        self.inner, self.seed, self.epoch = inner, seed, 0
+    On ``processes`` processes the groups are made for the global batch (``inner.batch_size * processes``): every
+    process draws this same order and takes its per-device batches of it in turn (accelerate's
+    ``BatchSamplerShard``), so each step trains on the batch that 1 process with the global batch size would."""
+
+    def __init__(self, inner: LengthGroupedSampler, seed: int, processes: int = 1) -> None:
+        self.inner, self.seed, self.epoch, self.processes = inner, seed, 0, processes
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -99,7 +105,8 @@ class EpochSeededLengthGroupedSampler(torch.utils.data.Sampler):
 
     def __iter__(self) -> Any:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(get_length_grouped_indices(self.inner.lengths, self.inner.batch_size, generator=generator))
+        batch_size = self.inner.batch_size * self.processes
+        return iter(get_length_grouped_indices(self.inner.lengths, batch_size, generator=generator))
 
 
 class ModularTrainer(transformers.Trainer):
@@ -123,6 +130,10 @@ class ModularTrainer(transformers.Trainer):
 
     def _save_interrupted(self) -> str | None:
         if self.state.global_step == 0 or not self.args.should_save:
+            return None
+        if self.args.world_size > 1:  # saving a checkpoint is collective (a barrier): other processes may be gone
+            logger.warning("interrupted on %d processes: no checkpoint saved; resume from the last periodic one",
+                           self.args.world_size)  # fmt: skip
             return None
         try:
             self._save_checkpoint(self.model, trial=None)
@@ -178,7 +189,8 @@ class ModularTrainer(transformers.Trainer):
         ``EpochSeededLengthGroupedSampler``) so that a resumed run replays the batches of the uninterrupted one."""
         sampler = super()._get_train_sampler(*args, **kwargs)
         if isinstance(sampler, LengthGroupedSampler) and sampler.generator is None:
-            return EpochSeededLengthGroupedSampler(sampler, self.args.data_seed or self.args.seed)
+            seed = self.args.data_seed or self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler, seed, max(1, self.args.world_size))
         return sampler
 
     def _get_eval_sampler(self, eval_dataset: Any, *args: Any, **kwargs: Any) -> Any:
@@ -190,18 +202,23 @@ class ModularTrainer(transformers.Trainer):
         return torch.utils.data.SequentialSampler(eval_dataset)
 
     # ---------------------------------------------------------------- checkpoints: trainable weights only
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
+    def _trainable_state(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The trainable entries of ``state_dict`` (default: the model's own; FSDP and DeepSpeed hand the Trainer's
+        ``_save`` a gathered one)."""
         names = {n for n, p in self.model.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.model.state_dict().items() if k in names}
+        state = self.model.state_dict() if state_dict is None else state_dict
+        return {k: v for k, v in state.items() if k in names}
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Write the trainable weights; only on the process that saves (rank 0 of several), as the Trainer asks."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
         path = Path(output_dir)
         path.mkdir(parents=True, exist_ok=True)
-        save_tensors(path / TRAINABLE_WEIGHTS, self._trainable_state(), metadata={"format": "pt"})
-        write_json(path / "trainable_keys.json", sorted(self._trainable_state()))
+        weights = self._trainable_state(state_dict)
+        save_tensors(path / TRAINABLE_WEIGHTS, weights, metadata={"format": "pt"})
+        write_json(path / "trainable_keys.json", sorted(weights))
 
     def _load_trainable(self, directory: str) -> None:
         weights = load_tensors(Path(directory) / TRAINABLE_WEIGHTS)
@@ -268,6 +285,7 @@ def training_arguments(
         dataloader_num_workers=0,
         save_safetensors=True,
         remove_unused_columns=False,
+        ddp_find_unused_parameters=config.ddp_find_unused_parameters,
     )
     # transformers 5 replaced group_by_length with train_sampling_strategy; 4.x has only the flag
     if not _accepts_argument("group_by_length") and _accepts_argument("train_sampling_strategy"):
