@@ -243,6 +243,17 @@ class ModularTrainer(transformers.Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         self._load_trainable(resume_from_checkpoint)
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """As the Trainer does, but on several CPU processes onto "cpu": transformers 4.57 maps the optimizer state
+        to ``args.device``, which is "cpu:0" there, a location ``torch.load`` refuses (resuming crashed)."""
+        plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
+        if checkpoint is None or self.args.world_size == 1 or self.args.device.type != "cpu" or not plain:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        optimizer, scheduler = Path(checkpoint) / "optimizer.pt", Path(checkpoint) / "scheduler.pt"
+        if optimizer.is_file() and scheduler.is_file():
+            self.optimizer.load_state_dict(torch.load(optimizer, map_location="cpu", weights_only=True))
+            self.lr_scheduler.load_state_dict(torch.load(scheduler, map_location="cpu", weights_only=True))
+
     def _load_best_model(self) -> None:
         if self.state.best_model_checkpoint is not None:
             self._load_trainable(self.state.best_model_checkpoint)
