@@ -27,7 +27,7 @@ import torch
 
 from adapter_fusion import FusionConfig, FusionPipeline, FusionTrainer, ModelConfig, TrainingConfig
 from adapter_fusion.tasks import load_task_split
-from adapter_fusion.training.multitask import MultiTaskTrainer
+from adapter_fusion.training.multi_task_trainer import MultiTaskTrainer
 
 logging.basicConfig(level=logging.WARNING)
 OUT = "outputs/multi_task_fusion"

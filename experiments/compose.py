@@ -30,7 +30,7 @@ from adapter_fusion.models.fusion_model import FusionModel  # noqa: E402
 from adapter_fusion.tasks import get_task, load_task_split  # noqa: E402
 from adapter_fusion.training.adapter_trainer import AdapterTrainer  # noqa: E402
 from adapter_fusion.training.config import ModelConfig, TrainingConfig  # noqa: E402
-from adapter_fusion.training.multitask import MultiTaskTrainer  # noqa: E402
+from adapter_fusion.training.multi_task_trainer import MultiTaskTrainer  # noqa: E402
 from adapter_fusion.training.task_trainer import TaskTrainer, evaluate_model  # noqa: E402
 
 OUT = ADAPTERS / "compose"

@@ -30,7 +30,7 @@ import torch
 
 from adapter_fusion import AdapterConfig, FusionConfig, FusionPipeline, FusionTrainer, ModelConfig, TrainingConfig
 from adapter_fusion.tasks import get_task, load_task_split
-from adapter_fusion.training.multitask import MultiTaskTrainer
+from adapter_fusion.training.multi_task_trainer import MultiTaskTrainer
 from adapter_fusion.training.multitask_fusion import MultiTaskFusionTrainer
 from adapter_fusion.training.routing import train_adapter_router
 

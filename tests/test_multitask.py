@@ -28,7 +28,7 @@ from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.tasks.multitask_data import MultiTaskBatches, MultiTaskPreprocessor, sampling_probabilities
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
-from adapter_fusion.training.multitask import SHARED_ADAPTER, MultiTaskConfig, MultiTaskTrainer, TaskSampler
+from adapter_fusion.training.multi_task_trainer import SHARED_ADAPTER, MultiTaskConfig, MultiTaskTrainer, TaskSampler
 from adapter_fusion.training.trainer import TRAINABLE_WEIGHTS
 
 SIZES = {"small": 100, "medium": 400, "large": 1600}
@@ -495,12 +495,12 @@ def test_preprocessor_builds_features_per_task(base_dir: Path) -> None:
 def test_trainer_refuses_bad_input_before_loading_a_model(
     tasks: Any, kwargs: dict[str, Any], error: type, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adapter_fusion.training.multitask as multitask
+    import adapter_fusion.training.base_trainer as base_trainer
 
     def no_model(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("input must be validated before any model is loaded")
 
-    monkeypatch.setattr(multitask, "load_tokenizer", no_model)
+    monkeypatch.setattr(base_trainer, "load_tokenizer", no_model)
     with pytest.raises(error) as info:
         MultiTaskTrainer(tasks, **kwargs)
     assert message in str(info.value)
@@ -529,7 +529,7 @@ def test_cli_help_comes_from_the_multitask_config(capsys: pytest.CaptureFixture[
 def test_cli_refuses_bad_values_before_loading_a_model(
     flags: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adapter_fusion.training.multitask as multitask
+    import adapter_fusion.training.multi_task_trainer as multitask
 
     def no_model(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("configs must be validated before any model is loaded")

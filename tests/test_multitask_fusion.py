@@ -19,7 +19,7 @@ from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.tasks.mixed import split_by_task
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.fusion_trainer import FusionTrainer
-from adapter_fusion.training.multitask import MultiTaskTrainer
+from adapter_fusion.training.multi_task_trainer import MultiTaskTrainer
 from adapter_fusion.training.routing import train_adapter_router
 from conftest import randomise_
 

@@ -23,7 +23,7 @@ from adapter_fusion.tasks import get_task, list_tasks, load_task_split  # noqa: 
 from adapter_fusion.training.adapter_trainer import AdapterTrainer  # noqa: E402
 from adapter_fusion.training.config import ModelConfig, TrainingConfig  # noqa: E402
 from adapter_fusion.training.fusion_trainer import FusionTrainer  # noqa: E402
-from adapter_fusion.training.multitask import MultiTaskPreprocessor, MultiTaskTrainer  # noqa: E402
+from adapter_fusion.training.multi_task_trainer import MultiTaskPreprocessor, MultiTaskTrainer  # noqa: E402
 
 __all__ = [
     "AdapterConfig",

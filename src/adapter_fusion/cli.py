@@ -215,7 +215,7 @@ def _extend_fusion(args: argparse.Namespace) -> int:
 
 
 def _train_multitask(args: argparse.Namespace) -> int:
-    from adapter_fusion.training.multitask import MultiTaskConfig, MultiTaskTrainer
+    from adapter_fusion.training.multi_task_trainer import MultiTaskConfig, MultiTaskTrainer
 
     file_data = load_config_file(args.config)
     config_classes = (MultiTaskConfig, AdapterConfig, TrainingConfig, ModelConfig)
@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     multitask.add_argument("--output", help="directory to write one adapter directory per task into")
     multitask.add_argument("--metrics-file", help="also write the final metrics as JSON here")
     _output_flags(multitask)
-    from adapter_fusion.training.multitask import MultiTaskConfig
+    from adapter_fusion.training.multi_task_trainer import MultiTaskConfig
 
     for cls, skip in (
         (MultiTaskConfig, ()),

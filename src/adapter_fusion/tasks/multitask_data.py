@@ -1,5 +1,5 @@
 """Multi-task data: which task each batch comes from (``TaskSampler``), per-task features (``MultiTaskPreprocessor``)
-and a stream of single-task batches (``MultiTaskBatches``) for ``training/multitask.py``.
+and a stream of single-task batches (``MultiTaskBatches``) for ``training/multi_task_trainer.py``.
 
 Each batch holds examples of ONE task, collated by that task's own type, and names the head and adapter to use
 (``{"input_ids": ..., "labels": ..., "head": "sst2", "adapter_names": "sst2"}``): task types stay independent, and

@@ -12,7 +12,7 @@ _EXPORTS = {
     "AdapterTrainer": "adapter_fusion.training.adapter_trainer",
     "FusionTrainer": "adapter_fusion.training.fusion_trainer",
     "MultiTaskFusionTrainer": "adapter_fusion.training.multitask_fusion",
-    "MultiTaskTrainer": "adapter_fusion.training.multitask",
+    "MultiTaskTrainer": "adapter_fusion.training.multi_task_trainer",
     "ModelConfig": "adapter_fusion.training.config",
     "TrainingConfig": "adapter_fusion.training.config",
     "train_adapter_router": "adapter_fusion.training.routing",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapter_fusion.adapters import AdapterConfig, AnyAdapterConfig
-from adapter_fusion.models import AdapterModel, load_tokenizer, save_adapter
+from adapter_fusion.models import AdapterModel, save_adapter
 from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.distributed import is_main_process
@@ -36,9 +36,9 @@ class AdapterTrainer(TaskTrainer):
         super().__init__(task, model_config, training_config, data_dir)
         self.adapter_config = adapter_config or AdapterConfig()
         self.adapter_name = self.head_name = adapter_name or self.task.name
-        name = self.base_model_name()
-        self.tokenizer = load_tokenizer(name)
-        self.model = AdapterModel.from_pretrained(name, causal_lm=self.task_type.causal_lm)
+        name, causal_lm = self.base_model()
+        self.tokenizer = self.load_tokenizer(name)
+        self.model = AdapterModel.from_pretrained(name, causal_lm=causal_lm)
         self.add_task_head(self.adapter_name)
         if self.training_config.full_finetune:
             self.model.freeze_base(False)

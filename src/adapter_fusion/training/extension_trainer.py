@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapter_fusion.models import load_tokenizer
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
@@ -33,7 +32,7 @@ class ExtensionTrainer(TaskTrainer):
         super().__init__(task, model_config, training_config, data_dir)
         name = self.model_config.model_name_or_path
         self.model = FusionModel.load_fusion(fusion_dir, model=None if name in ("default", "", None) else name)
-        self.tokenizer = load_tokenizer(self.model.name_or_path)
+        self.tokenizer = self.load_tokenizer(self.model.name_or_path)
         self.head_name = self.task.name
         self.adapter_name = self.model.extend_fusion(str(adapter_path), task=self.head_name)
         wanted = self.task_type.head_config(self.task, self.model_config.pooling)

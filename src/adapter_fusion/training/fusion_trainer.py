@@ -30,11 +30,12 @@ from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import load_tensors
-from adapter_fusion.models import load_tokenizer, read_adapter_config
+from adapter_fusion.models import read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.models.saving import HEAD_CONFIG, HEAD_WEIGHTS, load_exact
 from adapter_fusion.tasks import TaskSpec, get_task
 from adapter_fusion.tasks.mixed import has_task_column, split_by_task, task_specs
+from adapter_fusion.training.base_trainer import BaseTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.distributed import is_main_process
 from adapter_fusion.training.task_trainer import TaskTrainer
@@ -114,12 +115,8 @@ class FusionTrainer(TaskTrainer):
         self.saved_at_end: Path | None = None  # where a multi-task fusion saved itself when training ended
         if self.multi_task:  # tasks from the list, ModelConfig.task_names, a preprocessor or the data
             self.task_names: list[str | TaskSpec] = list(task or ()) or list(model_config.task_names)
-            self.model_config, self.training_config, self.data_dir = model_config, training_config, data_dir
+            BaseTrainer.__init__(self, {}, model_config, training_config, data_dir)  # no target task
             self._task_specs()  # unknown task names fail here, before any model is loaded
-            transformers.set_seed(training_config.seed)
-            self.trainer = None
-            self.metrics: dict[str, Any] = {}
-            self.tokenizer: Any = None
         else:
             super().__init__(task, model_config, training_config, data_dir)  # type: ignore[arg-type]
             self.head_name = self.task.name
@@ -146,7 +143,7 @@ class FusionTrainer(TaskTrainer):
         name = self.model_config.model_name_or_path
         base = None if name in ("default", "", None) else name
         self.model = FusionModel.from_adapters(paths, self.fusion_config, model=base, **self.load_options)
-        self.tokenizer = load_tokenizer(self.model_config.tokenizer_name_or_path or self.model.name_or_path)
+        self.tokenizer = self.load_tokenizer(self.model.name_or_path)
         if self.multi_task:
             return self.model
         self.add_task_head(self.head_name)

@@ -32,7 +32,7 @@ from adapter_fusion.tasks.multitask_data import MultiTaskPreprocessor, resolve_t
 from adapter_fusion.tasks.routing import ROUTER, router_dataset, router_spec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.distributed import is_main_process
-from adapter_fusion.training.multitask import MultiTaskTrainer
+from adapter_fusion.training.multi_task_trainer import MultiTaskTrainer
 
 
 class MultiTaskFusionTrainer(MultiTaskTrainer):
@@ -74,7 +74,7 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
         super().__init__(specs, model_config, AdapterConfig(), training_config, data_dir, sampling, temperature)
 
     # ----------------------------------------------------------------- the model (hooks of MultiTaskTrainer)
-    def _base_model(self) -> tuple[str, bool]:
+    def base_model(self) -> tuple[str, bool]:
         if self._given_model is not None:
             return str(self._given_model.name_or_path), self._given_model.is_causal_lm
         name = self.model_config.model_name_or_path

@@ -1,32 +1,22 @@
-"""``TaskTrainer``: the one training path for a task (data, Trainer, evaluation), shared by adapter training,
-full fine-tuning, and sequential or joint fusion training. Subclasses only build the model and say what trains."""
+"""``TaskTrainer``: ``BaseTrainer`` over one task (its splits, the Trainer's dataloaders and evaluation with the
+task type's ``metrics_fn``), shared by adapter training, full fine-tuning, sequential or joint fusion training and
+fusion extension. Subclasses only build the model and say what trains."""
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
 from typing import Any
-
-import transformers
 
 from adapter_fusion.models import AdapterModel
 from adapter_fusion.models.loading import check_max_length
 from adapter_fusion.tasks import TaskSpec, get_task, get_task_type, load_task_split
 from adapter_fusion.tasks.mixed import normalise_dataset
+from adapter_fusion.training.base_trainer import BaseTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
-from adapter_fusion.training.trainer import (
-    ModularTrainer,
-    TimeBudgetCallback,
-    learning_rates,
-    resolve_resume,
-    training_arguments,
-)
-
-logger = logging.getLogger(__name__)
+from adapter_fusion.training.trainer import ModularTrainer, training_arguments
 
 
-class TaskTrainer:
+class TaskTrainer(BaseTrainer):
     """Train and evaluate ``self.model`` (built by the subclass) on one task."""
 
     def __init__(
@@ -37,29 +27,12 @@ class TaskTrainer:
         data_dir: str | Path | None = None,
     ) -> None:
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
-        self.task_type = get_task_type(self.task)
-        self.model_config = model_config or ModelConfig()
-        self.training_config = training_config or TrainingConfig()
-        self.data_dir = data_dir
-        transformers.set_seed(self.training_config.seed)
-        self.trainer: ModularTrainer | None = None
-        self.metrics: dict[str, Any] = {}
-        self.model: AdapterModel  # set by the subclass
-        self.tokenizer: Any = None
+        super().__init__({self.task.name: self.task}, model_config, training_config, data_dir)
+        self.task_type = self.task_types[self.task.name]
         self.head_name: str = self.task.name
 
-    def base_model_name(self) -> str:
-        """The configured base model, or the task type's default (a decoder for generation) when none is named."""
-        name = self.model_config.model_name_or_path
-        if name in ("default", "", None) and self.task_type.default_model:
-            return self.task_type.default_model
-        return name
-
     def add_task_head(self, name: str) -> None:
-        config = self.task_type.head_config(self.task, self.model_config.pooling)
-        if self.model_config.casing_dim:  # HeadConfig refuses it for heads other than token classification
-            config = config.replace(casing_dim=self.model_config.casing_dim)
-        self.model.add_head(name, config)
+        self.model.add_head(name, self.head_configs()[self.task.name])
 
     # ----------------------------------------------------------------- data
     def load_split(self, split: str, max_examples: int | None = None) -> Any:
@@ -71,10 +44,6 @@ class TaskTrainer:
         self.task_type.check_dataset(dataset)
         check_max_length(self.model.config, self.model_config.max_seq_length, self.model.name_or_path)
         return self.task_type.preprocess(self.task, dataset, self.tokenizer, self.model_config.max_seq_length)
-
-    def callbacks(self) -> list[transformers.TrainerCallback]:
-        minutes = self.training_config.max_train_minutes
-        return [TimeBudgetCallback(minutes)] if minutes else []
 
     # ----------------------------------------------------------------- training
     def train(self, train_dataset: Any = None, eval_dataset: Any = None) -> dict[str, Any]:
@@ -94,20 +63,11 @@ class TaskTrainer:
             arguments = training_arguments(config, "loss", False, loss_only=True, eval_batch_size=size)
         else:
             arguments = training_arguments(config, self.task.main_metric)
-        self.trainer = ModularTrainer(
-            model=self.model,
-            args=arguments,
-            train_dataset=train_tok,
-            eval_dataset=eval_tok,
+        result, seconds = self.fit(
+            ModularTrainer, arguments, train_dataset=train_tok, eval_dataset=eval_tok, compute_metrics=score,
             data_collator=self.task_type.collator(self.task, self.tokenizer),
-            compute_metrics=score,
-            callbacks=self.callbacks(),
-            learning_rates=learning_rates(config),
-        )
-        logger.info("trainable parameters: %s", f"{self.model.trainable_parameters():,}")
-        start = time.monotonic()
-        result = self.trainer.train(resume_from_checkpoint=resolve_resume(config))
-        train_seconds = time.monotonic() - start
+        )  # fmt: skip
+        assert self.trainer is not None
         history = eval_history(self.trainer.state.log_history)  # before the final evaluation adds itself to it
         eval_metrics = self.trainer.evaluate()
         if score is None:
@@ -116,11 +76,7 @@ class TaskTrainer:
             "task": self.task.name,
             "train_examples": len(train_dataset),
             "eval_examples": len(eval_dataset),
-            "train_seconds": round(train_seconds, 1),
-            "global_step": result.global_step,
-            "train_loss": result.training_loss,
-            "trainable_parameters": self.model.trainable_parameters(),
-            "seed": config.seed,
+            **self.run_summary(result, seconds),
             **{k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
             "eval_history": history,
         }
@@ -130,23 +86,10 @@ class TaskTrainer:
         """Metrics of the current model on ``dataset`` (default: the task's ``split``)."""
         if dataset is None:
             dataset = self.load_split(split, self.training_config.max_eval_examples)
-        return evaluate_model(
-            self.model,
-            self.tokenizer,
-            self.task,
-            dataset,
-            self.model_config.max_seq_length,
-            self.training_config.eval_batch_size,
-            head=self.head_name,
-        )
+        return self.score(self.task.name, dataset, self.head_name)
 
     def run_metadata(self) -> dict[str, Any]:
-        return {
-            "task": self.task.name,
-            "model_config": self.model_config.to_dict(),
-            "training_config": self.training_config.to_dict(),
-            "metrics": self.metrics,
-        }
+        return self.run_record(self.metrics, task=self.task.name)
 
 
 def eval_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
