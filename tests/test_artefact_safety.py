@@ -18,10 +18,9 @@ import torch
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.cli import main
 from adapter_fusion.fusion import FusionConfig
-from adapter_fusion.fusion.saving import load_fusion
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
-from adapter_fusion.models.fusion_model import FusionModel
+from adapter_fusion.models.fusion_model import FusionModel, load_fusion
 from adapter_fusion.training.config import TrainingConfig
 from adapter_fusion.training.trainer import ModularTrainer, learning_rates, resolve_resume, training_arguments
 from conftest import build_tiny_model, make_batch, randomise_

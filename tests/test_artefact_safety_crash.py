@@ -17,9 +17,9 @@ import torch
 
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.fusion import FusionConfig
-from adapter_fusion.fusion.saving import load_fusion, read_fusion_config
+from adapter_fusion.fusion.saving import read_fusion_config
 from adapter_fusion.models import AdapterModel, load_adapter, save_adapter
-from adapter_fusion.models.fusion_model import FusionModel
+from adapter_fusion.models.fusion_model import FusionModel, load_fusion
 from conftest import build_tiny_model, make_batch, randomise_
 
 STEPS = ("mkdir", "replace", "rename", "unlink", "rmdir")  # the os functions through which a save changes the disk

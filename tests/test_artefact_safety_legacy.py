@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapter_fusion.fusion.saving import load_fusion
 from adapter_fusion.models import AdapterModel, load_adapter
+from adapter_fusion.models.fusion_model import load_fusion
 from conftest import build_tiny_model
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"

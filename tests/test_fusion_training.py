@@ -14,9 +14,9 @@ import transformers
 
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.fusion import FUSION_METHODS, FusionConfig
-from adapter_fusion.fusion.saving import FUSION_CONFIG, load_fusion
+from adapter_fusion.fusion.saving import FUSION_CONFIG
 from adapter_fusion.models import save_adapter
-from adapter_fusion.models.fusion_model import FusionModel
+from adapter_fusion.models.fusion_model import FusionModel, load_fusion
 from adapter_fusion.training.config import TrainingConfig
 from adapter_fusion.training.fusion_trainer import TemperatureScheduleCallback
 from adapter_fusion.training.trainer import ModularTrainer, learning_rates, parameter_kind, training_arguments

@@ -80,8 +80,8 @@ def test_cli_train_fusion_then_pipeline_reload(
     """Two (random, saved) adapters on the real MiniLM, an attention fusion trained briefly on real RTE data via
     the CLI; the saved fusion reloads (directly and in the pipeline) with the trained model's own logits."""
     from adapter_fusion import AdapterModel, save_adapter
-    from adapter_fusion.fusion.saving import load_fusion
     from adapter_fusion.models import load_tokenizer
+    from adapter_fusion.models.fusion_model import load_fusion
 
     torch.manual_seed(0)
     model = AdapterModel.from_pretrained()

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from adapter_fusion._version import __version__
 from adapter_fusion.io import atomic_write_text
 
 C = TypeVar("C", bound="JsonConfig")
@@ -174,7 +175,6 @@ class JsonConfig(metaclass=_ConfigMeta):
         return {}
 
     def to_dict(self) -> dict[str, Any]:
-        from adapter_fusion import __version__
 
         data: dict[str, Any] = {"config_type": self.config_type, "library_version": __version__}
         for f in dataclasses.fields(self):

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from adapter_fusion.io import atomic_write_text, read_json
+from adapter_fusion.layout import artefact_kind
+from adapter_fusion.manifest import write_manifest
 
 HUB_PREFIX = "hf://"
 CARD = "README.md"
@@ -181,7 +183,6 @@ def push_to_hub(
 
     from adapter_fusion.bank import resolve_artefact
     from adapter_fusion.fusion.saving import open_fusion
-    from adapter_fusion.manifest import artefact_kind, write_manifest
     from adapter_fusion.models.saving import open_adapter
 
     check_repo_id(repo_id)

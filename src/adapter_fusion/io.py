@@ -19,6 +19,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from adapter_fusion.layout import MANIFEST, artefact_kind, read_manifest
+
 logger = logging.getLogger(__name__)
 
 
@@ -123,8 +125,6 @@ def check_output(
     existing ``kind`` artefact (recognised by its manifest) when ``overwrite``; never a file, another kind of
     directory (a parent folder of artefacts, a home directory), a symbolic link, or one of ``inputs`` (nor inside
     one, nor around one). Also checks that the path can be written. Returns ``final`` as a Path."""
-    from adapter_fusion.manifest import artefact_kind
-
     final = Path(final)
     recover_directory(final)
     for source in inputs:
@@ -167,8 +167,6 @@ def check_apart(output: str | Path, runs: str | Path) -> None:
 def check_container(directory: str | Path) -> Path:
     """Refuse a directory meant to hold several artefacts (``directory/<name>``) when it is a file or itself a
     saved artefact (writing into it would corrupt that artefact)."""
-    from adapter_fusion.manifest import artefact_kind
-
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"output {directory} is an existing file; give a directory to hold the adapters")
@@ -181,8 +179,6 @@ def check_container(directory: str | Path) -> Path:
 
 def _check_only_manifest_files(final: Path, kind: str) -> None:
     """Refuse to replace an artefact holding files it was not saved with (the user's own files)."""
-    from adapter_fusion.manifest import MANIFEST, read_manifest
-
     manifest = read_manifest(final)
     if manifest is None:
         return  # saved before manifests: artefact_kind accepted only its own file names

@@ -22,19 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from adapter_fusion._version import __version__
 from adapter_fusion.io import inside, write_json
+from adapter_fusion.layout import FORMAT, FORMAT_VERSION, MANIFEST, REQUIRED_FILES, read_manifest
 
 if TYPE_CHECKING:
     from torch import nn
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FORMAT = "adapter-fusion"
-FORMAT_VERSION = 1
-KINDS = ("adapter", "fusion")
-# files each kind must list: a manifest without them (e.g. an emptied "files") is refused
-REQUIRED_FILES = {"adapter": ("adapter_config.json", "adapter.safetensors"), "fusion": ("fusion_config.json",)}
 # config keys that say nothing about the network's function (paths, versions, runtime switches)
 VOLATILE_CONFIG_KEYS = frozenset({
     "architectures", "dtype", "torch_dtype", "transformers_version", "use_cache", "output_attentions",
@@ -82,7 +78,6 @@ def base_identity(model: nn.Module, name: str | None) -> dict[str, Any]:
 
 def write_manifest(directory: Path, kind: str, base: dict[str, Any]) -> dict[str, Any]:
     """Checksum every file under ``directory`` and write ``manifest.json`` (atomically, as the last file)."""
-    from adapter_fusion import __version__
 
     files = {
         path.relative_to(directory).as_posix(): file_sha256(path)
@@ -99,52 +94,6 @@ def write_manifest(directory: Path, kind: str, base: dict[str, Any]) -> dict[str
     }
     write_json(directory / MANIFEST, manifest)
     return manifest
-
-
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """The manifest of ``directory`` (None when it has none); refuses one that is not a valid manifest."""
-    path = directory / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); the artefact is damaged") from None
-    problems = []
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        problems.append(f"'format' is not {FORMAT!r}")
-    elif manifest.get("kind") not in KINDS:
-        problems.append(f"'kind' {manifest.get('kind')!r} is none of {list(KINDS)}")
-    elif not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("base_model"), dict):
-        problems.append("'files' or 'base_model' is missing")
-    elif not isinstance(manifest.get("format_version"), int) or manifest["format_version"] > FORMAT_VERSION:
-        problems.append(
-            f"format_version {manifest.get('format_version')!r} is newer than this library reads ({FORMAT_VERSION}); "
-            "upgrade adapter-fusion"
-        )
-    if problems:
-        raise ValueError(f"{path} is not a valid adapter-fusion manifest: {problems[0]}")
-    return manifest
-
-
-def artefact_kind(directory: Path) -> str | None:
-    """'adapter' or 'fusion' when ``directory`` is a saved artefact (by its manifest; for one saved before the
-    manifest, by a layout of nothing but that kind's files), else None."""
-    try:
-        manifest = read_manifest(directory)
-    except ValueError:
-        return None
-    if manifest is not None:
-        return str(manifest["kind"])
-    names = {path.name for path in directory.iterdir()}
-    legacy = {
-        "adapter": {"adapter_config.json", "adapter.safetensors", "head_config.json", "head.safetensors"},
-        "fusion": {"fusion_config.json", "fusion.safetensors", "adapters", "heads"},
-    }
-    for kind, allowed in legacy.items():
-        if set(REQUIRED_FILES[kind]) <= names <= allowed:
-            return kind
-    return None
 
 
 def verify_artefact(directory: Path, kind: str, *, allow_modified: bool = False) -> dict[str, Any] | None:

@@ -19,6 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adapter_fusion.hub import is_hub_reference, resolve_hub
+from adapter_fusion.io import atomic_write_text
+from adapter_fusion.models.loading import resolve_model_name
+
 BANK_VERSION = "v1"
 BANK_ENV = "ADAPTER_FUSION_BANK"
 PREFIX = "bank:"
@@ -53,8 +57,6 @@ def resolve_artefact(reference: str | Path) -> Path:
     """The directory ``reference`` names: ``bank:NAME`` is the bank's adapter NAME; a Hub id (``org/name`` that is
     no existing path, or ``hf://org/name``) its local snapshot (``hub.resolve_hub``); anything else is a path."""
     if not is_bank_reference(reference):
-        from adapter_fusion.hub import is_hub_reference, resolve_hub
-
         return resolve_hub(str(reference)) if is_hub_reference(reference) else Path(reference)
     name = str(reference)[len(PREFIX) :]
     if not _NAME.match(name):
@@ -101,9 +103,7 @@ def ship_adapter(trained: str | Path, name: str, *, task: str, recipe: str, comm
     metadata are written relative to it (a shipped file names no directory of the machine it was made on).
     Returns the card's markdown path."""
     from adapter_fusion.evaluation.evaluate import evaluate_adapter
-    from adapter_fusion.io import atomic_write_text
     from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
-    from adapter_fusion.models.loading import resolve_model_name
 
     if not _NAME.match(name):
         raise ValueError(f"bank adapter name must be letters, digits, '-', '_' or '.'; got {name!r}")

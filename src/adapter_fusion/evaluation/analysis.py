@@ -25,7 +25,10 @@ from adapter_fusion.evaluation.plots import (
     save_figure,
     tick_labels,
 )
+from adapter_fusion.fusion.saving import read_fusion_config
+from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.io import atomic_write_text, write_json
+from adapter_fusion.tasks import get_task, load_task_split
 
 REPORT = "report.md"
 WEIGHTS_JSON = "fusion_weights.json"
@@ -64,10 +67,6 @@ def analyze_fusion(
     """Heatmaps and a report of the fusion saved in ``directory`` on ``task``'s ``split`` (default: the task the
     fusion was trained for, its dev set). ``examples``: how many per-example views; ``max_examples``: analyse a
     fixed random subset of the split (seed 42)."""
-    from adapter_fusion.fusion.saving import read_fusion_config
-    from adapter_fusion.inference import FusionPipeline
-    from adapter_fusion.tasks import get_task, load_task_split
-
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
         raise ValueError(f"examples must be an int >= 0; got {examples!r}")
     info = read_fusion_config(directory)  # a clear error when DIR is not a fusion directory

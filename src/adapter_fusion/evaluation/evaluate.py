@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapter_fusion.bank import resolve_artefact
+from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
+from adapter_fusion.heads import HEADS, build_head
 from adapter_fusion.inference import FusionPipeline
-from adapter_fusion.models import read_adapter_config
-from adapter_fusion.tasks import get_task, load_task_split
+from adapter_fusion.models import AdapterModel, load_tokenizer, read_adapter_config
+from adapter_fusion.models.loading import resolve_model_name
+from adapter_fusion.tasks import get_task, get_task_type, load_task_split
 from adapter_fusion.training.adapter_trainer import evaluate_model
 
 
@@ -30,10 +33,6 @@ def evaluate_adapter(
     on one task scored on another of the same type and labels, e.g. an XQuAD adapter on COVID-QA).
     ``model`` other than the recorded base model: refused unless ``allow_other_base``; files that differ from the
     manifest: refused unless ``allow_modified`` (see ``FusionPipeline.from_pretrained``)."""
-    from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
-    from adapter_fusion.heads import HEADS
-    from adapter_fusion.tasks import get_task_type
-
     directory = resolve_artefact(directory)
     reader = read_fusion_config if is_fusion_directory(directory) else read_adapter_config
     info = reader(directory, allow_modified=allow_modified)
@@ -70,11 +69,6 @@ def evaluate_base(
     """Zero-shot metrics of the bare base model (no adapter) on ``task``'s ``split``: the baseline an adapter or a
     fusion must beat. Only for task types whose head needs no training (generation: the base model's own LM head);
     a classification head would be random."""
-    from adapter_fusion.heads import build_head
-    from adapter_fusion.models import AdapterModel, load_tokenizer
-    from adapter_fusion.models.loading import resolve_model_name
-    from adapter_fusion.tasks import get_task_type
-
     spec = get_task(task)
     task_type = get_task_type(spec)
     head_config = task_type.head_config(spec)

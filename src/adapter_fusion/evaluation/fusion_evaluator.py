@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter_fusion.evaluation.evaluate import evaluate_adapter, evaluate_base
+from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
 from adapter_fusion.tasks import get_task
 
 ZERO_SHOT = "zero-shot"
@@ -137,13 +138,10 @@ def default_name(kind: str, directory: str | Path) -> str:
         return "ST-A"
     if kind == "baseline" and str(directory) == ZERO_SHOT:
         return ZERO_SHOT
-    if kind == "fusion":
-        from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
-
-        if is_fusion_directory(directory):
-            method = read_fusion_config(directory).get("fusion", {}).get("fusion_method")
-            if method:
-                return f"{method} fusion"
+    if kind == "fusion" and is_fusion_directory(directory):
+        method = read_fusion_config(directory).get("fusion", {}).get("fusion_method")
+        if method:
+            return f"{method} fusion"
     return Path(directory).name or str(directory)
 
 

@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
 from adapter_fusion.fusion.packing import AdapterPack
+from adapter_fusion.fusion.registry import FUSION_METHODS
 
 Products = dict[str, torch.Tensor]
 
@@ -223,8 +224,6 @@ class FusionLayer(nn.Module):
         self, hidden: torch.Tensor, outputs: Sequence[torch.Tensor] | torch.Tensor, residual: bool, weights: bool
     ) -> Any:
         """The stand-alone form: the registered method's reference maths on given adapter outputs."""
-        from adapter_fusion.fusion.registry import FUSION_METHODS
-
         if not isinstance(outputs, torch.Tensor):
             shapes = {tuple(o.shape) for o in outputs}
             if shapes != {tuple(hidden.shape)}:

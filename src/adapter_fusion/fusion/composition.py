@@ -28,6 +28,7 @@ from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.points import point_key
+from adapter_fusion.models.saving import load_adapter
 
 if TYPE_CHECKING:
     from adapter_fusion.models.model import AdapterModel
@@ -301,8 +302,6 @@ def _manager_of(target: AdapterModel | AdapterManager) -> AdapterManager:
 def load_fusion_adapters(model: AdapterModel, config: FusionConfig, **load_options: bool) -> tuple[str, ...]:
     """Load ``config.adapter_paths`` into ``model`` (inactive, without heads); returns their names in order.
     ``load_options``: ``allow_modified`` / ``allow_other_base`` of ``load_adapter``."""
-    from adapter_fusion.models.saving import load_adapter
-
     names = []
     for index, path in enumerate(config.adapter_paths):
         name = config.adapter_names[index] if config.adapter_names else None

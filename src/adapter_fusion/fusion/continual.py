@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from adapter_fusion.fusion.base import FusionLayer, FusionOutput
 from adapter_fusion.fusion.composition import Fuse, point_inputs
 from adapter_fusion.fusion.packing import AdapterPack
+from adapter_fusion.models.saving import load_adapter, read_adapter_config, recorded_model_name
 
 if TYPE_CHECKING:
     from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
@@ -194,8 +195,6 @@ def extend_fusion(model: FusionModel, adapter: str | Path, *, name: str | None =
     A saved adapter must come from the fusion's base model (same recorded base model and geometry); its head, if
     saved, becomes the task's head. Refused: a name already in the model, a task that already has a head or a
     gate, adapters whose residual flags differ from the fused ones."""
-    from adapter_fusion.models.saving import load_adapter, read_adapter_config, recorded_model_name
-
     fuse = model._require_fusion()
     manager = model.adapters
     directory = Path(adapter)

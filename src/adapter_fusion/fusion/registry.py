@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from adapter_fusion.adapters import LoraAdapter
 from adapter_fusion.registry import Registry
 
 if TYPE_CHECKING:
@@ -76,8 +77,6 @@ def reference_contributions(
 ) -> torch.Tensor:
     """Each adapter's contribution ``up_i`` run one by one, stacked: ``[..., N, hidden]`` (for references).
     A LoRA adapter reads ``module_input`` (the input of the linear layer it adapts)."""
-    from adapter_fusion.adapters import LoraAdapter
-
     reads = list(reads_ffn_input) if reads_ffn_input is not None else [False] * len(adapters)
     ups = []
     for adapter, reads_ffn in zip(adapters, reads):

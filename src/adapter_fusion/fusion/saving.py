@@ -39,14 +39,13 @@ from adapter_fusion.io import (
     save_tensors,
     write_json,
 )
-from adapter_fusion.manifest import check_base, verify_artefact, write_manifest
+from adapter_fusion.manifest import verify_artefact, write_manifest
 from adapter_fusion.models.saving import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     HEAD_CONFIG,
     HEAD_WEIGHTS,
     attach_adapter,
-    base_model_arguments,
     check_adapter_config,
     load_exact,
     load_head_weights,
@@ -158,23 +157,10 @@ def open_fusion(directory: str | Path, *, allow_modified: bool = False) -> tuple
     return info, manifest
 
 
-def load_fusion(
-    directory: str | Path, model: str | None = None, *, allow_modified: bool = False, allow_other_base: bool = False
-) -> FusionModel:
-    """A ``FusionModel`` rebuilt from ``directory``: same adapters (by name and order), fusion, temperature, heads.
-
-    ``model``: another base model than the recorded one, refused unless it is the same (same weights and config)
-    or ``allow_other_base``; a file that differs from the manifest is refused unless ``allow_modified``."""
-    from adapter_fusion.models.fusion_model import FusionModel
-
-    directory = resolve_artefact(directory)
-    info, manifest = open_fusion(directory, allow_modified=allow_modified)
-    fusion_model = FusionModel.from_pretrained(model or info.get("base_model"), **base_model_arguments(info))
-    if manifest is not None:
-        check_base(
-            manifest["base_model"], model_identity(fusion_model), f"fusion at {directory}",
-            allow_other_base=allow_other_base,
-        )  # fmt: skip
+def restore_fusion(fusion_model: FusionModel, directory: Path, info: dict[str, Any]) -> FusionModel:
+    """Rebuild on ``fusion_model`` (a fresh one on the recorded base model, see ``FusionModel.load_fusion``) what the
+    fusion directory ``directory`` holds (``info``: its ``open_fusion`` config): the same adapters (by name and
+    order), fusion, temperature and heads. Returns the model in eval mode."""
     manager = fusion_model.adapters
     if (info["hidden_size"], info["model_type"]) != (manager.hidden_size, manager.model_type):
         raise ValueError(

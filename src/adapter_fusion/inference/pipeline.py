@@ -19,10 +19,13 @@ from typing import Any
 
 import torch
 
+from adapter_fusion.bank import resolve_artefact
+from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
 from adapter_fusion.models import AdapterModel, load_adapter, load_tokenizer, read_adapter_config
+from adapter_fusion.models.fusion_model import load_fusion
 from adapter_fusion.models.loading import resolve_model_name
 from adapter_fusion.models.saving import base_model_arguments
-from adapter_fusion.tasks import get_task_type, task_type_for_head
+from adapter_fusion.tasks import get_task, get_task_type, task_type_for_head
 from adapter_fusion.tasks.routing import ROUTER, input_text
 
 
@@ -61,9 +64,6 @@ class FusionPipeline:
         ``model``: another base model than the recorded one, refused unless it is the same (same weights and
         config) or ``allow_other_base``; a file that differs from the manifest is refused unless
         ``allow_modified``."""
-        from adapter_fusion.bank import resolve_artefact
-        from adapter_fusion.fusion.saving import is_fusion_directory, load_fusion, read_fusion_config
-
         directory = resolve_artefact(directory)
         options = {"allow_modified": allow_modified, "allow_other_base": allow_other_base}
         if is_fusion_directory(directory):
@@ -132,8 +132,6 @@ class FusionPipeline:
             return heads[0]
         if task in self.model.heads and task != self.router:
             return task
-        from adapter_fusion.tasks import get_task
-
         tasks = self.tasks
         try:
             canonical = get_task(task).name

@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import load_tensors, read_json
+from adapter_fusion.models.saving import install_adapter, load_adapter
 
 if TYPE_CHECKING:
     from adapter_fusion.fusion import Fuse
@@ -318,8 +320,6 @@ def load_adapterhub_adapter(
 ) -> str:  # fmt: skip
     """Load an AdapterHub adapter directory (and its head) into ``model``; returns the adapter's name. A failed
     load leaves the model as it was."""
-    from adapter_fusion.models.saving import install_adapter
-
     manager = model.adapters
     read = read_adapterhub_adapter(directory, manager.hidden_size, manager.num_layers, manager.model_type)
     if read["config"].placement == "parallel" and manager.spec.is_decoder:
@@ -339,9 +339,6 @@ def load_adapterhub_fusion(
 ) -> Fuse:
     """Load an AdapterFusion directory into ``model``: its adapters (``adapter_paths``, else the sibling
     directories named after them, as AdapterHub's ``save_all_adapters`` lays them out), then the fusion weights."""
-    from adapter_fusion.fusion import FusionConfig
-    from adapter_fusion.models.saving import load_adapter
-
     directory = Path(directory)
     read = read_adapterhub_fusion(directory)
     names = read["adapter_names"]

@@ -21,8 +21,11 @@ from typing import Any
 
 import torch
 
+from adapter_fusion._version import __version__
+from adapter_fusion.fusion.saving import FUSION_WEIGHTS, is_fusion_directory, read_fusion_config
 from adapter_fusion.interop.adapterhub import CONFIG, FUSION_CONFIG, HEAD_CONFIG
 from adapter_fusion.io import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from adapter_fusion.models.saving import ADAPTER_WEIGHTS, read_adapter_config
 
 # model type -> (AdapterHub model class, key prefix of the attention adapters, of the feed-forward ones)
 LAYOUTS = {
@@ -49,7 +52,6 @@ def _layout(model_type: str) -> tuple[str, str, str]:
 
 
 def _version() -> str:
-    from adapter_fusion import __version__
 
     return f"adapter-fusion.{__version__}"
 
@@ -131,8 +133,6 @@ def write_head(tmp: Path, info: dict[str, Any], head_dir: Path, name: str) -> No
 
 def export_adapter(directory: str | Path, output: str | Path, name: str | None = None) -> Path:
     """Write our adapter ``directory`` (and its head) to ``output`` in AdapterHub's layout, atomically."""
-    from adapter_fusion.models.saving import ADAPTER_WEIGHTS, read_adapter_config
-
     directory = Path(directory)
     info = read_adapter_config(directory)
     if info.get("format") == "adapterhub":
@@ -149,9 +149,6 @@ def export_adapter(directory: str | Path, output: str | Path, name: str | None =
 def export_fusion(directory: str | Path, output: str | Path) -> Path:
     """Write our fusion ``directory`` to ``output`` as AdapterHub's ``save_all_adapters`` +
     ``save_all_adapter_fusions`` would: one directory per adapter and one for the fusion (heads are not exported)."""
-    from adapter_fusion.fusion.saving import FUSION_WEIGHTS, read_fusion_config
-    from adapter_fusion.models.saving import ADAPTER_WEIGHTS, read_adapter_config
-
     directory = Path(directory)
     info = read_fusion_config(directory)
     fusion = info["fusion"]
@@ -197,15 +194,11 @@ def export_fusion(directory: str | Path, output: str | Path) -> Path:
 
 def _scaling(directory: Path, name: str) -> float:
     """An adapter's up bias enters its output times its scaling: the folded shift is divided by it."""
-    from adapter_fusion.models.saving import read_adapter_config
-
     return float(read_adapter_config(directory / "adapters" / name)["adapter"].get("scaling", 1.0))
 
 
 def export_adapterhub(directory: str | Path, output: str | Path) -> Path:
     """Our adapter or fusion ``directory`` in AdapterHub's layout at ``output``."""
-    from adapter_fusion.fusion.saving import is_fusion_directory
-
     if is_fusion_directory(directory):
         return export_fusion(directory, output)
     return export_adapter(directory, output)

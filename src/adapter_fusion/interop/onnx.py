@@ -27,6 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from adapter_fusion._version import __version__
+from adapter_fusion.inference import FusionPipeline
+from adapter_fusion.models.saving import recorded_model_name
+
 SAMPLE_TEXTS = (
     "An example sentence to trace the model with.",
     "A second, shorter one.",
@@ -66,7 +70,6 @@ def export_onnx(
         needs = "ONNX export needs onnx and onnxruntime: pip install 'adapter-fusion[onnx]'"
         raise ImportError(f"{needs} ({error})") from error
 
-    from adapter_fusion.inference import FusionPipeline
 
     output = Path(output)
     if output.suffix != ".onnx":
@@ -144,9 +147,6 @@ def _samples(tokenizer: Any, model: Any) -> list[dict[str, torch.Tensor]]:
 
 
 def _metadata(model: Any, head: str, input_names: tuple[str, ...]) -> dict[str, str]:
-    from adapter_fusion import __version__
-    from adapter_fusion.models.saving import recorded_model_name
-
     fuse = getattr(model, "fusion", None)
     config = model.head_config(head)
     return {

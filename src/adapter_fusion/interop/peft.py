@@ -19,6 +19,9 @@ import torch
 
 from adapter_fusion.adapters import LoraConfig
 from adapter_fusion.io import load_tensors, read_json
+from adapter_fusion.models.points import point_key
+from adapter_fusion.models.saving import load_exact
+from adapter_fusion.models.specs import location_of
 
 if TYPE_CHECKING:
     from adapter_fusion.models.model import AdapterModel
@@ -99,9 +102,6 @@ def peft_lora_weights(
     model: AdapterModel, directory: str | Path
 ) -> tuple[LoraConfig, dict[str, torch.Tensor]]:
     """The ``LoraConfig`` and the state dict (this library's keys) of the PEFT adapter at ``directory``."""
-    from adapter_fusion.models.points import point_key
-    from adapter_fusion.models.specs import location_of
-
     directory = Path(directory)
     config = read_peft_config(directory)
     manager = model.adapters
@@ -152,8 +152,6 @@ def load_peft_adapter(
     model: AdapterModel, directory: str | Path, name: str | None = None, *, activate: bool = True
 ) -> str:
     """Add the PEFT LoRA adapter at ``directory`` to ``model`` as ``name`` (default: the directory's name)."""
-    from adapter_fusion.models.saving import load_exact
-
     directory = Path(directory)
     lora, weights = peft_lora_weights(model, directory)
     name = name or directory.resolve().name.replace(".", "_")

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adapter_fusion.adapters import BottleneckAdapter, adapter_config_from_dict
+from adapter_fusion.io import load_tensors
+from adapter_fusion.models.saving import ADAPTER_WEIGHTS, load_exact, read_adapter_config
 
 if TYPE_CHECKING:
     from adapter_fusion.models.manager import AdapterManager
@@ -40,9 +42,6 @@ def from_adapter_paths(
 def load_adapter_from_path(self: AdapterManager, name: str, path: Any) -> str:
     """Load the saved adapter at ``path`` (``save_adapter``'s directory) as ``name``; its hidden size, layer
     count and model type must match the manager's."""
-    from adapter_fusion.io import load_tensors
-    from adapter_fusion.models.saving import ADAPTER_WEIGHTS, load_exact, read_adapter_config
-
     info = read_adapter_config(path)
     saved = (info["hidden_size"], info["num_layers"], info["model_type"])
     mine = (self.hidden_size or saved[0], self.num_layers or saved[1], self.model_type or saved[2])

@@ -18,13 +18,20 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.fusion import Fuse, FusionConfig, add_fusion, remove_fusion, train_fusion
 from adapter_fusion.fusion.continual import extend_fusion, running_task, train_extension
 from adapter_fusion.fusion.hierarchy import HierarchicalFuse, HierarchyConfig, add_hierarchy
+from adapter_fusion.fusion.saving import open_fusion, restore_fusion, save_fusion
+from adapter_fusion.hub import push_model
+from adapter_fusion.interop.adapterhub import is_adapterhub_fusion, load_adapterhub_fusion, read_adapterhub_fusion
+from adapter_fusion.manifest import check_base
 from adapter_fusion.models.loading import load_base_model
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.model import AdapterModel
-from adapter_fusion.models.saving import base_model_arguments, read_adapter_config
+from adapter_fusion.models.saving import base_model_arguments, model_identity, read_adapter_config
+from adapter_fusion.tasks import get_task_type
+from adapter_fusion.tasks.mixed import task_spec
 
 
 @dataclass
@@ -70,9 +77,6 @@ class FusionModel(AdapterModel):
                 config = config.replace(adapter_names=tuple(self.adapters.list_adapters()))
             self.add_fusion(config)
         for task in getattr(model_config, "task_names", ()) or ():
-            from adapter_fusion.tasks import get_task_type
-            from adapter_fusion.tasks.mixed import task_spec
-
             spec = task_spec(task, None, model_config.num_labels)
             self.add_head(spec.name, get_task_type(spec).head_config(spec, model_config.pooling), activate=False)
 
@@ -127,8 +131,6 @@ class FusionModel(AdapterModel):
         """An AdapterHub AdapterFusion directory (``adapter_fusion_config.json`` + weights) with its adapters
         (``adapter_paths``, else the sibling directories named after them) on ``model`` (default: the base model
         the first adapter recorded). See ``adapter_fusion.interop.adapterhub``."""
-        from adapter_fusion.interop.adapterhub import load_adapterhub_fusion, read_adapterhub_fusion
-
         directory = Path(fusion_directory)
         names = read_adapterhub_fusion(directory)["adapter_names"]
         first = Path(adapter_paths[0]) if adapter_paths else directory.parent / names[0]
@@ -280,8 +282,6 @@ class FusionModel(AdapterModel):
         self, directory: str | Path, heads: Iterable[str] | None = None, *, overwrite: bool = False, **metadata: Any
     ) -> Path:
         """Write the whole setup (fusion, the adapters it fuses, heads) to ``directory``; see ``fusion.saving``."""
-        from adapter_fusion.fusion.saving import save_fusion
-
         return save_fusion(self, directory, heads=heads, metadata=metadata, overwrite=overwrite)
 
     def save_pretrained(  # type: ignore[override]
@@ -301,19 +301,13 @@ class FusionModel(AdapterModel):
     ) -> str:
         """Upload the fusion (as ``save_pretrained`` saves it; or the already saved ``directory``) to the Hub
         repository ``repo_id``, created when missing; returns its URL (see ``hub``)."""
-        from adapter_fusion.hub import push_model
-
         return push_model(lambda path: self.save_fusion(path, heads), repo_id, directory, "fusion",
                           private=private, token=token)  # fmt: skip
 
     @classmethod
     def load_fusion(cls, directory: str | Path, model: str | None = None, **options: bool) -> FusionModel:
-        """``fusion.saving.load_fusion`` (``options``: ``allow_modified``, ``allow_other_base``); ``directory``: a
+        """``load_fusion`` below (``options``: ``allow_modified``, ``allow_other_base``); ``directory``: a
         path or a Hub id."""
-        from adapter_fusion.bank import resolve_artefact
-        from adapter_fusion.fusion.saving import load_fusion
-        from adapter_fusion.interop.adapterhub import is_adapterhub_fusion
-
         directory = resolve_artefact(directory)
         if is_adapterhub_fusion(directory):
             return cls.from_adapterhub(directory, model=model)
@@ -332,3 +326,22 @@ class FusionModel(AdapterModel):
             print(extra)
             text += "\n" + extra
         return text
+
+
+def load_fusion(
+    directory: str | Path, model: str | None = None, *, allow_modified: bool = False, allow_other_base: bool = False
+) -> FusionModel:
+    """A ``FusionModel`` rebuilt from the fusion directory ``directory`` (see ``fusion.saving``): same adapters (by
+    name and order), fusion, temperature, heads.
+
+    ``model``: another base model than the recorded one, refused unless it is the same (same weights and config)
+    or ``allow_other_base``; a file that differs from the manifest is refused unless ``allow_modified``."""
+    directory = resolve_artefact(directory)
+    info, manifest = open_fusion(directory, allow_modified=allow_modified)
+    fusion_model = FusionModel.from_pretrained(model or info.get("base_model"), **base_model_arguments(info))
+    if manifest is not None:
+        check_base(
+            manifest["base_model"], model_identity(fusion_model), f"fusion at {directory}",
+            allow_other_base=allow_other_base,
+        )  # fmt: skip
+    return restore_fusion(fusion_model, directory, info)

@@ -14,8 +14,10 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.heads import HeadConfig, build_head, head_inputs
+from adapter_fusion.hub import push_model
 from adapter_fusion.models.loading import load_base_model
 from adapter_fusion.models.manager import AdapterManager
+from adapter_fusion.models.saving import save_adapter
 
 
 class AdapterModel(nn.Module):
@@ -242,8 +244,6 @@ class AdapterModel(nn.Module):
     ) -> Path:
         """``save_adapter`` (with its model card, ``README.md``): adapter ``adapter_name`` (default: the only
         adapter, or the only active one) and ``head`` (default: the head of the adapter's name, if any)."""
-        from adapter_fusion.models.saving import save_adapter
-
         name = self._adapter_to_save(adapter_name)
         head = head if head is not None else (name if name in self.heads else None)
         return save_adapter(self, name, directory, head=head, metadata=metadata or None, overwrite=overwrite)
@@ -260,8 +260,6 @@ class AdapterModel(nn.Module):
     ) -> str:
         """Upload adapter ``adapter_name`` (+ head, as ``save_pretrained`` saves them; or the already saved
         ``directory``) to the Hub repository ``repo_id``, created when missing; returns its URL (see ``hub``)."""
-        from adapter_fusion.hub import push_model
-
         return push_model(lambda path: self.save_pretrained(path, adapter_name, head), repo_id, directory,
                           "adapter", private=private, token=token)  # fmt: skip
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from adapter_fusion._version import __version__
 from adapter_fusion.adapters import AnyAdapterConfig, adapter_config_from_dict, adapter_kind
 from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.heads import HeadConfig
@@ -35,6 +36,7 @@ from adapter_fusion.io import (
     write_json,
 )
 from adapter_fusion.manifest import FORMAT_VERSION, base_identity, check_base, verify_artefact, write_manifest
+from adapter_fusion.models.loading import default_model_path, smollm2_path
 
 if TYPE_CHECKING:
     from adapter_fusion.models.model import AdapterModel
@@ -74,7 +76,6 @@ def model_identity(model: AdapterModel) -> dict[str, Any]:
 
 def model_record(model: AdapterModel, metadata: dict[str, Any] | None) -> dict[str, Any]:
     """What an adapter or fusion config records about the model it was saved from, and the format."""
-    from adapter_fusion import __version__
 
     manager = model.adapters
     return {
@@ -120,8 +121,6 @@ def write_adapter_files(
 def recorded_model_name(name_or_path: str | None) -> str | None:
     """How a base model is recorded in saved files: 'default' for the bundled MiniLM and 'smollm2' for the bundled
     SmolLM2 (their paths differ per machine), else the Hub id or path as given."""
-    from adapter_fusion.models.loading import default_model_path, smollm2_path
-
     if name_or_path == default_model_path():
         return "default"
     if name_or_path == smollm2_path():
