@@ -96,7 +96,9 @@ def main() -> None:
         method = FUSION_METHODS.get(method_name)
         for n in args.adapters:
             adapters = [BottleneckAdapter(d, r, initialization="bert") for _ in range(n)]
-            config = FusionConfig(fusion_method=method_name, num_attention_heads=args.heads, attention_dropout=0.0)
+            options = {"num_attention_heads": args.heads, "attention_dropout": 0.0}  # settings of attention only
+            options = {key: value for key, value in options.items() if key in method.config_fields}
+            config = FusionConfig(fusion_method=method_name, **options)
             layer = method.build(config, FusionPoint("0_ffn", d, tuple(range(n)), n), {})
             hidden = torch.randn(1, tokens, d)
             for mode in args.modes:

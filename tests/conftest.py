@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
+from adapter_fusion.fusion import FUSION_METHODS
+
 HIDDEN = 32
 LAYERS = 2
 HEADS = 4
@@ -91,6 +93,15 @@ def make_batch(
 def batch_for(model: nn.Module, **kwargs: Any) -> dict[str, torch.Tensor]:
     config = model.config
     return make_batch(config.vocab_size, getattr(config, "pad_token_id", None), **kwargs)
+
+
+def method_settings(method: str, **candidates: Any) -> dict[str, Any]:
+    """``candidates`` without the settings of other fusion methods than ``method``: tests shared by every method
+    pass e.g. deterministic attention and a sparse k <= N, but each method owns its settings and refuses
+    another's."""
+    own = FUSION_METHODS.get(method).config_fields
+    others = {field for _, registered in FUSION_METHODS.items() for field in registered.config_fields} - set(own)
+    return {name: value for name, value in candidates.items() if name not in others}
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from adapter_fusion.models.saving import save_adapter
 from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.extension_trainer import ExtensionTrainer
-from conftest import build_tiny_model, make_batch, randomise_
+from conftest import build_tiny_model, make_batch, method_settings, randomise_
 from test_fusion import one_thread  # noqa: F401  (autouse: one intra-op thread)
 from test_fusion_training import run_steps
 
@@ -54,8 +54,8 @@ def trained_fusion(tiny_bert_dir: Path, method: str) -> FusionModel:
     for index, name in enumerate(("a", "b")):  # reading the FFN output itself, as the houlsby ones added later
         model.add_adapter(name, AdapterConfig(bottleneck_size=4, original_ln_before=False), activate=False)
         randomise_(model.adapters.adapters[name], seed=index + 1, std=0.3)
-    top_k = {"top_k": 2} if method == "sparse" else {}
-    model.add_fusion(FusionConfig(adapter_names=("a", "b"), fusion_method=method, attention_dropout=0.0, **top_k))
+    settings = method_settings(method, attention_dropout=0.0, top_k=2)
+    model.add_fusion(FusionConfig(adapter_names=("a", "b"), fusion_method=method, **settings))
     randomise_(model.fusion, seed=7, std=0.3)
     for task in ("old1", "old2"):
         model.add_classification_head(task, num_labels=3, pooling="mean", dropout=0.0)

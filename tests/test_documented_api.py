@@ -64,9 +64,17 @@ def test_documented_config_fields_are_aliases_or_fields() -> None:
     )
     with pytest.raises(ValueError, match="adapter_dropout=0.1 and dropout=0.2 name the same setting; give one"):
         AdapterConfig(adapter_dropout=0.1, dropout=0.2)
-    fusion = FusionConfig(fusion_method="gating", fusion_dropout=0.2, gate_activation="softmax", gate_bias=False,
-                          weight_initialization="normal", learnable_weights=True, temperature=2.0)  # fmt: skip
-    assert fusion.attention_dropout == fusion.fusion_dropout == 0.2
+    fusion = FusionConfig(fusion_method="attention", num_attention_heads=8, fusion_dropout=0.2, temperature=2.0,
+                          freeze_adapters_during_fusion=True, adapter_names=["sentiment", "nli"])  # fmt: skip
+    assert fusion.attention_dropout == fusion.fusion_dropout == fusion.settings.attention_dropout == 0.2
+    assert fusion.num_attention_heads == 8 and "fusion_dropout" not in fusion.to_dict()
+    gating = FusionConfig(fusion_method="gating", gate_activation="softmax", gate_bias=False, temperature=2.0)
+    assert (gating.gate_activation, gating.gate_bias) == ("softmax", False)
+    weighted = FusionConfig(fusion_method="weighted", weight_initialization="normal", learnable_weights=True)
+    assert (weighted.weight_initialization, weighted.learnable_weights) == ("normal", True)
+    # a fusion method owns its settings: another method's is refused, naming the method that reads it
+    with pytest.raises(ValueError, match="fusion_dropout=0.2 does not apply: only fusion_method='attention' reads"):
+        FusionConfig(fusion_method="gating", fusion_dropout=0.2)
     model = ModelConfig(tokenizer_name_or_path="tok", num_labels=3, multi_task=True, task_names=["sentiment", "nli"])
     assert model.task_names == ("sentiment", "nli") and ModelConfig.from_dict(model.to_dict()) == model
     with pytest.raises(ValueError, match=r"task_names names 2 tasks \['a', 'b'\]; set multi_task=True"):

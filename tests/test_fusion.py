@@ -33,6 +33,7 @@ from adapter_fusion.fusion.composition import fusion_input
 from adapter_fusion.models import AdapterModel
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.points import point_key
+from conftest import method_settings
 
 METHODS = FUSION_METHODS.names()
 HIDDEN = 32
@@ -83,10 +84,9 @@ def fused_model(
 
 def fusion_config(method: str, n: int, **overrides: Any) -> FusionConfig:
     settings: dict[str, Any] = dict(fusion_method=method, adapter_names=tuple(f"a{i}" for i in range(n)))
-    settings["attention_dropout"] = 0.0
-    settings["top_k"] = min(2, n)  # sparse fusion: k <= N (other methods ignore it)
+    settings.update(attention_dropout=0.0, top_k=min(2, n))  # sparse fusion: k <= N
     settings.update(overrides)
-    return FusionConfig(**settings)
+    return FusionConfig(**method_settings(method, **settings))
 
 
 def inputs(dtype: torch.dtype = torch.float64, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -327,7 +327,8 @@ def test_per_adapter_dropout_draws_like_the_reference() -> None:
     adapters = [
         BottleneckAdapter(HIDDEN, 8, dropout=p, initialization="bert").double().train() for p in (0.0, 0.3, 0.0, 0.5)
     ]
-    layer = FUSION_METHODS.get("gating").build(FusionConfig(), FusionPoint("0_ffn", HIDDEN, (0, 1, 2, 3), 4), {})
+    point = FusionPoint("0_ffn", HIDDEN, (0, 1, 2, 3), 4)
+    layer = FUSION_METHODS.get("gating").build(FusionConfig(fusion_method="gating"), point, {})
     layer.double().train()
     perturb_(layer)
     hidden = torch.randn(2, 5, HIDDEN, dtype=torch.float64)
@@ -540,11 +541,13 @@ def test_eval_memo_is_reused_and_invalidated_by_weight_updates(make_model, rando
         (dict(attention_dropout=1.0), "attention_dropout"),
         (dict(value_initialization="zeros"), "value_initialization"),
         (dict(temperature_min=2.0), "temperature_min must be <= temperature"),
-        (dict(weight_sharing="global"), "weight_sharing"),
-        (dict(gate_activation="relu"), "gate_activation"),
-        (dict(fixed_weights=(1.0, 1.0)), "learnable_weights=False"),
-        (dict(learnable_weights=False, fixed_weights=(1.0,), adapter_names=("a", "b")), "2 adapters"),
-        (dict(learnable_weights=False, fixed_weights=(-1.0, 2.0)), "non-negative"),
+        (dict(fusion_method="weighted", weight_sharing="global"), "weight_sharing must be one of"),
+        (dict(fusion_method="gating", gate_activation="relu"), "gate_activation must be one of"),
+        (dict(fusion_method="weighted", fixed_weights=(1.0, 1.0)), "learnable_weights=False"),
+        (dict(fusion_method="weighted", learnable_weights=False, fixed_weights=(1.0,), adapter_names=("a", "b")),
+         "2 adapters"),
+        (dict(fusion_method="weighted", learnable_weights=False, fixed_weights=(-1.0, 2.0)), "non-negative"),
+        (dict(fusion_method="gating", top_k=2), "top_k=2 does not apply: only fusion_method='sparse' reads it"),
         (dict(fusion_layers=(0, 0)), "distinct"),
         (dict(fusion_layers=(-1,)), "fusion_layers"),
         (dict(adapter_paths=("x", "y"), adapter_names=("a",)), "adapter_names"),

@@ -22,7 +22,7 @@ from adapter_fusion.fusion import (
 )
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.models.points import point_key
-from conftest import make_batch, randomise_
+from conftest import make_batch, method_settings, randomise_
 from test_fusion import one_thread, perturb_  # noqa: F401  (one_thread: autouse fixture)
 
 ADAPTERS = ("s1", "s2", "n1", "n2")
@@ -40,7 +40,7 @@ def model_with_adapters(tiny_bert_dir: Path) -> FusionModel:
 
 
 def config(method: str, **overrides: Any) -> FusionConfig:
-    return FusionConfig(fusion_method=method, attention_dropout=0.0, **overrides)
+    return FusionConfig(fusion_method=method, **{**method_settings(method, attention_dropout=0.0), **overrides})
 
 
 def two_groups(top: FusionConfig | tuple[FusionConfig, ...], left: str = "weighted", right: str = "attention"):
@@ -63,7 +63,7 @@ def encode(model: FusionModel, batch: dict[str, torch.Tensor] | None = None) -> 
 @pytest.mark.parametrize("method", FUSION_METHODS.names())
 def test_a_node_over_adapters_is_the_flat_fusion(tiny_bert_dir: Path, method: str) -> None:
     model = model_with_adapters(tiny_bert_dir)
-    settings = {"top_k": 2} if method == "sparse" else {}
+    settings = method_settings(method, top_k=2)
     flat = build_fusion(config(method, adapter_names=("s1", "s2", "n1"), **settings), model.adapters)
     perturb_(flat)
     tree = build_hierarchy(

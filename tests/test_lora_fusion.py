@@ -19,6 +19,7 @@ from adapter_fusion.adapters import AdapterConfig, LoraAdapter, LoraConfig
 from adapter_fusion.fusion import FUSION_METHODS, FusionConfig, FusionPoint, add_fusion
 from adapter_fusion.models import AdapterModel
 from adapter_fusion.models.fusion_model import FusionModel
+from conftest import method_settings
 from test_fusion import assert_fast_equals_reference_with_gradients, inputs, perturb_, reference_composition, run, use
 
 METHODS = FUSION_METHODS.names()
@@ -65,7 +66,7 @@ def mixed_model(make_model: Callable, randomise: Callable, configs: tuple[Any, .
 def config_for(method: str, n: int, **overrides: Any) -> FusionConfig:
     settings: dict[str, Any] = dict(fusion_method=method, adapter_names=tuple(f"a{i}" for i in range(n)))
     settings["attention_dropout"] = 0.0
-    return FusionConfig(**{**settings, **overrides})
+    return FusionConfig(**method_settings(method, **{**settings, **overrides}))
 
 
 @pytest.mark.parametrize("heads", [1, 4])
@@ -122,7 +123,8 @@ def test_lora_input_dropout_draws_like_the_reference() -> None:
     for method in METHODS:
         if not FUSION_METHODS.get(method).dense:
             continue  # runs only the chosen adapters, on their tokens: masks of other shapes than the reference's
-        layer = FUSION_METHODS.get(method).build(FusionConfig(), FusionPoint("0_x", HIDDEN, (0, 1, 2, 3), 4), {})
+        config = FusionConfig(fusion_method=method)
+        layer = FUSION_METHODS.get(method).build(config, FusionPoint("0_x", HIDDEN, (0, 1, 2, 3), 4), {})
         layer.double().train()
         perturb_(layer)
         hidden = torch.randn(2, 5, HIDDEN, dtype=torch.float64)
@@ -137,7 +139,8 @@ def test_lora_input_dropout_draws_like_the_reference() -> None:
 
 
 def test_lora_fusion_errors_name_what_is_missing() -> None:
-    layer = FUSION_METHODS.get("weighted").build(FusionConfig(), FusionPoint("0_x", HIDDEN, (0,), 1), {})
+    config = FusionConfig(fusion_method="weighted")
+    layer = FUSION_METHODS.get("weighted").build(config, FusionPoint("0_x", HIDDEN, (0,), 1), {})
     adapter = LoraAdapter(2 * HIDDEN, HIDDEN, 4)
     with pytest.raises(ValueError, match=r"LoRA adapters need module_input of shape \(2, 5, 64\); got None"):
         layer(torch.zeros(2, 5, HIDDEN), [adapter])

@@ -218,7 +218,8 @@ def test_layer_and_builder_errors(make_model, randomise) -> None:
     with pytest.raises(ValueError, match=r"top_k must be an integer in \[1, 3\].*got 0"):
         SparseFusion(HIDDEN, 3, top_k=0)
     with pytest.raises(ValueError, match="top_k=3 exceeds the 2 fused adapters"):
-        FUSION_METHODS.get("sparse").build(FusionConfig(top_k=3), FusionPoint("0_ffn", HIDDEN, (0, 1), 2), {})
+        config = FusionConfig(fusion_method="sparse", top_k=3)
+        FUSION_METHODS.get("sparse").build(config, FusionPoint("0_ffn", HIDDEN, (0, 1), 2), {})
     model = fused_model(make_model, randomise, adapter_configs(2, "pfeiffer"))
     with pytest.raises(ValueError, match="top_k=3 exceeds the 2 fused adapters"):
         add_fusion(model, FusionConfig(fusion_method="sparse", top_k=3).replace(adapter_names=("a0", "a1")))

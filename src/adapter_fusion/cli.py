@@ -416,7 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(fusion)
     fusion.add_argument("--task", help="target task name or alias (see list-tasks)")
     fusion.add_argument("--adapters", nargs="+", help="directories of the saved adapters to fuse")
-    fusion.add_argument("--method", help="fusion method: attention, weighted, gating or sparse (default: attention)")
+    from adapter_fusion.fusion import FUSION_METHODS, FusionConfig
+
+    methods = "; ".join(f"{name}: {method.description}" for name, method in FUSION_METHODS.items())
+    fusion.add_argument("--method", help=f"fusion method (default: attention). {methods}")
     fusion.add_argument(
         "--strategy",
         choices=("sequential", "joint"),
@@ -426,8 +429,6 @@ def build_parser() -> argparse.ArgumentParser:
     fusion.add_argument("--metrics-file", help="also write the final metrics as JSON here")
     _output_flags(fusion)
     _load_flags(fusion)
-    from adapter_fusion.fusion import FusionConfig
-
     for cls, skip in (
         (FusionConfig, ("adapter_paths", "fusion_method", "freeze_adapters_during_fusion")),
         (TrainingConfig, ()),

@@ -67,8 +67,23 @@ def _parse_bool(value: str) -> bool:
 def add_config_arguments(
     parser: argparse.ArgumentParser, cls: type[JsonConfig], skip: tuple[str, ...] = (), prefix: str = ""
 ) -> None:
-    """One ``--PREFIX-field`` option per field of ``cls`` (``prefix`` keeps two configs' like-named fields apart)."""
-    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
+    """One ``--PREFIX-field`` option per field of ``cls`` (``prefix`` keeps two configs' like-named fields apart;
+    nested configs left out), then one group per class of options its constructor also takes (e.g. each
+    registered fusion method's settings), all collected under ``cls``."""
+    _add_group(parser, cls, cls.__name__, cls.config_type, skip + cls.nested_fields, prefix)
+    for title, option_class in cls.option_classes():
+        _add_group(parser, option_class, f"{cls.__name__}, {title}", cls.config_type, skip, prefix)
+
+
+def _add_group(
+    parser: argparse.ArgumentParser,
+    cls: type[JsonConfig],
+    title: str,
+    config_type: str,
+    skip: tuple[str, ...],
+    prefix: str,
+) -> None:
+    group = parser.add_argument_group(title, (cls.__doc__ or "").strip().splitlines()[0])
     docs = field_docs(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip:
@@ -77,7 +92,7 @@ def add_config_arguments(
         default = field.default if field.default is not dataclasses.MISSING else None
         group.add_argument(
             f"--{prefix}{field.name.replace('_', '-')}",
-            dest=f"{cls.config_type}.{field.name}",
+            dest=f"{config_type}.{field.name}",
             metavar=field.name.upper(),
             type=value_type,
             default=argparse.SUPPRESS,
@@ -125,7 +140,7 @@ def check_config_file(file_data: dict[str, Any], classes: tuple[type[JsonConfig]
     """Refuse a key of the config file that no config of the subcommand has (``extra``: the subcommand's own keys
     such as ``task``), and a section that is not one of its configs, with a did-you-mean."""
     sections = {cls.config_type for cls in classes}
-    flat = {f.name for cls in classes for f in dataclasses.fields(cls)} | set(extra)
+    flat = {name for cls in classes for name in _option_names(cls)} | set(extra)
     for key, value in file_data.items():
         if key in sections:
             if not isinstance(value, dict):
@@ -139,12 +154,18 @@ def check_config_file(file_data: dict[str, Any], classes: tuple[type[JsonConfig]
             )
 
 
+def _option_names(cls: type[JsonConfig]) -> set[str]:
+    """What a config file or flag may set for ``cls``: its fields (not nested configs) and its options."""
+    classes = [cls] + [option_class for _, option_class in cls.option_classes()]
+    return {f.name for c in classes for f in dataclasses.fields(c) if f.name not in cls.nested_fields}
+
+
 def build_config(cls: type[JsonConfig], file_data: dict[str, Any], args: argparse.Namespace, **forced: Any) -> Any:
     """File values (flat or in a section named ``cls.config_type``), then ``--flag`` overrides, then ``forced``.
 
     A value the user gave (in the file or as a flag) for a field the resulting config does not read (e.g.
     ``--num-attention-heads`` with ``--method weighted``) is an error."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _option_names(cls)
     values: dict[str, Any] = {k: v for k, v in file_data.items() if k in names}
     given = {k: f"{k} (config file)" for k in values}
     section = file_data.get(cls.config_type)
@@ -158,6 +179,9 @@ def build_config(cls: type[JsonConfig], file_data: dict[str, Any], args: argpars
             values[key[len(prefix) :]] = tuple(value) if isinstance(value, list) else value
             given[key[len(prefix) :]] = f"--{key[len(prefix):].replace('_', '-')}"
     values.update({k: v for k, v in forced.items() if v is not None})
+    for field, why in cls.inapplicable_options(values).items():
+        if field in given and field not in forced:
+            raise ValueError(f"{given[field]}={values[field]!r} does not apply: {why}")
     config = cls(**values)
     for field, why in config.inapplicable_fields().items():
         if field in given and field not in forced:

@@ -79,15 +79,17 @@ def check_probability(field: str, value: Any) -> None:
 
 
 class _ConfigMeta(type):
-    """Refuses unknown keyword arguments with a did-you-mean before the dataclass ``__init__`` sees them."""
+    """Refuses unknown keyword arguments with a did-you-mean before the dataclass ``__init__`` sees them, after
+    the class has gathered the keywords it hands on (``route_keywords``, e.g. a fusion method's options)."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        kwargs = cls.route_keywords(kwargs)  # type: ignore[attr-defined]
         parameters = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             aliases = getattr(cls, "field_aliases", {})
             unknown = [key for key in kwargs if (key not in parameters or key == "self") and key not in aliases]
             if unknown:
-                allowed = [name for name in parameters if name != "self"] + list(aliases)
+                allowed = cls.keyword_names()  # type: ignore[attr-defined]
                 raise TypeError(
                     f"{cls.__name__} got an unknown keyword argument {unknown[0]!r}"
                     f"{did_you_mean(unknown[0], allowed)} (allowed: {', '.join(allowed)})"
@@ -139,6 +141,31 @@ class JsonConfig(metaclass=_ConfigMeta):
     config_type: ClassVar[str] = "config"
     field_aliases: ClassVar[dict[str, str]] = {}
     """Other accepted name -> field (see ``field_aliases``)."""
+    nested_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields holding another config (filled from keywords by ``route_keywords``, not set from the CLI)."""
+
+    @classmethod
+    def option_classes(cls) -> list[tuple[str, type[JsonConfig]]]:
+        """(title, config class) of the configs whose fields the constructor also accepts as keywords."""
+        return []
+
+    @classmethod
+    def keyword_names(cls) -> list[str]:
+        """Every keyword the constructor accepts: fields, their aliases, and the fields of ``option_classes``."""
+        names = [f.name for f in dataclasses.fields(cls)] + list(cls.field_aliases)  # type: ignore[arg-type]
+        for _, option_class in cls.option_classes():
+            names += [name for name in option_class.keyword_names() if name not in names]
+        return names
+
+    @classmethod
+    def route_keywords(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Constructor keywords as the dataclass takes them (subclasses gather options into nested configs)."""
+        return kwargs
+
+    @classmethod
+    def inapplicable_options(cls, values: dict[str, Any]) -> dict[str, str]:
+        """Keywords among ``values`` that the config they would build does not read (keyword -> why)."""
+        return {}
 
     @classmethod
     def rename_aliases(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +220,8 @@ class JsonConfig(metaclass=_ConfigMeta):
         written_by_library = data.pop("library_version", None) is not None
         data = cls.rename_aliases(data)
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
+        options = set(cls.keyword_names()) - set(fields) - set(cls.field_aliases)
+        unknown = sorted(set(data) - set(fields) - options)
         if unknown and not written_by_library:
             check_known_keys(cls.__name__, data, fields)
         if unknown:
@@ -209,6 +237,9 @@ class JsonConfig(metaclass=_ConfigMeta):
             raise KeyError(f"{cls.__name__}: missing required keys {missing}")
         kwargs = {}
         for name, value in data.items():
+            if name in options:
+                kwargs[name] = value
+                continue
             if name not in fields:
                 continue
             if isinstance(value, list) and "tuple" in str(fields[name].type):

@@ -29,6 +29,7 @@ memoised in eval mode.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,15 +37,46 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from adapter_fusion.config import check_choice, check_positive, check_probability, field_aliases
 from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products, one_of
 from adapter_fusion.fusion.packing import AdapterPack
-from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
+from adapter_fusion.fusion.registry import (
+    FUSION_METHODS,
+    FusionMethod,
+    FusionPoint,
+    MethodConfig,
+    reference_contributions,
+)
 
 if TYPE_CHECKING:
     from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 VALUE_INITIALIZATIONS = ("identity", "random")
+
+
+@field_aliases(fusion_dropout="attention_dropout")
+@dataclasses.dataclass(frozen=True)
+class AttentionFusionConfig(MethodConfig):
+    """Attention fusion settings. ``fusion_dropout`` is accepted as another name of ``attention_dropout``."""
+
+    config_type = "fusion.attention"
+
+    num_attention_heads: int = 1
+    """Attention fusion: number of heads, each with its own softmax over adapters (1 in the paper). Must divide
+    the hidden size."""
+    attention_dropout: float = 0.1
+    """Attention fusion: dropout on the attention probabilities during training."""
+    value_initialization: str = "identity"
+    """Attention fusion: 'identity' (the value matrix starts as the identity) or 'random' (N(0, 0.02))."""
+    value_regularization: float = 0.01
+    """Attention fusion: weight of ||I - V||_F^2 summed over layers, added to the training loss (0 disables)."""
+
+    def __post_init__(self) -> None:
+        check_positive("num_attention_heads", self.num_attention_heads, integer=True)
+        check_probability("attention_dropout", self.attention_dropout)
+        check_choice("value_initialization", self.value_initialization, VALUE_INITIALIZATIONS)
+        check_positive("value_regularization", self.value_regularization, allow_zero=True)
 
 
 class AttentionFusion(FusionLayer):
@@ -187,13 +219,14 @@ def reference_attention(
 
 
 def build_attention(config: FusionConfig, point: FusionPoint, shared: dict[str, Any]) -> AttentionFusion:
+    settings = config.settings_of(AttentionFusionConfig)
     return AttentionFusion(
         point.hidden_size,
         point.num_adapters,
-        num_heads=config.num_attention_heads,
-        attention_dropout=config.attention_dropout,
-        value_initialization=config.value_initialization,
-        value_regularization=config.value_regularization,
+        num_heads=settings.num_attention_heads,
+        attention_dropout=settings.attention_dropout,
+        value_initialization=settings.value_initialization,
+        value_regularization=settings.value_regularization,
         temperature=config.temperature,
     )
 
@@ -204,8 +237,8 @@ FUSION_METHODS.register(
         layer_class=AttentionFusion,
         build=build_attention,
         reference=reference_attention,
+        config_class=AttentionFusionConfig,
         single_adapter_identity={"value_initialization": "identity"},
-        config_fields=("num_attention_heads", "attention_dropout", "value_initialization", "value_regularization"),
         description="AdapterFusion: attention over the adapters' outputs, query from the sub-layer output",
     ),
 )

@@ -25,7 +25,7 @@ from torch import nn
 from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
 from adapter_fusion.fusion.base import FusionLayer
 from adapter_fusion.fusion.config import FusionConfig
-from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint
+from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint, MethodConfig
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.points import point_key
 from adapter_fusion.models.saving import load_adapter
@@ -249,10 +249,7 @@ def build_fusion(config: FusionConfig, manager: AdapterManager, adapter_names: S
                 )
     point_inputs(manager, names)  # mixed residual flags -> ValueError
     sequential_input_mode(manager, names)  # mixed LayerNorm-before settings -> ValueError
-    if config.fixed_weights is not None and len(config.fixed_weights) != len(names):
-        raise ValueError(
-            f"fixed_weights has {len(config.fixed_weights)} weights for {len(names)} adapters {list(names)}"
-        )
+    config.settings_of(MethodConfig).check_adapter_count(len(names))  # e.g. one fixed weight per adapter
     if config.fusion_layers is None:
         layer_indices: Sequence[int] = range(manager.num_layers)
     else:

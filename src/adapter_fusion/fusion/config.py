@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
-from adapter_fusion.config import JsonConfig, check_choice, check_positive, field_aliases
-from adapter_fusion.fusion.attention import VALUE_INITIALIZATIONS
-from adapter_fusion.fusion.gating import GATE_ACTIVATIONS
-from adapter_fusion.fusion.registry import FUSION_METHODS
-from adapter_fusion.fusion.sparse import ROUTINGS
-from adapter_fusion.fusion.weighted import WEIGHT_INITIALIZATIONS
+from adapter_fusion.config import JsonConfig, check_choice, check_positive
+from adapter_fusion.fusion.registry import FUSION_METHODS, MethodConfig
 
-WEIGHT_SHARINGS = ("per_layer", "shared")
+M = TypeVar("M", bound=MethodConfig)
+DEFAULT_METHOD = "attention"
 
 
-@field_aliases(fusion_dropout="attention_dropout")
 @dataclasses.dataclass(frozen=True)
 class FusionConfig(JsonConfig):
     """A fusion of trained adapters: which adapters, which method, in which layers, and the method's settings.
 
-    ``fusion_dropout`` is accepted as another name of ``attention_dropout`` (the dropout on the weights over
-    adapters)."""
+    Each method owns its settings (a dataclass registered with it, see ``fusion.registry``): they are given as
+    keywords, ``FusionConfig(fusion_method="attention", num_attention_heads=8, fusion_dropout=0.1)``, kept in
+    ``settings`` and readable as attributes (``config.num_attention_heads``); another method's setting is refused.
+    """
 
     config_type: ClassVar[str] = "fusion"
+    nested_fields: ClassVar[tuple[str, ...]] = ("settings",)
 
     adapter_paths: tuple[str, ...] = ()
     """Directories of saved adapters to load and fuse (named by adapter_names when given, else by their saved
@@ -31,55 +31,116 @@ class FusionConfig(JsonConfig):
     adapter_names: tuple[str, ...] = ()
     """Names of the adapters to fuse, in order (adapters already in the model, or the names to load
     adapter_paths under)."""
-    fusion_method: str = "attention"
-    """How adapters are combined: 'attention' (AdapterFusion), 'weighted' (a weight per adapter), 'gating'
-    (per-token gates) or 'sparse' (top-k routing: only k adapters are computed per token or example)."""
+    fusion_method: str = DEFAULT_METHOD
+    """How adapters are combined: the name of a registered fusion method (``FUSION_METHODS``; the CLI's --help
+    lists them with their settings)."""
     name: str = "fusion"
     """Name of the fusion (used in file names and logs)."""
     fusion_layers: tuple[int, ...] | None = None
     """Indices of the transformer layers that fuse; all layers when unset. In other layers the fused adapters
     are not applied (an empty tuple gives the base model)."""
-    num_attention_heads: int = 1
-    """Attention fusion: number of heads, each with its own softmax over adapters (1 in the paper). Must divide
-    the hidden size."""
-    attention_dropout: float = 0.1
-    """Attention fusion: dropout on the attention probabilities during training."""
-    value_initialization: str = "identity"
-    """Attention fusion: 'identity' (the value matrix starts as the identity) or 'random' (N(0, 0.02))."""
-    value_regularization: float = 0.01
-    """Attention fusion: weight of ||I - V||_F^2 summed over layers, added to the training loss (0 disables)."""
     temperature: float = 1.0
     """Initial softmax temperature of the fusion weights."""
     temperature_min: float = 1.0
     """Lowest temperature the schedule goes down to."""
     temperature_decay: float = 0.0
     """Amount the trainer lowers the temperature by per optimizer step, down to temperature_min (0: constant)."""
-    learnable_weights: bool = True
-    """Weighted fusion: learn the weights; otherwise use fixed_weights."""
-    weight_sharing: str = "per_layer"
-    """Weighted fusion: 'per_layer' (weights per fused point) or 'shared' (one set for every layer)."""
-    weight_initialization: str = "uniform"
-    """Weighted fusion: 'uniform' (equal weights at start) or 'normal' (logits drawn from N(0, 0.02))."""
-    fixed_weights: tuple[float, ...] | None = None
-    """Weighted fusion with learnable_weights off: one non-negative weight per adapter (normalised to sum 1);
-    uniform when unset."""
-    gate_activation: str = "sigmoid"
-    """Gating fusion: 'sigmoid' (independent gates in (0, 1)) or 'softmax' (gates sum to 1)."""
-    gate_bias: bool = True
-    """Gating fusion: learn a bias of the gates."""
     freeze_adapters_during_fusion: bool = True
     """Keep the fused adapters' weights fixed while the fusion trains."""
-    top_k: int = 2
-    """Sparse fusion: how many adapters each token (or example) uses, at most the number of fused adapters; only
-    those are computed."""
-    routing: str = "token"
-    """Sparse fusion: 'token' (each token picks its adapters) or 'example' (each sequence picks them at its first
-    position, the [CLS] token of encoders; faster, but not for causal LMs generating with a KV cache)."""
-    load_balancing: float = 0.01
-    """Sparse fusion: weight of the Switch load-balancing loss added to the training loss (0 disables)."""
+    settings: MethodConfig | None = None
+    """The method's own settings (its registered ``config_class``); built from the method's keywords when unset."""
+
+    @classmethod
+    def option_classes(cls) -> list[tuple[str, type[JsonConfig]]]:
+        return [(f"fusion_method={name!r}", method.config_class) for name, method in FUSION_METHODS.items()]
+
+    @classmethod
+    def route_keywords(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Gather the method's keywords into ``settings``; refuse another method's, naming the method."""
+        kwargs = dict(kwargs)
+        every = {name for _, option_class in cls.option_classes() for name in option_class.keyword_names()}
+        options = {key: kwargs.pop(key) for key in list(kwargs) if key in every}
+        method = kwargs.get("fusion_method", DEFAULT_METHOD)
+        if not isinstance(method, str) or method not in FUSION_METHODS.names():
+            return kwargs  # __post_init__ refuses the method, listing the registered ones
+        refused = cls.inapplicable_options({**options, "fusion_method": method})
+        if refused:
+            key = next(iter(refused))
+            raise ValueError(f"{key}={options[key]!r} does not apply: {refused[key]}")
+        config_class = FUSION_METHODS.get(method).config_class
+        settings = kwargs.get("settings")
+        if isinstance(settings, Mapping):
+            settings, options = None, {**settings, **options}
+        if settings is None or (type(settings) is not config_class and settings == type(settings)()):
+            settings = config_class(**options)  # unset, or the defaults of the method a replace() switched from
+        elif type(settings) is not config_class:
+            raise ValueError(
+                f"settings={settings!r} belong to another method than fusion_method={method!r} "
+                f"({config_class.__name__}); give that method's settings or none"
+            )
+        elif options:
+            settings = dataclasses.replace(settings, **config_class.rename_aliases(options))
+        kwargs["settings"] = settings
+        return kwargs
+
+    @classmethod
+    def inapplicable_options(cls, values: dict[str, Any]) -> dict[str, str]:
+        method = values.get("fusion_method") or DEFAULT_METHOD
+        if not isinstance(method, str) or method not in FUSION_METHODS.names():
+            return {}
+        own = FUSION_METHODS.get(method).config_class.keyword_names()
+        owners = {
+            key: name for name, other in FUSION_METHODS.items() for key in other.config_class.keyword_names()
+        }
+        return {
+            key: f"only fusion_method={owners[key]!r} reads it; got fusion_method={method!r}"
+            for key in values
+            if key in owners and key not in own
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FusionConfig:
+        """Also reads configs saved before each method had its own settings: those hold every method's settings
+        (at their defaults for the methods not chosen), and only the chosen method's are kept."""
+        method = data.get("fusion_method", DEFAULT_METHOD) if isinstance(data, dict) else None
+        if isinstance(data, dict) and data.get("library_version") is not None and method in FUSION_METHODS.names():
+            own = set(FUSION_METHODS.get(method).config_class.keyword_names())
+            others = set(cls.keyword_names()) - {f.name for f in dataclasses.fields(cls)} - own
+            data = {key: value for key, value in data.items() if key not in others}
+        return super().from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as before methods owned their settings: the common fields and the chosen method's settings."""
+        data = super().to_dict()
+        data.pop("settings")
+        assert self.settings is not None
+        settings = self.settings.to_dict()
+        data.update({key: value for key, value in settings.items() if key not in ("config_type", "library_version")})
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        settings = self.__dict__.get("settings")
+        if settings is not None and not name.startswith("_") and name in type(settings).keyword_names():
+            return getattr(settings, name)
+        for method, registered in FUSION_METHODS.items():
+            if not name.startswith("_") and name in registered.config_class.keyword_names():
+                raise AttributeError(
+                    f"{name} is a setting of fusion_method={method!r}; this config has "
+                    f"fusion_method={self.__dict__.get('fusion_method')!r}"
+                )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def settings_of(self, config_class: type[M]) -> M:
+        """``settings``, checked to be a ``config_class`` (for a method's builder)."""
+        if not isinstance(self.settings, config_class):
+            raise TypeError(
+                f"{config_class.__name__} needed; this config has fusion_method={self.fusion_method!r} "
+                f"({type(self.settings).__name__})"
+            )
+        return self.settings
 
     def __post_init__(self) -> None:
-        for field in ("adapter_paths", "adapter_names", "fusion_layers", "fixed_weights"):
+        for field in ("adapter_paths", "adapter_names", "fusion_layers"):
             value = getattr(self, field)
             if isinstance(value, list):
                 object.__setattr__(self, field, tuple(value))
@@ -103,15 +164,6 @@ class FusionConfig(JsonConfig):
                 raise ValueError(f"fusion_layers must be a sequence of layer indices >= 0, or None; got {layers!r}")
             if len(set(layers)) != len(layers):
                 raise ValueError(f"fusion_layers must be distinct; got {list(layers)}")
-        check_positive("num_attention_heads", self.num_attention_heads, integer=True)
-        if (
-            isinstance(self.attention_dropout, bool)
-            or not isinstance(self.attention_dropout, (int, float))
-            or not (0.0 <= self.attention_dropout < 1.0)
-        ):
-            raise ValueError(f"attention_dropout must be a number in [0, 1); got {self.attention_dropout!r}")
-        check_choice("value_initialization", self.value_initialization, VALUE_INITIALIZATIONS)
-        check_positive("value_regularization", self.value_regularization, allow_zero=True)
         check_positive("temperature", self.temperature)
         check_positive("temperature_min", self.temperature_min)
         check_positive("temperature_decay", self.temperature_decay, allow_zero=True)
@@ -120,40 +172,18 @@ class FusionConfig(JsonConfig):
                 f"temperature_min must be <= temperature; got temperature_min={self.temperature_min!r} "
                 f"and temperature={self.temperature!r}"
             )
-        for field in ("learnable_weights", "gate_bias", "freeze_adapters_during_fusion"):
-            if not isinstance(getattr(self, field), bool):
-                raise TypeError(f"{field} must be a bool; got {getattr(self, field)!r}")
-        check_choice("weight_sharing", self.weight_sharing, WEIGHT_SHARINGS)
-        check_choice("weight_initialization", self.weight_initialization, WEIGHT_INITIALIZATIONS)
-        if self.fixed_weights is not None:
-            weights = self.fixed_weights
-            if self.learnable_weights:
-                raise ValueError(
-                    f"fixed_weights={list(weights)!r} is only used with learnable_weights=False; "
-                    "set learnable_weights=False or drop fixed_weights"
-                )
-            if (
-                not isinstance(weights, tuple)
-                or not weights
-                or not all(_is_number(w) and w >= 0 for w in weights)
-                or not sum(weights) > 0
-            ):
-                raise ValueError(f"fixed_weights must be non-negative numbers with a positive sum; got {weights!r}")
-            count = len(self.adapter_names) or len(self.adapter_paths)
-            if count and len(weights) != count:
-                raise ValueError(
-                    f"fixed_weights has {len(weights)} weights for {count} adapters; give one per adapter"
-                )
-        check_choice("gate_activation", self.gate_activation, GATE_ACTIVATIONS)
-        check_positive("top_k", self.top_k, integer=True)
+        freeze = self.freeze_adapters_during_fusion
+        if not isinstance(freeze, bool):
+            raise TypeError(f"freeze_adapters_during_fusion must be a bool; got {freeze!r}")
+        config_class = FUSION_METHODS.get(self.fusion_method).config_class
+        if not isinstance(self.settings, config_class):
+            raise TypeError(f"settings must be a {config_class.__name__}; got {self.settings!r}")
         count = len(self.adapter_names) or len(self.adapter_paths)
-        if self.fusion_method == "sparse" and count and self.top_k > count:
-            raise ValueError(f"top_k={self.top_k} exceeds the {count} fused adapters; use top_k <= {count}")
-        check_choice("routing", self.routing, ROUTINGS)
-        check_positive("load_balancing", self.load_balancing, allow_zero=True)
+        if count:
+            self.settings.check_adapter_count(count)
 
     def inapplicable_fields(self) -> dict[str, str]:
-        """Fields that only another fusion method reads (from each method's ``config_fields``), with why."""
+        """Settings that only another fusion method reads (each method's ``config_fields``), with why."""
         chosen = FUSION_METHODS.get(self.fusion_method).config_fields
         return {
             field: f"only fusion_method={name!r} reads it; got fusion_method={self.fusion_method!r}"
@@ -169,7 +199,3 @@ class FusionConfig(JsonConfig):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -11,6 +11,7 @@ Fast path: the N gate rows join the down-projections in the one matmul of ``h``;
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,15 +19,39 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from adapter_fusion.config import check_choice
 from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products, one_of
 from adapter_fusion.fusion.packing import AdapterPack
-from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
+from adapter_fusion.fusion.registry import (
+    FUSION_METHODS,
+    FusionMethod,
+    FusionPoint,
+    MethodConfig,
+    reference_contributions,
+)
 
 if TYPE_CHECKING:
     from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 GATE_ACTIVATIONS = ("sigmoid", "softmax")
+
+
+@dataclasses.dataclass(frozen=True)
+class GatingFusionConfig(MethodConfig):
+    """Gating fusion settings."""
+
+    config_type = "fusion.gating"
+
+    gate_activation: str = "sigmoid"
+    """Gating fusion: 'sigmoid' (independent gates in (0, 1)) or 'softmax' (gates sum to 1)."""
+    gate_bias: bool = True
+    """Gating fusion: learn a bias of the gates."""
+
+    def __post_init__(self) -> None:
+        check_choice("gate_activation", self.gate_activation, GATE_ACTIVATIONS)
+        if not isinstance(self.gate_bias, bool):
+            raise TypeError(f"gate_bias must be a bool; got {self.gate_bias!r}")
 
 
 class GatingFusion(FusionLayer):
@@ -107,11 +132,12 @@ def reference_gating(
 
 
 def build_gating(config: FusionConfig, point: FusionPoint, shared: dict[str, Any]) -> GatingFusion:
+    settings = config.settings_of(GatingFusionConfig)
     return GatingFusion(
         point.hidden_size,
         point.num_adapters,
-        activation=config.gate_activation,
-        bias=config.gate_bias,
+        activation=settings.gate_activation,
+        bias=settings.gate_bias,
         temperature=config.temperature,
     )
 
@@ -123,7 +149,7 @@ FUSION_METHODS.register(
         build=build_gating,
         reference=reference_gating,
         single_adapter_identity={"gate_activation": "softmax"},
-        config_fields=("gate_activation", "gate_bias"),
+        config_class=GatingFusionConfig,
         description="per-token sigmoid or softmax gates over the adapters, from the sub-layer output",
     ),
 )

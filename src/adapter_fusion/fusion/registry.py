@@ -1,18 +1,21 @@
 """The registry of fusion methods: each method's module registers one ``FusionMethod`` under its name.
 
-Adding a method = one module (a ``FusionLayer`` subclass, a builder, a plain reference implementation) that
-calls ``FUSION_METHODS.register`` and is imported in ``fusion/__init__.py``, plus its test row.
+Adding a method = one module (a ``FusionLayer`` subclass, a ``MethodConfig`` dataclass of its settings, a
+builder, a plain reference implementation) that calls ``FUSION_METHODS.register`` and is imported in
+``fusion/__init__.py``, plus its test row. ``FusionConfig`` takes the method's settings as keywords and the CLI
+offers them as flags, both from the registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from adapter_fusion.adapters import LoraAdapter
+from adapter_fusion.config import JsonConfig
 from adapter_fusion.registry import Registry
 
 if TYPE_CHECKING:
@@ -39,6 +42,17 @@ class FusionPoint:
         return len(self.adapter_indices)
 
 
+@dataclasses.dataclass(frozen=True)
+class MethodConfig(JsonConfig):
+    """Base of a fusion method's own settings: one frozen dataclass per method, registered with it; each field
+    has a docstring (the CLI help) and ``__post_init__`` validates it."""
+
+    config_type: ClassVar[str] = "fusion_method"
+
+    def check_adapter_count(self, count: int) -> None:
+        """Refuse settings that cannot work with ``count`` fused adapters (e.g. more fixed weights)."""
+
+
 # (config, point, state shared by the layers of one fusion) -> the point's fusion layer
 Builder = Callable[["FusionConfig", FusionPoint, dict[str, Any]], "FusionLayer"]
 # (layer, hidden, adapters, ffn_input, reads_ffn_input=..., residual=..., module_input=...) -> FusionOutput
@@ -55,14 +69,19 @@ class FusionMethod:
     """Maps a ``FusionConfig`` to the module for one point (configs never reach into modules)."""
     reference: Reference
     """A plain loop over adapters computing the same maths (AdapterHub style), for tests and benchmarks."""
+    config_class: type[MethodConfig] = MethodConfig
+    """The method's settings; ``FusionConfig(fusion_method=name, **settings)`` builds one (``.settings``)."""
     single_adapter_identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Config overrides under which fusing one adapter, at initialisation, equals that adapter alone."""
-    config_fields: tuple[str, ...] = ()
-    """``FusionConfig`` fields that only this method reads: setting one with another method is an error."""
     dense: bool = True
     """Every adapter runs on every token, as in the reference (so in training their dropout masks are drawn
     like the reference's); False for methods that run only some adapters (sparse top-k)."""
     description: str = ""
+
+    @property
+    def config_fields(self) -> tuple[str, ...]:
+        """The settings only this method reads (its config's fields): another method refuses them."""
+        return tuple(f.name for f in dataclasses.fields(self.config_class))
 
 
 FUSION_METHODS: Registry[FusionMethod] = Registry("fusion method")

@@ -29,6 +29,7 @@ right-padded encoder batches is the first real token; it is the fast choice for 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,15 +38,47 @@ from torch import nn
 from torch.nn import functional as F
 
 from adapter_fusion.adapters import BottleneckAdapter
+from adapter_fusion.config import check_choice, check_positive
 from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products
 from adapter_fusion.fusion.packing import AdapterPack
-from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
+from adapter_fusion.fusion.registry import (
+    FUSION_METHODS,
+    FusionMethod,
+    FusionPoint,
+    MethodConfig,
+    reference_contributions,
+)
 
 if TYPE_CHECKING:
     from adapter_fusion.adapters import LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 ROUTINGS = ("token", "example")
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseFusionConfig(MethodConfig):
+    """Sparse (top-k) fusion settings."""
+
+    config_type = "fusion.sparse"
+
+    top_k: int = 2
+    """Sparse fusion: how many adapters each token (or example) uses, at most the number of fused adapters; only
+    those are computed."""
+    routing: str = "token"
+    """Sparse fusion: 'token' (each token picks its adapters) or 'example' (each sequence picks them at its first
+    position, the [CLS] token of encoders; faster, but not for causal LMs generating with a KV cache)."""
+    load_balancing: float = 0.01
+    """Sparse fusion: weight of the Switch load-balancing loss added to the training loss (0 disables)."""
+
+    def __post_init__(self) -> None:
+        check_positive("top_k", self.top_k, integer=True)
+        check_choice("routing", self.routing, ROUTINGS)
+        check_positive("load_balancing", self.load_balancing, allow_zero=True)
+
+    def check_adapter_count(self, count: int) -> None:
+        if self.top_k > count:
+            raise ValueError(f"top_k={self.top_k} exceeds the {count} fused adapters; use top_k <= {count}")
 
 
 class SparseFusion(FusionLayer):
@@ -258,16 +291,14 @@ def reference_sparse(
 
 
 def build_sparse(config: FusionConfig, point: FusionPoint, shared: dict[str, Any]) -> SparseFusion:
-    if config.top_k > point.num_fused:
-        raise ValueError(
-            f"top_k={config.top_k} exceeds the {point.num_fused} fused adapters; use top_k <= {point.num_fused}"
-        )
+    settings = config.settings_of(SparseFusionConfig)
+    settings.check_adapter_count(point.num_fused)
     return SparseFusion(
         point.hidden_size,
         point.num_adapters,
-        top_k=min(config.top_k, point.num_adapters),  # a point holding fewer adapters than k uses them all
-        routing=config.routing,
-        load_balancing=config.load_balancing,
+        top_k=min(settings.top_k, point.num_adapters),  # a point holding fewer adapters than k uses them all
+        routing=settings.routing,
+        load_balancing=settings.load_balancing,
         temperature=config.temperature,
     )
 
@@ -278,9 +309,9 @@ FUSION_METHODS.register(
         layer_class=SparseFusion,
         build=build_sparse,
         reference=reference_sparse,
+        config_class=SparseFusionConfig,
         single_adapter_identity={"top_k": 1},
         dense=False,
-        config_fields=("top_k", "routing", "load_balancing"),
         description="top-k routing: a gate picks k adapters per token (or example), only those are computed",
     ),
 )

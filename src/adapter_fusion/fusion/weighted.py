@@ -8,6 +8,7 @@ running the N adapters as one wide adapter (``2 R d`` per token).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,15 +16,67 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from adapter_fusion.config import check_choice
 from adapter_fusion.fusion.base import FusionLayer, FusionOutput, Products, one_of
 from adapter_fusion.fusion.packing import AdapterPack
-from adapter_fusion.fusion.registry import FUSION_METHODS, FusionMethod, FusionPoint, reference_contributions
+from adapter_fusion.fusion.registry import (
+    FUSION_METHODS,
+    FusionMethod,
+    FusionPoint,
+    MethodConfig,
+    reference_contributions,
+)
 
 if TYPE_CHECKING:
     from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
     from adapter_fusion.fusion.config import FusionConfig
 
 WEIGHT_INITIALIZATIONS = ("uniform", "normal")
+WEIGHT_SHARINGS = ("per_layer", "shared")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightedFusionConfig(MethodConfig):
+    """Weighted fusion settings."""
+
+    config_type = "fusion.weighted"
+
+    learnable_weights: bool = True
+    """Weighted fusion: learn the weights; otherwise use fixed_weights."""
+    weight_sharing: str = "per_layer"
+    """Weighted fusion: 'per_layer' (weights per fused point) or 'shared' (one set for every layer)."""
+    weight_initialization: str = "uniform"
+    """Weighted fusion: 'uniform' (equal weights at start) or 'normal' (logits drawn from N(0, 0.02))."""
+    fixed_weights: tuple[float, ...] | None = None
+    """Weighted fusion with learnable_weights off: one non-negative weight per adapter (normalised to sum 1);
+    uniform when unset."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fixed_weights, list):
+            object.__setattr__(self, "fixed_weights", tuple(self.fixed_weights))
+        if not isinstance(self.learnable_weights, bool):
+            raise TypeError(f"learnable_weights must be a bool; got {self.learnable_weights!r}")
+        check_choice("weight_sharing", self.weight_sharing, WEIGHT_SHARINGS)
+        check_choice("weight_initialization", self.weight_initialization, WEIGHT_INITIALIZATIONS)
+        weights = self.fixed_weights
+        if weights is None:
+            return
+        if self.learnable_weights:
+            raise ValueError(
+                f"fixed_weights={list(weights)!r} is only used with learnable_weights=False; "
+                "set learnable_weights=False or drop fixed_weights"
+            )
+        numbers = isinstance(weights, tuple) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights
+        )
+        if not numbers or not weights or not sum(weights) > 0:
+            raise ValueError(f"fixed_weights must be non-negative numbers with a positive sum; got {weights!r}")
+
+    def check_adapter_count(self, count: int) -> None:
+        if self.fixed_weights is not None and len(self.fixed_weights) != count:
+            raise ValueError(
+                f"fixed_weights has {len(self.fixed_weights)} weights for {count} adapters; give one per adapter"
+            )
 
 
 class WeightedFusion(FusionLayer):
@@ -136,11 +189,12 @@ def reference_weighted(
 
 
 def build_weighted(config: FusionConfig, point: FusionPoint, shared: dict[str, Any]) -> WeightedFusion:
+    settings = config.settings_of(WeightedFusionConfig)
     fixed = None
-    if config.fixed_weights is not None:
-        fixed = [config.fixed_weights[i] for i in point.adapter_indices]
+    if settings.fixed_weights is not None:
+        fixed = [settings.fixed_weights[i] for i in point.adapter_indices]
     logits = None
-    if config.learnable_weights and config.weight_sharing == "shared":
+    if settings.learnable_weights and settings.weight_sharing == "shared":
         if point.num_adapters != point.num_fused:
             raise ValueError(
                 f"weight_sharing='shared' needs every fused adapter at every fused point, but point {point.key!r} "
@@ -148,14 +202,14 @@ def build_weighted(config: FusionConfig, point: FusionPoint, shared: dict[str, A
             )
         if "logits" not in shared:
             shared["logits"] = nn.Parameter(torch.empty(point.num_fused))
-            init_logits_(shared["logits"], config.weight_initialization)
+            init_logits_(shared["logits"], settings.weight_initialization)
         logits = shared["logits"]
     return WeightedFusion(
         point.hidden_size,
         point.num_adapters,
         logits=logits,
-        learnable=config.learnable_weights,
-        initialization=config.weight_initialization,
+        learnable=settings.learnable_weights,
+        initialization=settings.weight_initialization,
         fixed_weights=fixed,
         temperature=config.temperature,
     )
@@ -167,8 +221,8 @@ FUSION_METHODS.register(
         layer_class=WeightedFusion,
         build=build_weighted,
         reference=reference_weighted,
+        config_class=WeightedFusionConfig,
         single_adapter_identity={},
-        config_fields=("learnable_weights", "weight_sharing", "weight_initialization", "fixed_weights"),
         description="a softmax-normalised weight per adapter (per layer or shared), or fixed weights",
     ),
 )
