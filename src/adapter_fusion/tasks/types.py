@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import datasets
 import numpy as np
 import torch
+from transformers import EvalPrediction
 
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.registry import Registry
@@ -136,8 +137,6 @@ class TaskType:
         adapter_names: Any = None,
     ) -> dict[str, float]:
         """``spec``'s metrics of ``model`` on ``dataset`` (batched forward passes, no Trainer)."""
-        from transformers import EvalPrediction
-
         self.check_dataset(dataset)
         features = self.preprocess(spec, dataset, tokenizer, max_length)
         score = self.metrics_fn(spec, dataset, features, tokenizer)

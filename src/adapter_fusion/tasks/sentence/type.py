@@ -10,6 +10,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from transformers import DataCollatorWithPadding
 
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec, get_task
@@ -97,8 +98,6 @@ class SequenceClassificationType(TaskType):
         return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenize")
 
     def collator(self, spec: TaskSpec, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-        from transformers import DataCollatorWithPadding
-
         return DataCollatorWithPadding(tokenizer)
 
     def metrics_fn(

@@ -24,6 +24,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from transformers import DataCollatorForTokenClassification
 
 from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
 from adapter_fusion.tasks.tagging.features import casing_ids
@@ -117,8 +118,6 @@ class TokenClassificationCollator:
     padded with -100) and pads ``casing_ids`` with 0 on the tokenizer's padding side."""
 
     def __init__(self, tokenizer: Any) -> None:
-        from transformers import DataCollatorForTokenClassification
-
         self.inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
         self.padding_side = getattr(tokenizer, "padding_side", "right")
 
