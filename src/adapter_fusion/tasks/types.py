@@ -14,8 +14,8 @@ The life of an example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import datasets
 import numpy as np
@@ -28,6 +28,8 @@ from adapter_fusion.registry import Registry
 if TYPE_CHECKING:  # annotations only: base.py builds TaskSpec on top of this module
     from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
 
+BatchT = TypeVar("BatchT")
+ResultT = TypeVar("ResultT")
 MetricsFn = Callable[[Any], dict[str, float]]
 """``(transformers.EvalPrediction) -> {metric: value}``: scores the eval features of one dataset."""
 
@@ -123,7 +125,6 @@ class TaskType:
         metrics need more than logits (generation: see ``evaluate``)."""
         raise NotImplementedError
 
-    @torch.no_grad()
     def evaluate(
         self,
         model: Any,
@@ -136,26 +137,25 @@ class TaskType:
         head: str | None = None,
         adapter_names: Any = None,
     ) -> dict[str, float]:
-        """``spec``'s metrics of ``model`` on ``dataset`` (batched forward passes, no Trainer)."""
+        """``spec``'s metrics of ``model`` on ``dataset`` (batched forward passes in ``evaluation_loop``, no
+        Trainer)."""
         self.check_dataset(dataset)
         features = self.preprocess(spec, dataset, tokenizer, max_length)
         score = self.metrics_fn(spec, dataset, features, tokenizer)
         if score is None:
             raise NotImplementedError(f"task type {self.name!r} must override evaluate()")
-        collate = self.collator(spec, tokenizer)
         device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        logits, labels = [], []
-        try:
-            for _, batch, batch_labels in feature_batches(features, collate, batch_size, device):
-                output = model(**batch, head=head, adapter_names=adapter_names)
-                logits.append(output.logits.float().cpu().numpy())
-                if batch_labels is not None:
-                    labels.append(batch_labels.cpu().numpy())
-        finally:
-            model.train(was_training)
-        return score(EvalPrediction(predictions=pad_concat(logits, 0.0), label_ids=pad_concat(labels, -100)))
+
+        def logits(batch: tuple[int, dict[str, Any], torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray | None]:
+            _, inputs, labels = batch
+            output = model(**inputs, head=head, adapter_names=adapter_names)
+            return output.logits.float().cpu().numpy(), None if labels is None else labels.cpu().numpy()
+
+        batches = feature_batches(features, self.collator(spec, tokenizer), batch_size, device)
+        results = evaluation_loop(model, batches, logits)
+        predictions = pad_concat([scores for scores, _ in results], 0.0)
+        labels = pad_concat([gold for _, gold in results if gold is not None], -100)
+        return score(EvalPrediction(predictions=predictions, label_ids=labels))
 
     # ------------------------------------------------------------------ inference
     def is_single_input(self, inputs: Any) -> bool:
@@ -181,11 +181,24 @@ def feature_batches(
     features: Any, collate: Callable[[list[dict[str, Any]]], dict[str, Any]], batch_size: int, device: Any
 ) -> Iterator[tuple[int, dict[str, Any], torch.Tensor | None]]:
     """``(first row, model inputs on device, labels or None)`` per batch of ``features``: the batching shared by
-    ``TaskType.evaluate`` and the fusion-weight analysis (``evaluation.fusion_weights``)."""
+    ``TaskType.evaluate``, the multi-task dev loss and the fusion-weight analysis (``evaluation.fusion_weights``)."""
     for start in range(0, len(features), batch_size):
         batch = collate([features[i] for i in range(start, min(start + batch_size, len(features)))])
         labels = batch.pop("labels", None)
         yield start, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, labels
+
+
+def evaluation_loop(model: Any, batches: Iterable[BatchT], step: Callable[[BatchT], ResultT]) -> list[ResultT]:
+    """``[step(batch) for batch in batches]`` with ``model`` in eval mode and without gradients, its training mode
+    put back afterwards: the one evaluation loop of every task type (``TaskType.evaluate`` on logits,
+    ``GenerationType.generate``) and of the multi-task trainer's dev loss."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return [step(batch) for batch in batches]
+    finally:
+        model.train(was_training)
 
 
 def pad_concat(arrays: Sequence[np.ndarray], pad_value: float) -> np.ndarray:

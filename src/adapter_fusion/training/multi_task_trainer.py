@@ -44,7 +44,7 @@ from adapter_fusion.tasks.multitask_data import (
     check_temperature,
     resolve_tasks,
 )
-from adapter_fusion.tasks.types import feature_batches
+from adapter_fusion.tasks.types import evaluation_loop, feature_batches
 from adapter_fusion.training.base_trainer import BaseTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.distributed import RankBatches, is_main_process, rank_dataloader
@@ -316,21 +316,18 @@ class MultiTaskTrainer(BaseTrainer):
             scores["mean_loss"] = sum(losses) / len(losses)
         return scores
 
-    @torch.no_grad()
     def _dev_loss(self, task: str, features: Any) -> float:
         """Mean loss over ``features`` (batch losses weighted by batch size)."""
+        device, route = next(self.model.parameters()).device, self.routes()[task]
+
+        def loss(batch: tuple[int, dict[str, Any], torch.Tensor | None]) -> float:
+            _, inputs, labels = batch
+            assert labels is not None
+            return float(self.model(**inputs, labels=labels.to(device), **route).loss) * len(labels)
+
+        size = self.task_types[task].loss_eval_batch_size(self.training_config.eval_batch_size)
         collate = self.task_types[task].collator(self.specs[task], self.tokenizer)
-        device = next(self.model.parameters()).device
-        size, total = self.task_types[task].loss_eval_batch_size(self.training_config.eval_batch_size), 0.0
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for _, batch, labels in feature_batches(features, collate, size, device):
-                assert labels is not None
-                loss = self.model(**batch, labels=labels.to(device), **self.routes()[task]).loss
-                total += float(loss) * len(labels)
-        finally:
-            self.model.train(was_training)
+        total = sum(evaluation_loop(self.model, feature_batches(features, collate, size, device), loss))
         return total / len(features) if len(features) else math.nan
 
     def evaluate(self, datasets: Mapping[str, Any] | None = None, split: str = "validation") -> dict[str, float]:

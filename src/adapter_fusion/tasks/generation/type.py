@@ -20,7 +20,7 @@ import torch
 from adapter_fusion.config import check_positive
 from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec, get_task
 from adapter_fusion.tasks.generation.metrics import score_generations
-from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
+from adapter_fusion.tasks.types import MetricsFn, TaskType, evaluation_loop, register_task_type
 
 IGNORE_INDEX = -100
 GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "chrf")
@@ -199,7 +199,6 @@ class GenerationType(TaskType):
         return score_generations(spec, outputs, [list(r) for r in dataset["references"]])
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
     def generate(
         self,
         model: Any,
@@ -217,27 +216,22 @@ class GenerationType(TaskType):
         new_tokens = max_new_tokens or getattr(spec, "max_new_tokens", 64)
         check_positive("max_new_tokens", new_tokens, integer=True)
         pad = pad_token_id(tokenizer)
-        was_training = model.training
-        model.eval()
-        results: list[str] = []
-        try:
-            for start in range(0, len(sources), batch_size):
-                chunk = sources[start : start + batch_size]
-                texts = [_prompt(spec, s, tokenizer) for s in chunk]
-                encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-                width = max(len(ids) for ids in encoded)
-                input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
-                attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
-                generated = model.generate(
-                    input_ids=input_ids, attention_mask=attention_mask, adapter_names=adapter_names,
-                    max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad,
-                    eos_token_id=tokenizer.eos_token_id,
-                )  # fmt: skip
-                for row in generated[:, width:]:
-                    results.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-        finally:
-            model.train(was_training)
-        return results
+
+        def generate_batch(chunk: Sequence[str]) -> list[str]:
+            texts = [_prompt(spec, s, tokenizer) for s in chunk]
+            encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+            width = max(len(ids) for ids in encoded)
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+            attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+            generated = model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, adapter_names=adapter_names,
+                max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )  # fmt: skip
+            return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in generated[:, width:]]
+
+        chunks = [sources[start : start + batch_size] for start in range(0, len(sources), batch_size)]
+        return [text for texts in evaluation_loop(model, chunks, generate_batch) for text in texts]
 
     def predict(
         self,
