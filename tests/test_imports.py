@@ -23,6 +23,7 @@ OPTIONAL = "optional dependency (an extra in pyproject.toml): imported where it 
 METRIC = "a metric's library is imported when that metric is computed, not by every task family"
 ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
     ("adapter_fusion.cli", "*"): CLI_IS_LAZY,
+    ("adapter_fusion.cli_commands", "*"): CLI_IS_LAZY,
     ("adapter_fusion.cli_analysis", "*"): CLI_IS_LAZY,
     ("adapter_fusion.cli_args", "yaml"): "PyYAML is read only when a YAML config file is given",
     ("adapter_fusion.cli_checks", "*"): CLI_IS_LAZY,
