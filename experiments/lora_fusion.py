@@ -125,7 +125,8 @@ def table() -> str:
         scores = [by.get((system, seed)) for seed in seeds]
         done = [score for score in scores if score is not None]
         pairs = [by[(system, s)] - by[("lora", s)] for s in seeds if (system, s) in by and ("lora", s) in by]
-        gain = f"{100 * statistics.mean(pairs):+.1f} ({sum(p > 0 for p in pairs)}/{len(pairs)} better)"
+        better = sum(p > 0 for p in pairs)
+        gain = f"{100 * statistics.mean(pairs):+.1f} ({better}/{len(pairs)} better)" if pairs else ""
         lines.append(
             f"| {system} | " + " | ".join("not run" if s is None else f"{100 * s:.1f}" for s in scores)
             + f" | {100 * statistics.mean(done):.1f} | " + (gain if system != "lora" and pairs else "") + " |"
