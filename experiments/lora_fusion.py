@@ -39,6 +39,7 @@ from study import BUDGETS, LEARNING_RATES, SHOTS, test_split  # noqa: E402
 from adapter_fusion import AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
 from adapter_fusion.adapters import LoraConfig  # noqa: E402
 from adapter_fusion.io import atomic_write_text, write_json  # noqa: E402
+from adapter_fusion.tasks import load_task_split  # noqa: E402
 from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 
 LORA = LoraConfig(r=8, alpha=16.0, target_modules=("query", "value", "output.dense"))
@@ -105,8 +106,9 @@ def run_one(system: str, seed: int, sources: dict[str, Path], data_dir: str) -> 
     return result
 
 
-def table() -> str:
+def table(data_dir: str) -> str:
     rows = [json.loads(path.read_text()) for path in sorted(RESULTS.glob(f"{TARGET}__*.json"))]
+    tested = len(test_split(TARGET, "fewshot", data_dir))
     by = {(row["system"], row["seed"]): row["test"]["accuracy"] for row in rows}
     seeds = sorted({seed for _, seed in by})
     lines = [
@@ -116,7 +118,7 @@ def table() -> str:
         f"(bundled MiniLM; LoRA r={LORA.r}, alpha={LORA.alpha:g} on {', '.join(LORA.target_modules or ())}; the "
         "transfer study's few-shot protocol, budgets and learning rates; one thread of a shared 2-core machine).",
         "",
-        "Test accuracy x100 on CR's LM-BFF test set (2,000 reviews), per data seed:",
+        f"Test accuracy x100 on the study's CR test split ({tested} reviews), per data seed:",
         "",
         "| system | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | minus `lora`, paired |",
         "|---|" + "---|" * (len(seeds) + 2),
@@ -136,9 +138,11 @@ def table() -> str:
     for path in sorted(RESULTS.glob("source-*.json")):
         source = json.loads(path.read_text())
         dev = source["dev"]
+        examples = min(1000, len(load_task_split(source["task"], "validation", data_dir)))  # max_eval_examples
         lines.append(f"- LoRA {source['task']}: accuracy {dev.get('accuracy', float('nan')):.4f} on "
-                     f"{dev.get('examples', '?')} dev examples, {dev.get('global_step')} steps, "
-                     f"{dev.get('train_examples')} training examples, {dev.get('wall_seconds')} s")  # fmt: skip
+                     f"{examples} dev examples after {dev.get('global_step')} steps of 32 (at most "
+                     f"{dev.get('train_examples')} training examples and the time cap), {dev.get('wall_seconds')} s "
+                     "wall with evaluation")  # fmt: skip
     lines += [f"- bottleneck {name} (the shipped bank; its card gives the dev score)" for name in BANK]
     return "\n".join(lines) + "\n"
 
@@ -166,9 +170,9 @@ def main() -> int:
                 result = run_one(system, seed, sources, args.data_dir)
                 write_json(path, result)
                 print(f"{system} seed {seed}: test accuracy {result['test']['accuracy']:.4f}", flush=True)
-                atomic_write_text(RESULTS / "RESULTS.md", table())
-    atomic_write_text(RESULTS / "RESULTS.md", table())
-    print(table())
+                atomic_write_text(RESULTS / "RESULTS.md", table(args.data_dir))
+    atomic_write_text(RESULTS / "RESULTS.md", table(args.data_dir))
+    print(table(args.data_dir))
     return 0
 
 
