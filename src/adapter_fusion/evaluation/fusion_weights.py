@@ -10,7 +10,7 @@ few per-example views kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,11 @@ import torch
 from adapter_fusion.models.points import LOCATIONS
 from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.tasks.types import feature_batches
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
 
 
 @dataclass
@@ -83,8 +88,8 @@ def point_order(key: str) -> tuple[int, int, str]:
 
 @torch.no_grad()
 def collect_fusion_weights(
-    model: Any,
-    tokenizer: Any,
+    model: AdapterModel,
+    tokenizer: PreTrainedTokenizerBase,
     spec: TaskSpec,
     dataset: Any,
     head: str | None = None,
@@ -201,7 +206,7 @@ def _samples(
     mask: torch.Tensor,
     classes: torch.Tensor | None,
     example_labels: bool,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     spec: TaskSpec,
     start: int,
     limit: int,

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from adapter_fusion.models.loading import resolve_model_name
 from adapter_fusion.models.saving import base_model_arguments
 from adapter_fusion.tasks import get_task, get_task_type, task_type_for_head
 from adapter_fusion.tasks.routing import ROUTER, input_text
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _base_model_for(recorded: str | None, override: str | None) -> str:
@@ -41,7 +44,11 @@ class FusionPipeline:
     """
 
     def __init__(
-        self, model: AdapterModel, tokenizer: Any, max_length: int = 128, adapters: dict[str, str] | None = None
+        self,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 128,
+        adapters: dict[str, str] | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -119,9 +126,7 @@ class FusionPipeline:
     @property
     def tasks(self) -> dict[str, str]:
         """Map of task name -> head name for every task head (the router is not a task)."""
-        return {
-            (self.model.head_config(name).task or name): name for name in self.model.heads if name != self.router
-        }
+        return {(self.model.head_config(name).task or name): name for name in self.model.heads if name != self.router}
 
     def _head_for(self, task: str | None) -> str:
         if task is None:
@@ -216,6 +221,7 @@ class FusionPipeline:
             for index, result in zip(indices, chosen):  # type: ignore[arg-type]
                 results[index] = {**result, "task": task, "task_score": routes[index]["score"]}
         return results[0] if single else results
+
 
 def _check_finite(value: Any, head: str) -> None:
     """Refuse NaN or infinite scores: an adapter or head with broken weights is an error, not an answer."""

@@ -22,7 +22,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -30,6 +30,11 @@ from torch import nn
 from adapter_fusion._version import __version__
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models.saving import recorded_model_name
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
 
 SAMPLE_TEXTS = (
     "An example sentence to trace the model with.",
@@ -69,7 +74,6 @@ def export_onnx(
     except ImportError as error:
         needs = "ONNX export needs onnx and onnxruntime: pip install 'adapter-fusion[onnx]'"
         raise ImportError(f"{needs} ({error})") from error
-
 
     output = Path(output)
     if output.suffix != ".onnx":
@@ -112,7 +116,7 @@ def _trace(wrapper: HeadLogits, sample: dict[str, torch.Tensor], opset: int, dyn
         return onnx.load_from_string(buffer.getvalue())
 
 
-def _choose_head(model: Any, head: str | None) -> str:
+def _choose_head(model: AdapterModel, head: str | None) -> str:
     if not model.heads:
         raise ValueError("the directory holds no head; ONNX export writes a head's logits (save one with the adapter)")
     if head is None:
@@ -135,7 +139,7 @@ def _choose_head(model: Any, head: str | None) -> str:
     return head
 
 
-def _samples(tokenizer: Any, model: Any) -> list[dict[str, torch.Tensor]]:
+def _samples(tokenizer: PreTrainedTokenizerBase, model: AdapterModel) -> list[dict[str, torch.Tensor]]:
     """Two tokenized batches of different shapes (the first traces; both check the exported file)."""
     accepted = set(model._body_accepts)
     batches = []
@@ -146,7 +150,7 @@ def _samples(tokenizer: Any, model: Any) -> list[dict[str, torch.Tensor]]:
     return batches
 
 
-def _metadata(model: Any, head: str, input_names: tuple[str, ...]) -> dict[str, str]:
+def _metadata(model: AdapterModel, head: str, input_names: tuple[str, ...]) -> dict[str, str]:
     fuse = getattr(model, "fusion", None)
     config = model.head_config(head)
     return {

@@ -19,7 +19,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from adapter_fusion.config import check_choice
 from adapter_fusion.tasks.base import TaskSpec, get_task, load_task_split
 from adapter_fusion.tasks.mixed import normalise_dataset, task_specs
 from adapter_fusion.tasks.types import MetricsFn, TaskType, as_mapping, get_task_type
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SAMPLING_STRATEGIES = ("proportional", "temperature", "round_robin")
 DEFAULT_TEMPERATURE = 2.0
@@ -259,7 +262,7 @@ class MultiTaskPreprocessor:
     def __init__(
         self,
         tasks: Sequence[str | TaskSpec] | None = None,
-        tokenizer: Any = None,
+        tokenizer: PreTrainedTokenizerBase = None,
         max_length: int = 128,
         data_dir: str | Path | None = None,
         seed: int = 42,

@@ -26,6 +26,10 @@ from adapter_fusion.heads import HeadConfig
 from adapter_fusion.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: base.py builds TaskSpec on top of this module
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
     from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
 
 BatchT = TypeVar("BatchT")
@@ -107,19 +111,21 @@ class TaskType:
             raise ValueError(f"{what} is empty")
 
     def preprocess(
-        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
+        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
     ) -> datasets.Dataset:
         """Tokenised features: model inputs plus ``labels`` (and any metadata ``metrics_fn`` needs, which the
         collator drops)."""
         raise NotImplementedError
 
-    def collator(self, spec: TaskSpec, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, spec: TaskSpec, tokenizer: PreTrainedTokenizerBase
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         """Batches of features -> padded tensors the model takes (``labels`` included)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ scoring
     def metrics_fn(
-        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: Any
+        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
     ) -> MetricsFn | None:
         """Scores the model's logits on ``features`` (made from ``dataset``) with ``spec.metrics``; None when
         metrics need more than logits (generation: see ``evaluate``)."""
@@ -127,8 +133,8 @@ class TaskType:
 
     def evaluate(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         spec: TaskSpec,
         dataset: datasets.Dataset,
         *,
@@ -164,8 +170,8 @@ class TaskType:
 
     def predict(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         head: str,
         inputs: Sequence[Any],
         *,
@@ -188,7 +194,7 @@ def feature_batches(
         yield start, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, labels
 
 
-def evaluation_loop(model: Any, batches: Iterable[BatchT], step: Callable[[BatchT], ResultT]) -> list[ResultT]:
+def evaluation_loop(model: nn.Module, batches: Iterable[BatchT], step: Callable[[BatchT], ResultT]) -> list[ResultT]:
     """``[step(batch) for batch in batches]`` with ``model`` in eval mode and without gradients, its training mode
     put back afterwards: the one evaluation loop of every task type (``TaskType.evaluate`` on logits,
     ``GenerationType.generate``) and of the multi-task trainer's dev loss."""

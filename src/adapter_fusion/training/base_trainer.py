@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import transformers
 
@@ -19,6 +19,9 @@ from adapter_fusion.models import AdapterModel, load_tokenizer
 from adapter_fusion.tasks import TaskSpec, get_task_type
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.trainer import ModularTrainer, TimeBudgetCallback, learning_rates, resolve_resume
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ class BaseTrainer:
         self.trainer: ModularTrainer | None = None
         self.metrics: dict[str, Any] = {}
         self.model: AdapterModel
-        self.tokenizer: Any = None
+        self.tokenizer: PreTrainedTokenizerBase = None
 
     @property
     def tasks(self) -> list[str]:

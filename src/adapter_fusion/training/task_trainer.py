@@ -5,7 +5,7 @@ fusion extension. Subclasses only build the model and say what trains."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapter_fusion.models import AdapterModel
 from adapter_fusion.models.loading import check_max_length
@@ -14,6 +14,9 @@ from adapter_fusion.tasks.mixed import normalise_dataset
 from adapter_fusion.training.base_trainer import BaseTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.trainer import ModularTrainer, training_arguments
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 class TaskTrainer(BaseTrainer):
@@ -106,7 +109,7 @@ def eval_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
 
 def evaluate_model(
     model: AdapterModel,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     task: TaskSpec | str,
     dataset: Any,
     max_length: int = 128,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -31,6 +31,11 @@ import torch
 from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
 from adapter_fusion.tasks.choice.metrics import choice_accuracy
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FEATURES = datasets.Features(
@@ -99,7 +104,7 @@ def segments(context: str, question: str, option: str) -> tuple[str, str]:
 
 
 def encode_choices(
-    tokenizer: Any, examples: Sequence[Mapping[str, Any]], max_length: int
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Mapping[str, Any]], max_length: int
 ) -> dict[str, list[list[list[int]]]]:
     """Tokenise every option of every example: ``{input name: [example][option][token]}`` (unpadded)."""
     firsts, seconds, owners = [], [], []
@@ -259,7 +264,7 @@ class MultipleChoiceType(TaskType):
         return self.to_dataset(spec, records, None, origin)
 
     def preprocess(
-        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
+        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
     ) -> datasets.Dataset:
         """``input_ids`` (``[choices][tokens]`` per example), ``attention_mask`` (/ ``token_type_ids``), ``labels``,
         and ``length`` (the longest option's token count, for ``group_by_length``; the collator drops it)."""
@@ -274,12 +279,14 @@ class MultipleChoiceType(TaskType):
 
         return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenize")
 
-    def collator(self, spec: TaskSpec, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, spec: TaskSpec, tokenizer: PreTrainedTokenizerBase
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return collator_for(tokenizer)
 
     # ------------------------------------------------------------------ scoring
     def metrics_fn(
-        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: Any
+        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
     ) -> MetricsFn:
         def score(prediction: Any) -> dict[str, float]:
             logits = prediction.predictions
@@ -299,8 +306,8 @@ class MultipleChoiceType(TaskType):
     @torch.no_grad()
     def predict(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         head: str,
         inputs: Sequence[Any],
         *,
@@ -342,7 +349,7 @@ class MultipleChoiceType(TaskType):
         return [result for result in results if result is not None]
 
 
-def collator_for(tokenizer: Any) -> ChoiceCollator:
+def collator_for(tokenizer: PreTrainedTokenizerBase) -> ChoiceCollator:
     """A ``ChoiceCollator`` with the tokenizer's pad id (0 where it has none: padding is masked anyway) and side."""
     pad = getattr(tokenizer, "pad_token_id", None)
     return ChoiceCollator(pad_token_id=0 if pad is None else int(pad), padding_side=tokenizer.padding_side)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import torch
@@ -21,6 +21,11 @@ from adapter_fusion.config import check_positive
 from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec, get_task
 from adapter_fusion.tasks.generation.metrics import score_generations
 from adapter_fusion.tasks.types import MetricsFn, TaskType, evaluation_loop, register_task_type
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
 
 IGNORE_INDEX = -100
 GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "chrf")
@@ -51,7 +56,7 @@ class GenerationTaskSpec(TaskSpec):
         check_positive("max_new_tokens", self.max_new_tokens, integer=True)
 
 
-def _prompt(spec: TaskSpec | None, source: str, tokenizer: Any) -> str:
+def _prompt(spec: TaskSpec | None, source: str, tokenizer: PreTrainedTokenizerBase) -> str:
     """The model input for ``source``: the task's prompt, wrapped in the tokenizer's chat template when it has one
     (instruction-tuned decoders such as SmolLM2-Instruct expect it; the same text is used for training and
     generation, so the zero-shot base model and the adapters see identical inputs)."""
@@ -133,7 +138,7 @@ class GenerationType(TaskType):
         return self.to_dataset(spec, records, None, origin)
 
     def preprocess(
-        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
+        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
     ) -> datasets.Dataset:
         """``input_ids`` = prompt + target + eos, ``labels`` = -100 on the prompt, the token ids on the target. The
         source is cut to the spec's ``max_source_tokens`` and the target to ``max_target_tokens``; ``max_length``
@@ -157,7 +162,9 @@ class GenerationType(TaskType):
 
         return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenize")
 
-    def collator(self, spec: TaskSpec, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, spec: TaskSpec, tokenizer: PreTrainedTokenizerBase
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         pad = pad_token_id(tokenizer)
 
         def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,14 +181,14 @@ class GenerationType(TaskType):
 
     # ------------------------------------------------------------------ scoring
     def metrics_fn(
-        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: Any
+        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
     ) -> MetricsFn | None:
         return None  # scored by generating: see evaluate()
 
     def evaluate(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         spec: TaskSpec,
         dataset: datasets.Dataset,
         *,
@@ -201,8 +208,8 @@ class GenerationType(TaskType):
     # ------------------------------------------------------------------ inference
     def generate(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         spec: TaskSpec | None,
         sources: Sequence[str],
         *,
@@ -235,8 +242,8 @@ class GenerationType(TaskType):
 
     def predict(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         head: str,
         inputs: Sequence[Any],
         *,
@@ -259,7 +266,7 @@ class GenerationType(TaskType):
         return [{"generated_text": text} for text in texts]
 
 
-def pad_token_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The tokenizer's pad id, else its eos id (decoders often have no pad token)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from adapter_fusion.tasks.types import as_mapping
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DOC_STRIDE = 128
 """Default overlap, in tokens, of consecutive windows of one context (as BERT's SQuAD recipe, with max_length 384);
@@ -65,7 +68,7 @@ def doc_stride_for(max_length: int, doc_stride: int | None = None) -> int:
 
 
 def make_windows(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     questions: Sequence[str],
     contexts: Sequence[str],
     max_length: int,

@@ -23,7 +23,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -44,6 +44,11 @@ from adapter_fusion.tasks.qa.spans import (
     make_windows,
 )
 from adapter_fusion.tasks.types import MetricsFn, TaskType, as_mapping, register_task_type
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +161,7 @@ class ExtractiveQAType(TaskType):
         return doc_stride_for(max_length, self.doc_stride)
 
     def preprocess(
-        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
+        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
     ) -> datasets.Dataset:
         """Windows with ``labels [start_token, end_token]`` of the first answer, plus ``example_index`` (row in
         ``dataset``) and ``offset_mapping`` (context offsets, None elsewhere) for decoding."""
@@ -191,12 +196,14 @@ class ExtractiveQAType(TaskType):
             )  # fmt: skip
         return features
 
-    def collator(self, spec: TaskSpec, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, spec: TaskSpec, tokenizer: PreTrainedTokenizerBase
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return SpanCollator(tokenizer.pad_token_id or 0)
 
     # ------------------------------------------------------------------ scoring
     def metrics_fn(
-        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: Any
+        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
     ) -> MetricsFn:
         contexts = dataset["context"]
         references = [answers["text"] for answers in dataset["answers"]]
@@ -226,8 +233,8 @@ class ExtractiveQAType(TaskType):
     @torch.no_grad()
     def predict(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         head: str,
         inputs: Sequence[Any],
         *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -17,6 +17,11 @@ from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec, get_task
 from adapter_fusion.tasks.sentence.metrics import METRICS, compute_metrics
 from adapter_fusion.tasks.sentence.readers import RawColumns
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
 
 
 class SequenceClassificationType(TaskType):
@@ -83,7 +88,7 @@ class SequenceClassificationType(TaskType):
             raise ValueError(f"{what}: all {len(dataset)} texts (text_a) are empty")
 
     def preprocess(
-        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
+        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
     ) -> datasets.Dataset:
         """Add input_ids / attention_mask (/ token_type_ids) and ``labels``; drop the text columns."""
         self.check_dataset(dataset)
@@ -97,11 +102,13 @@ class SequenceClassificationType(TaskType):
 
         return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenize")
 
-    def collator(self, spec: TaskSpec, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, spec: TaskSpec, tokenizer: PreTrainedTokenizerBase
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return DataCollatorWithPadding(tokenizer)
 
     def metrics_fn(
-        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: Any
+        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
     ) -> MetricsFn:
         def score(prediction: Any) -> dict[str, float]:
             return compute_metrics(spec, self.predictions(prediction.predictions), prediction.label_ids)
@@ -125,8 +132,8 @@ class SequenceClassificationType(TaskType):
     @torch.no_grad()
     def predict(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         head: str,
         inputs: Sequence[Any],
         *,

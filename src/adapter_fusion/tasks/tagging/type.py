@@ -19,7 +19,7 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -30,6 +30,11 @@ from adapter_fusion.tasks.base import HubSource, LabelMap, TaskSpec
 from adapter_fusion.tasks.tagging.features import casing_ids
 from adapter_fusion.tasks.tagging.metrics import ENTITY_METRICS, TAGGING_METRICS, tag_scores
 from adapter_fusion.tasks.types import MetricsFn, TaskType, register_task_type
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.models.model import AdapterModel
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +122,7 @@ class TokenClassificationCollator:
     """Drops the metadata columns (``word_ids``), then pads like ``DataCollatorForTokenClassification`` (labels
     padded with -100) and pads ``casing_ids`` with 0 on the tokenizer's padding side."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
         self.padding_side = getattr(tokenizer, "padding_side", "right")
 
@@ -223,7 +228,7 @@ class TokenClassificationType(TaskType):
         return self.to_dataset(spec, records, hub.label_map, origin)
 
     def preprocess(
-        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: Any, max_length: int
+        self, spec: TaskSpec, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int
     ) -> datasets.Dataset:
         """input_ids / attention_mask (/ token_type_ids), ``labels`` (``align_labels``), ``casing_ids`` (each
         sub-token's word casing, for heads with ``casing_dim``; the model ignores them otherwise) and ``word_ids``
@@ -244,12 +249,14 @@ class TokenClassificationType(TaskType):
 
         return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenize")
 
-    def collator(self, spec: TaskSpec, tokenizer: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, spec: TaskSpec, tokenizer: PreTrainedTokenizerBase
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return TokenClassificationCollator(tokenizer)
 
     # ------------------------------------------------------------------ scoring
     def metrics_fn(
-        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: Any
+        self, spec: TaskSpec, dataset: datasets.Dataset, features: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
     ) -> MetricsFn:
         """Scores logits ``[n, seq, num_labels]`` of ``features`` (row i made from ``dataset`` row i) per word
         against ``dataset``'s gold tags; see the module docstring for words without a prediction."""
@@ -291,8 +298,8 @@ class TokenClassificationType(TaskType):
     @torch.no_grad()
     def predict(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: AdapterModel,
+        tokenizer: PreTrainedTokenizerBase,
         head: str,
         inputs: Sequence[Any],
         *,
@@ -320,9 +327,12 @@ class TokenClassificationType(TaskType):
             )  # fmt: skip
             word_ids = [encoded.word_ids(row) for row in range(len(chunk))]
             casings = [casing_ids(words, ids) for words, ids in zip(chunk, word_ids)]
-            probabilities = model(
-                **encoded.to(device), casing_ids=torch.tensor(casings, device=device), head=head
-            ).logits.float().softmax(dim=-1).cpu()
+            probabilities = (
+                model(**encoded.to(device), casing_ids=torch.tensor(casings, device=device), head=head)
+                .logits.float()
+                .softmax(dim=-1)
+                .cpu()
+            )
             best_scores, best = probabilities.max(dim=-1)
             for row, words in enumerate(chunk):
                 tags: list[str | None] = [None] * len(words)
