@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from adapter_fusion import cli_commands as commands
-from adapter_fusion.adapters import AdapterConfig, LoraConfig
+from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.cli_args import add_config_arguments
 from adapter_fusion.cli_checks import (
     EXIT_INTERNAL_ERROR,
@@ -79,11 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     _output_flags(train)
     train.add_argument(
         "--adapter-kind",
-        help="bottleneck (default; the --placement, --reduction-factor, ... options) or lora (the --lora-* options)",
+        help=", ".join(
+            f"{name} (the --{prefix}* options)" if prefix else f"{name} (default; --placement, ...)"
+            for name, (_, prefix) in commands.ADAPTER_KIND_OPTIONS.items()
+        ),
     )
     for cls, skip in ((AdapterConfig, ()), (TrainingConfig, ()), (ModelConfig, ("model_name_or_path",))):
         add_config_arguments(train, cls, skip)
-    add_config_arguments(train, LoraConfig, prefix="lora-")
+    for cls, prefix in commands.ADAPTER_KIND_OPTIONS.values():
+        if prefix:  # the default kind's options were added above, unprefixed
+            add_config_arguments(train, cls, prefix=prefix)
     train.set_defaults(func=commands.train_adapter)
 
     fusion = sub.add_parser("train-fusion", help="learn a fusion of saved adapters for a target task")

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapter_fusion.adapters import AdapterConfig, LoraConfig
+from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.adapters.kinds import ADAPTER_KINDS, DEFAULT_KIND
 from adapter_fusion.cli_args import build_config, build_kind_config, check_config_file, load_config_file
 from adapter_fusion.cli_checks import check_writable_directory, check_writable_file
 from adapter_fusion.cli_inputs import read_predict_inputs
@@ -45,7 +46,11 @@ def check_outputs(
             check_apart(target, training_config.output_dir)
 
 
-ADAPTER_KINDS = {"bottleneck": (AdapterConfig, ""), "lora": (LoraConfig, "lora-")}
+ADAPTER_KIND_OPTIONS = {
+    name: (kind.config_class, "" if name == DEFAULT_KIND else f"{name}-") for name, kind in ADAPTER_KINDS.items()
+}
+"""Adapter kind -> (its config class, the prefix of its CLI options): the default kind's options are unprefixed
+(``--reduction-factor``), another kind's carry its name (``--lora-r``)."""
 
 
 def write_metrics(args: argparse.Namespace, metrics: dict[str, Any]) -> None:
@@ -61,15 +66,15 @@ def train_adapter(args: argparse.Namespace) -> int:
     from adapter_fusion.training.adapter_trainer import AdapterTrainer
 
     file_data = load_config_file(args.config)
-    check_config_file(file_data, (AdapterConfig, LoraConfig, TrainingConfig, ModelConfig), "task", "output",
-                      "adapter_kind")  # fmt: skip
+    kind_classes = tuple(cls for cls, _ in ADAPTER_KIND_OPTIONS.values())
+    check_config_file(file_data, (*kind_classes, TrainingConfig, ModelConfig), "task", "output", "adapter_kind")
     task = args.task or file_data.get("task")
     if not task:
         raise ValueError("--task is required (see `adapter-fusion list-tasks`)")
     output = Path(args.output or file_data.get("output") or f"adapters/{task}")
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
-    kind = args.adapter_kind or file_data.get("adapter_kind") or "bottleneck"
-    adapter_config = build_kind_config(ADAPTER_KINDS, kind, file_data, args)
+    kind = args.adapter_kind or file_data.get("adapter_kind") or DEFAULT_KIND
+    adapter_config = build_kind_config(ADAPTER_KIND_OPTIONS, kind, file_data, args)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
     check_outputs(args, output, training_config)
