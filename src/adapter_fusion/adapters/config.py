@@ -9,6 +9,7 @@ from adapter_fusion.config import JsonConfig, check_choice, check_positive, chec
 
 ACTIVATIONS = ("relu", "gelu", "silu", "swish", "tanh")
 PLACEMENTS = ("pfeiffer", "houlsby", "parallel")
+SEQUENTIAL_PLACEMENTS = ("pfeiffer", "houlsby")  # adapters that read the sub-layer output (not its input)
 INITIALIZATIONS = ("near_identity", "bert")
 DEFAULT_REDUCTION_FACTOR = 16.0
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
+from adapter_fusion.adapters.config import SEQUENTIAL_PLACEMENTS
 from adapter_fusion.fusion.base import FusionLayer
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint, MethodConfig
@@ -188,16 +189,13 @@ def point_inputs(manager: AdapterManager, names: Sequence[str]) -> tuple[tuple[b
     return reads, next(iter(residuals.values()))
 
 
-SEQUENTIAL = ("pfeiffer", "houlsby")  # bottleneck placements whose adapters read the sub-layer output
-
-
 def sequential_input_mode(manager: AdapterManager, names: Sequence[str]) -> tuple[bool, bool | str]:
     """``(original_ln_before, residual_before_ln)`` shared by the sequential adapters among ``names`` (they read
     one input: the fusion's query); adapters that disagree raise ``ValueError``."""
     modes = {
         name: (config.original_ln_before, config.residual_before_ln)
         for name in names
-        if getattr(config := manager.configs[name], "placement", None) in SEQUENTIAL
+        if getattr(config := manager.configs[name], "placement", None) in SEQUENTIAL_PLACEMENTS
     }
     if len(set(modes.values())) > 1:
         raise ValueError(
@@ -216,7 +214,9 @@ def fusion_input(
     original_ln_before, residual_before_ln = sequential_input_mode(manager, names)
     if not original_ln_before:
         return hidden, hidden
-    config = next(c for name in names if getattr(c := manager.configs[name], "placement", None) in SEQUENTIAL)
+    config = next(
+        c for name in names if getattr(c := manager.configs[name], "placement", None) in SEQUENTIAL_PLACEMENTS
+    )
     return manager.adapter_input(config, layer, location, hidden)  # type: ignore[arg-type]
 
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.adapters import AdapterConfig, adapter_config_from_dict
+from adapter_fusion.adapters.config import SEQUENTIAL_PLACEMENTS
 from adapter_fusion.models.saving import read_adapter_config
 
-SEQUENTIAL = ("pfeiffer", "houlsby")
 INPUT_FIELDS = ("original_ln_before", "residual_before_ln")
 
 
@@ -26,11 +26,12 @@ def input_mode(directory: str | Path) -> tuple[bool, bool | str] | None:
     """``(original_ln_before, residual_before_ln)`` of a saved sequential bottleneck adapter (a directory or
     ``bank:NAME``); None for a parallel or LoRA adapter, which reads no shared query."""
     info = read_adapter_config(directory)
-    fields: dict[str, Any] = info.get("adapter") or {}
-    if info.get("adapter_kind", "bottleneck") != "bottleneck" or fields.get("placement") not in SEQUENTIAL:
+    if "adapter" not in info:  # a PEFT directory: LoRA
         return None
-    # adapters saved before original_ln_before existed read the sub-layer output itself
-    return bool(fields.get("original_ln_before", False)), fields.get("residual_before_ln", True)
+    config = adapter_config_from_dict(info["adapter"], info.get("adapter_kind"))  # the loader's own reading
+    if not isinstance(config, AdapterConfig) or config.placement not in SEQUENTIAL_PLACEMENTS:
+        return None
+    return config.original_ln_before, config.residual_before_ln  # type: ignore[return-value]
 
 
 def fusable_adapter_config(sources: Sequence[str | Path], **fields: Any) -> AdapterConfig:
@@ -47,7 +48,7 @@ def fusable_adapter_config(sources: Sequence[str | Path], **fields: Any) -> Adap
             + ", ".join(f"{source}: {mode}" for source, mode in modes.items())
         )
     placement = fields.get("placement", "pfeiffer")
-    if not modes or placement not in SEQUENTIAL:
+    if not modes or placement not in SEQUENTIAL_PLACEMENTS:
         return AdapterConfig(**fields)
     wanted = dict(zip(INPUT_FIELDS, next(iter(modes.values())), strict=True))
     clash = {key: fields[key] for key in INPUT_FIELDS if key in fields and fields[key] != wanted[key]}
