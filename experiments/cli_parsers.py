@@ -67,8 +67,9 @@ def run() -> None:
             fill = {"{yaml}": str(Path(scratch) / "a.yaml"), "{jyaml}": str(Path(scratch) / "j.yaml")}
             our_argv = [fill.get(arg, arg) for arg in our_argv]
             their_argv = [fill.get(arg, arg) for arg in their_argv]
-            print(f"## {what}\n  ours:         exit {ours(our_argv)[0]}, {ours(our_argv)[1]}")
-            print(f"  jsonargparse: exit {theirs(their_argv)[0]}, {theirs(their_argv)[1]}")
+            (our_code, our_text), (their_code, their_text) = ours(our_argv), theirs(their_argv)
+            print(f"## {what}\n  ours:         exit {our_code}, {our_text}")
+            print(f"  jsonargparse: exit {their_code}, {their_text}")
 
 
 if __name__ == "__main__":
