@@ -66,7 +66,8 @@ def train_source(task: str, examples: int, minutes: float, data_dir: str) -> Pat
         began = time.monotonic()
         trainer = AdapterTrainer(task, adapter_config=LORA, training_config=config, data_dir=data_dir)
         trainer.train()
-        metrics = {**trainer.evaluate(), "wall_seconds": round(time.monotonic() - began, 1),
+        scores = {k: v for k, v in trainer.metrics.items() if isinstance(v, float)}  # train()'s final dev evaluation
+        metrics = {**scores, "wall_seconds": round(time.monotonic() - began, 1),
                    "global_step": trainer.metrics.get("global_step"), "train_examples": examples}  # fmt: skip
     trainer.save_adapter(output)
     write_json(RESULTS / f"source-{task}.json", {"task": task, "lora": LORA.to_dict(), "dev": metrics})
