@@ -13,12 +13,11 @@ from adapter_fusion.bank import (
     SLICE_EXAMPLES,
     SLICE_SEED,
     bank_directory,
-    files_checksum,
     list_bank,
     read_card,
-    render_card,
     resolve_artefact,
 )
+from adapter_fusion.bank.ship import files_checksum, render_card, ship_adapter
 from adapter_fusion.evaluation.evaluate import evaluate_adapter
 from adapter_fusion.models import AdapterModel, default_model_path, load_tokenizer, save_adapter
 from adapter_fusion.models.fusion_model import FusionModel
@@ -131,8 +130,6 @@ def test_bank_adapter_refused_on_another_base_model_of_the_same_geometry(tiny_ba
 
 def test_ship_adapter_writes_a_verified_adapter_and_its_card(tiny_cli_env: dict[str, Path], tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from adapter_fusion.bank import ship_adapter
-
     model = AdapterModel.from_pretrained(str(tiny_cli_env["model"]))
     model.add_adapter("sst2", AdapterConfig(bottleneck_size=4))
     model.add_classification_head("sst2", num_labels=2, label_names=("negative", "positive"))

@@ -18,7 +18,7 @@ from adapter_fusion.fusion.saving import FUSION_CONFIG
 from adapter_fusion.models import save_adapter
 from adapter_fusion.models.fusion_model import FusionModel, load_fusion
 from adapter_fusion.training.config import TrainingConfig
-from adapter_fusion.training.fusion_trainer import TemperatureScheduleCallback
+from adapter_fusion.training.fusion_setup import TemperatureScheduleCallback
 from adapter_fusion.training.trainer import ModularTrainer, learning_rates, parameter_kind, training_arguments
 from conftest import build_tiny_model, make_batch, randomise_
 

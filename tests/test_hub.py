@@ -15,7 +15,8 @@ import torch
 from adapter_fusion import FusionConfig, FusionModel, FusionPipeline
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.cli import main
-from adapter_fusion.hub import is_hub_reference, push_to_hub
+from adapter_fusion.hub import is_hub_reference
+from adapter_fusion.hub_upload import push_to_hub
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"

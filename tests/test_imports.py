@@ -33,6 +33,7 @@ ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
     ("adapter_fusion.interop.onnx", "onnx"): OPTIONAL,
     ("adapter_fusion.interop.onnx", "onnxruntime"): OPTIONAL,
     ("adapter_fusion.hub", "huggingface_hub"): "read when the Hub is used: HF_HUB_OFFLINE is read at that time",
+    ("adapter_fusion.hub_upload", "huggingface_hub"): "read when the Hub is used: HF_HUB_OFFLINE is read at that time",
     ("adapter_fusion.models.loading", "transformers"): "the Auto classes pull in every model family's config",
     ("adapter_fusion.models.loading", "huggingface_hub"): "only to name an invalid Hub id in an error",
     ("adapter_fusion.tasks.generation.metrics", "rouge_score"): METRIC,
@@ -42,29 +43,13 @@ ALLOWED_FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
     ("adapter_fusion.tasks.tagging.metrics", "seqeval"): METRIC,
     ("adapter_fusion.training.distributed", "accelerate"): "accelerate's data loader is needed only when training "
     "on several processes",
-    ("adapter_fusion.training.trainer", "adapter_fusion.fusion.base"): "no cycle; training/trainer.py is being "
-    "changed on another branch, so this one moves up after that merge",
 }
 
 # Known cycles still hidden by a function-level import, with the layering that would remove each. Every entry
-# is a debt: the test fails once an entry is no longer needed, so the list only shrinks.
-SHIP = "bank.ship_adapter (evaluate and save a trained adapter) sits beside resolve_artefact, which loaders use"
-PUSH = "hub.push_to_hub re-saves artefacts, while loaders use hub.resolve_hub and savers hub.write_card"
-FOREIGN = "models.saving.load_adapter reads AdapterHub/PEFT directories, whose readers install via models.saving"
-KNOWN_HIDDEN_CYCLES: dict[tuple[str, str], str] = {
-    ("adapter_fusion.bank", "adapter_fusion.evaluation.evaluate"): SHIP + "; move it to bank/ship.py",
-    ("adapter_fusion.bank", "adapter_fusion.models"): SHIP + "; move it to bank/ship.py",
-    ("adapter_fusion.bank", "adapter_fusion.models.saving"): SHIP + "; move it to bank/ship.py",
-    ("adapter_fusion.hub", "adapter_fusion.bank"): PUSH + "; move the upload to its own module",
-    ("adapter_fusion.hub", "adapter_fusion.fusion.saving"): PUSH + "; move the upload to its own module",
-    ("adapter_fusion.hub", "adapter_fusion.models.saving"): PUSH + "; move the upload to its own module",
-    ("adapter_fusion.models.saving", "adapter_fusion.interop.adapterhub"): FOREIGN + "; dispatch above both",
-    ("adapter_fusion.models.saving", "adapter_fusion.interop.peft"): FOREIGN + "; dispatch above both",
-    ("adapter_fusion.training.fusion_trainer", "adapter_fusion.training.multitask_fusion"): "training/ becomes "
-    "one training path (issue 15, point 2) on another branch",
-    ("adapter_fusion.training.multitask_fusion", "adapter_fusion.training.fusion_trainer"): "training/ becomes "
-    "one training path (issue 15, point 2) on another branch",
-}
+# is a debt: the test fails once an entry is no longer needed, so the list only shrinks. (Empty since the bank's
+# shipping, the Hub upload, the foreign-format installers and the fusion trainers' shared setup got modules of
+# their own.)
+KNOWN_HIDDEN_CYCLES: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:

@@ -85,7 +85,7 @@ def train(names: list[str], data_dir: str) -> int:
 
 
 def ship(names: list[str], data_dir: str) -> None:
-    from adapter_fusion.bank import ship_adapter
+    from adapter_fusion.bank.ship import ship_adapter
 
     for name in names:
         metrics_file = RESULTS / f"{name}.json"

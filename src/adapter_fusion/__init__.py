@@ -10,6 +10,7 @@ from adapter_fusion.fusion import (
     WeightedFusion,
 )
 from adapter_fusion.heads import ClassificationHead, HeadConfig
+from adapter_fusion.hub_upload import push_to_hub
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import (
     AdapterManager,
@@ -51,5 +52,6 @@ __all__ = [
     "list_tasks",
     "load_adapter",
     "load_task_split",
+    "push_to_hub",
     "save_adapter",
 ]

@@ -308,7 +308,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def push_to_hub(args: argparse.Namespace) -> int:
-    from adapter_fusion.hub import push_to_hub
+    from adapter_fusion.hub_upload import push_to_hub
 
     print(f"uploaded {args.directory} to {push_to_hub(args.directory, args.repo_id, private=args.private or None)}")
     return 0

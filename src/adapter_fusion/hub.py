@@ -1,5 +1,7 @@
 """Hugging Face Hub conventions: a model card (``README.md``) in every saved adapter and fusion, Hub ids accepted
-wherever a saved artefact is (``org/name`` or ``hf://org/name``, optionally ``@revision``), and ``push_to_hub``.
+wherever a saved artefact is (``org/name`` or ``hf://org/name``, optionally ``@revision``). Uploading is
+``adapter_fusion.hub_upload.push_to_hub``, apart from this module because it re-opens saved artefacts, whose loaders
+build on this one.
 
 A Hub id is resolved by ``bank.resolve_artefact``, the one place every loader goes through: a string that is not
 an existing path, nor ``bank:NAME``, and has the form of a repository id becomes the local snapshot directory that
@@ -12,20 +14,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from adapter_fusion.io import atomic_write_text, read_json
-from adapter_fusion.layout import artefact_kind
-from adapter_fusion.manifest import write_manifest
 
 HUB_PREFIX = "hf://"
 CARD = "README.md"
 PLACEHOLDER = "path/to/this-directory"
 # a Hub repository id: "org/name" (letters, digits, '-', '_', '.'), optionally "@revision"
-_REPO_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95})(?:@(?P<revision>[\w./-]+))?")
+REPO_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95})(?:@(?P<revision>[\w./-]+))?")
 # keys of recorded metrics that are no score (timings, counters)
 _NOT_SCORES = ("epoch", "runtime", "per_second", "seconds", "step", "examples", "loss")
 ACCEPTED = "a local adapter or fusion directory, bank:NAME, or a Hub id (org/name or hf://org/name) reachable online"
@@ -38,7 +36,7 @@ def is_hub_reference(reference: object) -> bool:
         return False
     if reference.startswith(HUB_PREFIX):
         return True
-    return _REPO_ID.fullmatch(reference) is not None and not os.path.lexists(reference)
+    return REPO_ID.fullmatch(reference) is not None and not os.path.lexists(reference)
 
 
 def _offline() -> bool:
@@ -55,7 +53,7 @@ def resolve_hub(reference: str) -> Path:
     cache raises ``FileNotFoundError`` naming it and what is accepted."""
     from huggingface_hub import snapshot_download
 
-    match = _REPO_ID.fullmatch(reference.removeprefix(HUB_PREFIX))
+    match = REPO_ID.fullmatch(reference.removeprefix(HUB_PREFIX))
     if match is None:
         raise ValueError(f"{reference!r} is not a Hub id of the form org/name[@revision]; give {ACCEPTED}")
     offline = _offline()
@@ -108,7 +106,7 @@ def render_card(directory: Path, repo_id: str | None = None) -> str:
     reference = repo_id or PLACEHOLDER
     front = ["---", "library_name: adapter-fusion", "tags:", "- adapter-fusion", "- adapters"]
     front += ["- adapter-fusion-fusion"] if fusion else [f"- {info.get('adapter_kind') or 'bottleneck'}-adapter"]
-    if isinstance(base, str) and _REPO_ID.fullmatch(base):
+    if isinstance(base, str) and REPO_ID.fullmatch(base):
         front.append(f"base_model: {base}")
     front.append("---")
     title = "fusion" if fusion else f"adapter `{info.get('name')}`"
@@ -156,61 +154,3 @@ def render_card(directory: Path, repo_id: str | None = None) -> str:
 def write_card(directory: Path, repo_id: str | None = None) -> None:
     """Write ``directory/README.md``; called by the save functions before the manifest."""
     atomic_write_text(directory / CARD, render_card(directory, repo_id))
-
-
-# ------------------------------------------------------------------------------------------------- push
-def check_repo_id(repo_id: Any) -> str:
-    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id) or "@" in repo_id:
-        raise ValueError(f"repo_id must be a Hub repository id of the form org/name; got {repo_id!r}")
-    return repo_id
-
-
-def push_to_hub(
-    source: str | Path,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    token: str | None = None,
-    commit_message: str | None = None,
-) -> str:
-    """Upload the saved adapter or fusion at ``source`` (a directory or ``bank:NAME``) to the Hub model
-    repository ``repo_id`` (created when missing); returns the repository URL.
-
-    The files are checked against their manifest first; the upload is a copy whose card names ``repo_id`` in its
-    load instructions (the manifest is rewritten for that card, the base model identity kept). ``source`` is not
-    changed."""
-    from huggingface_hub import HfApi
-
-    from adapter_fusion.bank import resolve_artefact
-    from adapter_fusion.fusion.saving import open_fusion
-    from adapter_fusion.models.saving import open_adapter
-
-    check_repo_id(repo_id)
-    directory = resolve_artefact(source)
-    kind = artefact_kind(directory) if directory.is_dir() else None
-    if kind is None:
-        raise ValueError(f"push_to_hub: {source} is not a saved adapter or fusion directory; give {ACCEPTED}")
-    _, manifest = (open_fusion if kind == "fusion" else open_adapter)(directory)
-    if manifest is None:
-        raise ValueError(f"push_to_hub: {source} was saved before manifests; load and save it again first")
-    api = HfApi(token=token)
-    with tempfile.TemporaryDirectory(prefix="adapter-fusion-push-") as scratch:
-        staged = Path(scratch) / "upload"
-        shutil.copytree(directory, staged)
-        write_card(staged, repo_id)
-        write_manifest(staged, kind, manifest["base_model"])
-        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        api.upload_folder(
-            repo_id=repo_id, folder_path=str(staged), repo_type="model",
-            commit_message=commit_message or f"Upload adapter-fusion {kind}",
-        )  # fmt: skip
-    return str(url)
-
-
-def push_model(save: Any, repo_id: str, directory: str | Path | None, kind: str, **options: Any) -> str:
-    """Push the saved artefact ``directory``, or, when None, what ``save(path)`` writes to a temporary one."""
-    if directory is not None:
-        return push_to_hub(directory, repo_id, **options)
-    check_repo_id(repo_id)
-    with tempfile.TemporaryDirectory(prefix=f"adapter-fusion-{kind}-") as scratch:
-        return push_to_hub(save(Path(scratch) / repo_id.split("/")[1]), repo_id, **options)

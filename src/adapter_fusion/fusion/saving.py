@@ -40,6 +40,7 @@ from adapter_fusion.io import (
     write_json,
 )
 from adapter_fusion.manifest import verify_artefact, write_manifest
+from adapter_fusion.models.install import load_exact, load_head_weights
 from adapter_fusion.models.saving import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -47,8 +48,6 @@ from adapter_fusion.models.saving import (
     HEAD_WEIGHTS,
     attach_adapter,
     check_adapter_config,
-    load_exact,
-    load_head_weights,
     model_identity,
     model_record,
     write_adapter_files,

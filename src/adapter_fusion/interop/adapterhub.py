@@ -23,22 +23,18 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from adapter_fusion.adapters import AdapterConfig
-from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.io import load_tensors, read_json
-from adapter_fusion.models.saving import install_adapter, load_adapter
+from adapter_fusion.models.install import install_adapter
 
 if TYPE_CHECKING:
-    from adapter_fusion.fusion import Fuse
     from adapter_fusion.models import AdapterModel
-    from adapter_fusion.models.fusion_model import FusionModel
 
 CONFIG = "adapter_config.json"
 WEIGHTS = ("adapter.safetensors", "pytorch_adapter.bin")
@@ -332,36 +328,3 @@ def load_adapterhub_adapter(
         model, name or read["name"], read["config"], read["weights"], head, lambda _: read["head_weights"],
         activate=activate, where=f"{directory} (AdapterHub)",
     )  # fmt: skip
-
-
-def load_adapterhub_fusion(
-    model: FusionModel, directory: str | Path, adapter_paths: Sequence[str | Path] | None = None
-) -> Fuse:
-    """Load an AdapterFusion directory into ``model``: its adapters (``adapter_paths``, else the sibling
-    directories named after them, as AdapterHub's ``save_all_adapters`` lays them out), then the fusion weights."""
-    directory = Path(directory)
-    read = read_adapterhub_fusion(directory)
-    names = read["adapter_names"]
-    paths = [Path(p) for p in adapter_paths] if adapter_paths else [directory.parent / n for n in names]
-    if len(paths) != len(names):
-        raise ValueError(f"fusion at {directory} fuses {list(names)}; got {len(paths)} adapter_paths")
-    missing = [str(p) for p in paths if not p.is_dir()]
-    if missing:
-        raise FileNotFoundError(f"fusion at {directory} fuses {list(names)}; no adapter directory at {missing}")
-    for name, path in zip(names, paths):
-        load_adapter(model, path, name, load_head=False, activate=False)
-    fuse = model.add_fusion(FusionConfig(**read["settings"]))
-    if set(read["weights"]) != set(fuse.layers):
-        raise ValueError(
-            f"fusion at {directory} has weights at {sorted(read['weights'])}; ours at {sorted(fuse.layers)}"
-        )
-    with torch.no_grad():
-        for point, weights in read["weights"].items():
-            layer = fuse.layers[point]
-            for part in ("query", "key"):
-                getattr(layer, part).weight.copy_(weights[f"{part}.weight"])
-                getattr(layer, part).bias.copy_(weights[f"{part}.bias"])
-            value = weights.get("value.weight")  # the 'static' preset has no value matrix: the identity
-            layer.value.weight.copy_(value if value is not None else torch.eye(layer.hidden_size))
-            layer.value.bias.zero_()
-    return fuse

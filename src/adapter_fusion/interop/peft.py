@@ -19,8 +19,8 @@ import torch
 
 from adapter_fusion.adapters import LoraConfig
 from adapter_fusion.io import load_tensors, read_json
+from adapter_fusion.models.install import load_exact
 from adapter_fusion.models.points import point_key
-from adapter_fusion.models.saving import load_exact
 from adapter_fusion.models.specs import location_of
 
 if TYPE_CHECKING:

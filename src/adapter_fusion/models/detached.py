@@ -17,7 +17,8 @@ import torch
 
 from adapter_fusion.adapters import BottleneckAdapter, adapter_config_from_dict
 from adapter_fusion.io import load_tensors
-from adapter_fusion.models.saving import ADAPTER_WEIGHTS, load_exact, read_adapter_config
+from adapter_fusion.models.install import load_exact
+from adapter_fusion.models.saving import ADAPTER_WEIGHTS, read_adapter_config
 
 if TYPE_CHECKING:
     from adapter_fusion.models.manager import AdapterManager

@@ -23,13 +23,14 @@ from adapter_fusion.fusion import Fuse, FusionConfig, add_fusion, remove_fusion,
 from adapter_fusion.fusion.continual import extend_fusion, running_task, train_extension
 from adapter_fusion.fusion.hierarchy import HierarchicalFuse, HierarchyConfig, add_hierarchy
 from adapter_fusion.fusion.saving import open_fusion, restore_fusion, save_fusion
-from adapter_fusion.hub import push_model
-from adapter_fusion.interop.adapterhub import is_adapterhub_fusion, load_adapterhub_fusion, read_adapterhub_fusion
+from adapter_fusion.hub_upload import push_model
+from adapter_fusion.interop.adapterhub import is_adapterhub_fusion
+from adapter_fusion.interop.adapterhub_fusion import adapterhub_fusion_adapters, add_adapterhub_fusion
 from adapter_fusion.manifest import check_base
 from adapter_fusion.models.loading import load_base_model
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.model import AdapterModel
-from adapter_fusion.models.saving import base_model_arguments, model_identity, read_adapter_config
+from adapter_fusion.models.saving import base_model_arguments, load_adapter, model_identity, read_adapter_config
 from adapter_fusion.tasks import get_task_type
 from adapter_fusion.tasks.mixed import task_spec
 
@@ -131,12 +132,12 @@ class FusionModel(AdapterModel):
         """An AdapterHub AdapterFusion directory (``adapter_fusion_config.json`` + weights) with its adapters
         (``adapter_paths``, else the sibling directories named after them) on ``model`` (default: the base model
         the first adapter recorded). See ``adapter_fusion.interop.adapterhub``."""
-        directory = Path(fusion_directory)
-        names = read_adapterhub_fusion(directory)["adapter_names"]
-        first = Path(adapter_paths[0]) if adapter_paths else directory.parent / names[0]
-        info = read_adapter_config(first)
+        adapters = adapterhub_fusion_adapters(fusion_directory, adapter_paths)
+        info = read_adapter_config(adapters[0][1])
         fusion_model = cls.from_pretrained(model or info.get("base_model"), **model_kwargs)
-        load_adapterhub_fusion(fusion_model, directory, adapter_paths)
+        for name, path in adapters:
+            load_adapter(fusion_model, path, name, load_head=False, activate=False)
+        add_adapterhub_fusion(fusion_model, fusion_directory)
         return fusion_model.eval()
 
     @property

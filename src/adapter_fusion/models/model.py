@@ -14,7 +14,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.heads import HeadConfig, build_head, head_inputs
-from adapter_fusion.hub import push_model
+from adapter_fusion.hub_upload import push_model
 from adapter_fusion.models.loading import load_base_model
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.saving import save_adapter

@@ -15,17 +15,16 @@ Layout of an adapter directory::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from adapter_fusion._version import __version__
-from adapter_fusion.adapters import AnyAdapterConfig, adapter_config_from_dict, adapter_kind
+from adapter_fusion.adapters import adapter_config_from_dict, adapter_kind
 from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.heads import HeadConfig
 from adapter_fusion.hub import write_card
+from adapter_fusion.interop.adapterhub import adapterhub_info, is_adapterhub_adapter, load_adapterhub_adapter
+from adapter_fusion.interop.peft import is_peft_directory, load_peft_adapter, peft_adapter_info
 from adapter_fusion.io import (
     atomic_directory,
     check_name,
@@ -36,6 +35,7 @@ from adapter_fusion.io import (
     write_json,
 )
 from adapter_fusion.manifest import FORMAT_VERSION, base_identity, check_base, verify_artefact, write_manifest
+from adapter_fusion.models.install import install_adapter, load_head_weights
 from adapter_fusion.models.loading import default_model_path, smollm2_path
 
 if TYPE_CHECKING:
@@ -143,9 +143,6 @@ def read_adapter_config(directory: str | Path, *, allow_modified: bool = False) 
 def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> tuple[dict[str, Any], dict | None]:
     """``(adapter config, manifest or None)`` of a saved adapter: an interrupted save is recovered first, then
     every file is checked against the manifest (``allow_modified``: a mismatch is only logged)."""
-    from adapter_fusion.interop.adapterhub import adapterhub_info, is_adapterhub_adapter
-    from adapter_fusion.interop.peft import is_peft_directory, peft_adapter_info
-
     directory = resolve_artefact(directory)
     recover_directory(directory)
     if not directory.is_dir():
@@ -190,15 +187,11 @@ def load_adapter(
     Refused (``ValueError`` naming the file) when a file differs from the adapter's manifest, unless
     ``allow_modified``; refused when the adapter was saved on another base model than ``model``'s, unless
     ``allow_other_base``."""
-    from adapter_fusion.interop.adapterhub import is_adapterhub_adapter, load_adapterhub_adapter
-
     directory = resolve_artefact(directory)
     if is_adapterhub_adapter(directory):  # AdapterHub ``adapters`` files: no manifest, mapped on loading
         return load_adapterhub_adapter(model, directory, name, load_head=load_head, activate=activate)
     info, manifest = open_adapter(directory, allow_modified=allow_modified)
     if info.get("format") == "peft":
-        from adapter_fusion.interop.peft import load_peft_adapter
-
         return load_peft_adapter(model, directory, name, activate=activate)
     check_geometry(model, directory, info)  # the plainer message first: another size or architecture
     if manifest is not None:
@@ -229,41 +222,6 @@ def attach_adapter(
     )  # fmt: skip
 
 
-def install_adapter(
-    model: AdapterModel,
-    name: str,
-    config: AnyAdapterConfig,
-    weights: dict[str, torch.Tensor],
-    head_config: HeadConfig | None = None,
-    head_weights: Callable[[torch.nn.Module], dict[str, torch.Tensor]] | None = None,
-    *,
-    activate: bool = True,
-    where: str | Path = "",
-) -> str:
-    """Add adapter ``name`` (and its head, whose weights ``head_weights(head)`` gives) with exactly ``weights``;
-    a failed load leaves the model as it was. ``where`` names the source in errors."""
-    manager = model.adapters
-    if head_config is not None and name in model.heads:
-        raise ValueError(f"a head named {name!r} already exists in the model; load with another name")
-    manager.add_adapter(name, config, activate=False)
-    try:
-        load_exact(manager.adapters[name], weights, f"adapter at {where}")
-        if head_config is not None:
-            head = model.add_head(name, head_config, activate=False)
-            load_exact(head, head_weights(head) if head_weights else {}, f"head at {where}")
-    except Exception:
-        # a failed load leaves the model as it was: no half-loaded adapter or head
-        manager.remove_adapter(name)
-        if head_config is not None and name in model.heads:
-            del model.heads[name]
-        raise
-    if activate:
-        manager.set_active(name)
-        if head_config is not None:
-            model.active_head = name
-    return name
-
-
 def check_geometry(model: AdapterModel, directory: Path, info: dict[str, Any]) -> None:
     """Refuse an adapter saved for another hidden size, architecture or layer count than ``model``'s."""
     manager = model.adapters
@@ -281,27 +239,3 @@ def check_geometry(model: AdapterModel, directory: Path, info: dict[str, Any]) -
         raise ValueError(
             f"adapter at {directory} was trained for {info['num_layers']} layers, the model has {manager.num_layers}"
         )
-
-
-def load_head_weights(head: torch.nn.Module, path: Path) -> dict[str, torch.Tensor]:
-    """The weights at ``path``; a head without weights (``causal_lm``) needs no file."""
-    if not path.is_file() and not head.state_dict():
-        return {}
-    return load_tensors(path)
-
-
-def load_exact(module: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{what} does not fit this model: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
-        )
-    for key, tensor in weights.items():
-        if tensor.shape != expected[key].shape:
-            raise ValueError(
-                f"{what}: weight {key!r} has shape {tuple(tensor.shape)}, "
-                f"the model expects {tuple(expected[key].shape)}"
-            )
-    module.load_state_dict(weights, strict=True)

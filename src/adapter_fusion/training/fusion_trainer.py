@@ -28,52 +28,19 @@ import transformers
 
 from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.fusion import FusionConfig
-from adapter_fusion.heads import HeadConfig
-from adapter_fusion.io import load_tensors
-from adapter_fusion.models import read_adapter_config
 from adapter_fusion.models.fusion_model import FusionModel
-from adapter_fusion.models.saving import HEAD_CONFIG, HEAD_WEIGHTS, load_exact
 from adapter_fusion.tasks import TaskSpec, get_task
 from adapter_fusion.tasks.mixed import has_task_column, split_by_task, task_specs
 from adapter_fusion.training.base_trainer import BaseTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.distributed import is_main_process
+from adapter_fusion.training.fusion_setup import TemperatureScheduleCallback, init_head_from_adapters
+from adapter_fusion.training.multitask_fusion import MultiTaskFusionTrainer
 from adapter_fusion.training.task_trainer import TaskTrainer
-
-
-class TemperatureScheduleCallback(transformers.TrainerCallback):
-    """Lower the fusion's softmax temperature each step as ``FusionConfig.temperature_at(step)`` says."""
-
-    def __init__(self, model: FusionModel, config: FusionConfig) -> None:
-        self.model = model
-        self.config = config
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        fuse = self.model.fusion
-        if fuse is not None:
-            fuse.set_temperature(self.config.temperature_at(state.global_step))
-
 
 DEFAULT_FUSION_DIR = "fusion_model"
 """Where ``save_fusion_model()`` (and a multi-task fusion at the end of training) writes, when
 ``TrainingConfig.fusion_checkpoint_dir`` is unset."""
-
-
-def init_head_from_adapters(model: FusionModel, head: str, task: str, paths: Sequence[str | Path]) -> str | None:
-    """Load into ``head`` the saved head of the first adapter in ``paths`` trained on ``task`` with the same labels
-    (and pooling, casing); returns its directory, or None when none matches."""
-    target = model.head_config(head)
-    for path in paths:
-        directory = Path(path)
-        info = read_adapter_config(directory)
-        if info.get("metadata", {}).get("task") != task or not (directory / HEAD_CONFIG).is_file():
-            continue
-        saved = HeadConfig.load(directory / HEAD_CONFIG)
-        shape = ("num_labels", "label_names", "pooling", "casing_dim")
-        if all(getattr(saved, field) == getattr(target, field) for field in shape):
-            load_exact(model.heads[head], load_tensors(directory / HEAD_WEIGHTS), str(directory))
-            return str(directory)
-    return None
 
 
 class FusionTrainer(TaskTrainer):
@@ -194,8 +161,6 @@ class FusionTrainer(TaskTrainer):
         return {**specs, **described}
 
     def _train_multi_task(self, train_dataset: Any, eval_dataset: Any, preprocessor: Any) -> dict[str, Any]:
-        from adapter_fusion.training.multitask_fusion import MultiTaskFusionTrainer
-
         specs = self._task_specs(getattr(preprocessor, "specs", None))
         if preprocessor is not None and preprocessor.tokenizer is not None:
             self.tokenizer = preprocessor.tokenizer

@@ -32,6 +32,7 @@ from adapter_fusion.tasks.multitask_data import MultiTaskPreprocessor, resolve_t
 from adapter_fusion.tasks.routing import ROUTER, router_dataset, router_spec
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.distributed import is_main_process
+from adapter_fusion.training.fusion_setup import TemperatureScheduleCallback, init_head_from_adapters
 from adapter_fusion.training.multi_task_trainer import MultiTaskTrainer
 
 
@@ -94,8 +95,6 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
         """The fused adapters came with the fusion; the heads start from matching adapters' heads."""
         if not self.init_heads_from_adapters:
             return
-        from adapter_fusion.training.fusion_trainer import init_head_from_adapters
-
         paths = self.adapter_directories()
         self.head_init_from = {task: init_head_from_adapters(self.model, task, task, paths)
                                for task in self.task_specs}  # fmt: skip
@@ -118,8 +117,6 @@ class MultiTaskFusionTrainer(MultiTaskTrainer):
                 parameter.requires_grad_(name in self.specs)
 
     def callbacks(self) -> list[transformers.TrainerCallback]:
-        from adapter_fusion.training.fusion_trainer import TemperatureScheduleCallback
-
         assert isinstance(self.model, FusionModel)
         return [*super().callbacks(), TemperatureScheduleCallback(self.model, self.fusion_config)]
 

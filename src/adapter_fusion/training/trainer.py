@@ -20,6 +20,7 @@ from torch import nn
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from adapter_fusion.adapters import ADAPTER_MODULES
+from adapter_fusion.fusion.base import FusionLayer
 from adapter_fusion.io import load_tensors, save_tensors, write_json
 from adapter_fusion.training.config import TrainingConfig
 from adapter_fusion.training.distributed import any_process
@@ -32,8 +33,6 @@ PARAM_GROUPS = ("adapter", "fusion", "head", "base")
 
 def parameter_kind(model: nn.Module) -> dict[str, str]:
     """Map each parameter name to its kind, by the type of the module that owns it."""
-    from adapter_fusion.fusion.base import FusionLayer  # local import: fusion builds on training-free core
-
     kinds: dict[str, str] = {}
     heads = getattr(model, "heads", None)
     head_ids = {id(m) for m in heads.modules()} if isinstance(heads, nn.Module) else set()
