@@ -23,6 +23,7 @@ from runner import ADAPTERS, ROOT, run, shown
 
 RESULTS = ROOT / "experiments" / "results" / "tasks"
 RETRAINED = RESULTS / "retrained"
+TABLE = ROOT / "experiments" / "results" / "task_table.md"
 COMMON = ["--seed", "42", "--save-total-limit", "1", "--disable-tqdm", "true", "--logging-steps", "20"]
 # task: (group, CLI flags of the adapter run). The fusion run of a task reuses its flags (epochs, lengths, subsets).
 ADAPTER_BUDGETS: dict[str, tuple[str, list[str]]] = {
@@ -171,7 +172,8 @@ def applies(task: str, mode: str) -> bool:
     return mode == "adapter" or (mode == "fusion" and task in FUSIONS) or (mode == "base" and group == "generation")
 
 
-def write_table() -> str:
+def table_text() -> str:
+    """The table's markdown, from the result files alone (what ``--table-only`` writes)."""
     lines = ["# Every task type on real data: single adapter vs fusion (vs zero-shot base for generation)", "",
              "Tagging, QA and multiple choice on the bundled all-MiniLM-L6-v2; generation on the bundled "
              "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantised to float32). Adapters: Pfeiffer, reduction factor 16, "
@@ -231,8 +233,12 @@ def write_table() -> str:
         for mode in MODES:
             if applies(task, mode):
                 lines.append("    " + shown(command(task, mode, "../shared/data")))
-    text = "\n".join(lines) + "\n"
-    (ROOT / "experiments" / "results" / "task_table.md").write_text(text)
+    return "\n".join(lines) + "\n"
+
+
+def write_table() -> str:
+    text = table_text()
+    TABLE.write_text(text)
     return text
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,14 @@ import datasets
 import pytest
 import torch
 
+from adapter_fusion import manifest
 from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.cli import main
 from adapter_fusion.fusion import FusionConfig
 from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
 from adapter_fusion.models.fusion_model import FusionModel, load_fusion
+from adapter_fusion.tasks import get_task, get_task_type
 from adapter_fusion.training.config import TrainingConfig
 from adapter_fusion.training.trainer import ModularTrainer, learning_rates, resolve_resume, training_arguments
 from conftest import build_tiny_model, make_batch, randomise_
@@ -237,6 +240,49 @@ def test_fusion_manifest_covers_json_too(bases: dict[str, str], tmp_path: Path) 
         load_fusion(fusion)
     (fusion / "fusion_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     load_fusion(fusion)
+
+
+def test_one_load_hashes_each_file_once(
+    tiny_cli_env: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``evaluate`` of a saved fusion or adapter, and ``FusionPipeline.from_pretrained``, check every file against
+    the manifest once and load what was checked (issue 15: evaluating a fusion hashed each file three times)."""
+    spec = get_task("sst2")
+    model = AdapterModel.from_pretrained(str(tiny_cli_env["model"]))
+    model.add_head("sst2", get_task_type(spec).head_config(spec))
+    sources = []
+    for seed, name in enumerate(("a", "b"), start=1):
+        model.add_adapter(name, ADAPTER, activate=False)
+        randomise_(model.adapters.adapters[name], seed=seed, std=0.3)
+        sources.append(save_adapter(model, name, tmp_path / name, head="sst2", metadata={"task": "sst2"}))
+    fused = FusionModel.from_adapters(sources, FusionConfig())
+    fused.add_head("sst2", get_task_type(spec).head_config(spec))
+    fusion = fused.save_fusion(tmp_path / "fusion", task="sst2")
+    hashed: Counter[Path] = Counter()
+
+    def counting(path: Path, _original: Any = manifest.file_sha256) -> str:
+        hashed[Path(path)] += 1
+        return _original(path)
+
+    monkeypatch.setattr(manifest, "file_sha256", counting)
+    evaluate = ["evaluate", "--data-dir", str(tiny_cli_env["data"]), "--max-examples", "4", "--adapter"]
+    for directory in (fusion, sources[0]):
+        files = {path for path in directory.rglob("*") if path.is_file() and path.name != "manifest.json"}
+        files |= set(directory.glob("adapters/*/manifest.json"))  # the fused adapters' own are files of the fusion
+        hashed.clear()
+        assert main([*evaluate, str(directory)]) == 0
+        assert hashed == dict.fromkeys(files, 1)
+        hashed.clear()
+        FusionPipeline.from_pretrained(directory)
+        assert hashed == dict.fromkeys(files, 1)
+    # checked once, still checked: a changed weights file is refused, named, before anything is scored
+    weights = fusion / "fusion.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
+    capsys.readouterr()
+    assert main([*evaluate, str(fusion)]) == 2
+    assert "fusion.safetensors changed after the fusion was saved" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="fusion.safetensors changed after the fusion was saved"):
+        FusionPipeline.from_pretrained(fusion)
 
 
 def test_another_base_model_is_refused_naming_both(

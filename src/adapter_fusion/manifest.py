@@ -37,6 +37,9 @@ VOLATILE_CONFIG_KEYS = frozenset({
     "output_hidden_states", "return_dict", "id2label", "label2id", "gradient_checkpointing", "name_or_path",
 })  # fmt: skip
 _noted_unverified: set[str] = set()
+# ``(config, manifest or None)`` of an artefact whose files were checked (``open_adapter`` / ``open_fusion``); the
+# loaders take it, so that one load (``evaluate``, ``FusionPipeline.from_pretrained``) hashes each file once
+Opened = tuple[dict[str, Any], dict[str, Any] | None]
 
 
 def file_sha256(path: Path) -> str:

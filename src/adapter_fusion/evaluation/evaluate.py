@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapter_fusion.bank import resolve_artefact
-from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
+from adapter_fusion.fusion.saving import is_fusion_directory, open_fusion
 from adapter_fusion.heads import HEADS, build_head
 from adapter_fusion.inference import FusionPipeline
-from adapter_fusion.models import AdapterModel, load_tokenizer, read_adapter_config
+from adapter_fusion.models import AdapterModel, load_tokenizer
 from adapter_fusion.models.loading import resolve_model_name
+from adapter_fusion.models.saving import open_adapter
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split
 from adapter_fusion.training.adapter_trainer import evaluate_model
 
@@ -34,14 +35,15 @@ def evaluate_adapter(
     ``model`` other than the recorded base model: refused unless ``allow_other_base``; files that differ from the
     manifest: refused unless ``allow_modified`` (see ``FusionPipeline.from_pretrained``)."""
     directory = resolve_artefact(directory)
-    reader = read_fusion_config if is_fusion_directory(directory) else read_adapter_config
-    info = reader(directory, allow_modified=allow_modified)
+    opener = open_fusion if is_fusion_directory(directory) else open_adapter
+    opened = opener(directory, allow_modified=allow_modified)  # checked once: the pipeline loads what was checked
+    info = opened[0]
     task_name = task or info.get("metadata", {}).get("task")
     if not task_name:
         raise ValueError(f"adapter at {directory} records no task; pass task=")
     spec = get_task(task_name)
     pipeline = FusionPipeline.from_pretrained(
-        directory, model=model, allow_modified=allow_modified, allow_other_base=allow_other_base
+        directory, model=model, allow_modified=allow_modified, allow_other_base=allow_other_base, opened=opened
     )
     head = pipeline._head_for(head_task or spec.name)
     config = pipeline.model.head_config(head)

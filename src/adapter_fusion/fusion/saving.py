@@ -39,7 +39,7 @@ from adapter_fusion.io import (
     save_tensors,
     write_json,
 )
-from adapter_fusion.manifest import verify_artefact, write_manifest
+from adapter_fusion.manifest import Opened, verify_artefact, write_manifest
 from adapter_fusion.models.install import load_exact, load_head_weights
 from adapter_fusion.models.saving import (
     ADAPTER_CONFIG,
@@ -127,7 +127,7 @@ def read_fusion_config(directory: str | Path, *, allow_modified: bool = False) -
     return open_fusion(directory, allow_modified=allow_modified)[0]
 
 
-def open_fusion(directory: str | Path, *, allow_modified: bool = False) -> tuple[dict[str, Any], dict | None]:
+def open_fusion(directory: str | Path, *, allow_modified: bool = False) -> Opened:
     """``(fusion config, manifest or None)``: an interrupted save is recovered first, every file is checked
     against the manifest (a fusion saved before manifests: its tensors against its recorded checksums), and every
     adapter and head it names must be a plain name inside the directory. ``directory``: a path or a Hub id."""

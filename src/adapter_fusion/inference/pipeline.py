@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adapter_fusion.bank import resolve_artefact
-from adapter_fusion.fusion.saving import is_fusion_directory, read_fusion_config
+from adapter_fusion.fusion.saving import is_fusion_directory, open_fusion
 from adapter_fusion.models import AdapterModel, load_adapter, load_tokenizer, read_adapter_config
 from adapter_fusion.models.fusion_model import load_fusion
 from adapter_fusion.models.loading import resolve_model_name
-from adapter_fusion.models.saving import base_model_arguments
+from adapter_fusion.models.saving import base_model_arguments, open_adapter
 from adapter_fusion.tasks import get_task, get_task_type, task_type_for_head
 from adapter_fusion.tasks.routing import ROUTER, input_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+
+    from adapter_fusion.manifest import Opened
 
 
 def _base_model_for(recorded: str | None, override: str | None) -> str:
@@ -64,25 +66,28 @@ class FusionPipeline:
         *,
         allow_modified: bool = False,
         allow_other_base: bool = False,
+        opened: Opened | None = None,
     ) -> FusionPipeline:
         """Load a fusion directory (``FusionModel.save_fusion``), an adapter directory (``save_adapter``) or
         ``bank:NAME``.
 
         ``model``: another base model than the recorded one, refused unless it is the same (same weights and
         config) or ``allow_other_base``; a file that differs from the manifest is refused unless
-        ``allow_modified``."""
+        ``allow_modified``. ``opened``: what ``open_fusion`` / ``open_adapter`` returned for ``directory`` to a
+        caller that has already checked the files (they are not hashed again)."""
         directory = resolve_artefact(directory)
         options = {"allow_modified": allow_modified, "allow_other_base": allow_other_base}
         if is_fusion_directory(directory):
-            info = read_fusion_config(directory, allow_modified=allow_modified)
-            fusion_model = load_fusion(directory, model=model, **options)
-            recorded = info.get("metadata", {}).get("model_config", {})
+            opened = opened or open_fusion(directory, allow_modified=allow_modified)
+            fusion_model = load_fusion(directory, model=model, opened=opened, **options)
+            recorded = opened[0].get("metadata", {}).get("model_config", {})
             tokenizer = load_tokenizer(recorded.get("tokenizer_name_or_path") or fusion_model.name_or_path)
             return cls(fusion_model, tokenizer, max_length=recorded.get("max_seq_length") or max_length)
-        info = read_adapter_config(directory, allow_modified=allow_modified)
+        opened = opened or open_adapter(directory, allow_modified=allow_modified)
+        info = opened[0]
         base_name = _base_model_for(info.get("base_model"), model)
         adapter_model = AdapterModel.from_pretrained(base_name, **base_model_arguments(info))
-        load_adapter(adapter_model, directory, **options)
+        load_adapter(adapter_model, directory, opened=opened, **options)
         recorded = info.get("metadata", {}).get("model_config", {})
         tokenizer = load_tokenizer(recorded.get("tokenizer_name_or_path") or base_name)
         return cls(adapter_model, tokenizer, max_length=recorded.get("max_seq_length") or max_length)

@@ -26,7 +26,7 @@ from adapter_fusion.fusion.saving import open_fusion, restore_fusion, save_fusio
 from adapter_fusion.hub_upload import push_model
 from adapter_fusion.interop.adapterhub import is_adapterhub_fusion
 from adapter_fusion.interop.adapterhub_fusion import adapterhub_fusion_adapters, add_adapterhub_fusion
-from adapter_fusion.manifest import check_base
+from adapter_fusion.manifest import Opened, check_base
 from adapter_fusion.models.loading import load_base_model
 from adapter_fusion.models.manager import AdapterManager
 from adapter_fusion.models.model import AdapterModel
@@ -330,15 +330,22 @@ class FusionModel(AdapterModel):
 
 
 def load_fusion(
-    directory: str | Path, model: str | None = None, *, allow_modified: bool = False, allow_other_base: bool = False
+    directory: str | Path,
+    model: str | None = None,
+    *,
+    allow_modified: bool = False,
+    allow_other_base: bool = False,
+    opened: Opened | None = None,
 ) -> FusionModel:
     """A ``FusionModel`` rebuilt from the fusion directory ``directory`` (see ``fusion.saving``): same adapters (by
     name and order), fusion, temperature, heads.
 
     ``model``: another base model than the recorded one, refused unless it is the same (same weights and config)
-    or ``allow_other_base``; a file that differs from the manifest is refused unless ``allow_modified``."""
+    or ``allow_other_base``; a file that differs from the manifest is refused unless ``allow_modified``.
+    ``opened``: what ``open_fusion(directory)`` returned to a caller that has already checked the files (they are
+    not hashed again)."""
     directory = resolve_artefact(directory)
-    info, manifest = open_fusion(directory, allow_modified=allow_modified)
+    info, manifest = opened if opened is not None else open_fusion(directory, allow_modified=allow_modified)
     fusion_model = FusionModel.from_pretrained(model or info.get("base_model"), **base_model_arguments(info))
     if manifest is not None:
         check_base(

@@ -34,7 +34,14 @@ from adapter_fusion.io import (
     save_tensors,
     write_json,
 )
-from adapter_fusion.manifest import FORMAT_VERSION, base_identity, check_base, verify_artefact, write_manifest
+from adapter_fusion.manifest import (
+    FORMAT_VERSION,
+    Opened,
+    base_identity,
+    check_base,
+    verify_artefact,
+    write_manifest,
+)
 from adapter_fusion.models.install import install_adapter, load_head_weights
 from adapter_fusion.models.loading import default_model_path, smollm2_path
 
@@ -140,7 +147,7 @@ def read_adapter_config(directory: str | Path, *, allow_modified: bool = False) 
     return open_adapter(directory, allow_modified=allow_modified)[0]
 
 
-def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> tuple[dict[str, Any], dict | None]:
+def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> Opened:
     """``(adapter config, manifest or None)`` of a saved adapter: an interrupted save is recovered first, then
     every file is checked against the manifest (``allow_modified``: a mismatch is only logged)."""
     directory = resolve_artefact(directory)
@@ -180,17 +187,19 @@ def load_adapter(
     activate: bool = True,
     allow_modified: bool = False,
     allow_other_base: bool = False,
+    opened: Opened | None = None,
 ) -> str:
     """Load an adapter directory (this library's, a PEFT LoRA directory, or ``bank:NAME``) into ``model``; returns
     the adapter's name in the model.
 
     Refused (``ValueError`` naming the file) when a file differs from the adapter's manifest, unless
     ``allow_modified``; refused when the adapter was saved on another base model than ``model``'s, unless
-    ``allow_other_base``."""
+    ``allow_other_base``. ``opened``: what ``open_adapter(directory)`` returned to a caller that has already
+    checked the files (they are not hashed again)."""
     directory = resolve_artefact(directory)
     if is_adapterhub_adapter(directory):  # AdapterHub ``adapters`` files: no manifest, mapped on loading
         return load_adapterhub_adapter(model, directory, name, load_head=load_head, activate=activate)
-    info, manifest = open_adapter(directory, allow_modified=allow_modified)
+    info, manifest = opened if opened is not None else open_adapter(directory, allow_modified=allow_modified)
     if info.get("format") == "peft":
         return load_peft_adapter(model, directory, name, activate=activate)
     check_geometry(model, directory, info)  # the plainer message first: another size or architecture
