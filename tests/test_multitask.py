@@ -347,7 +347,7 @@ def test_saved_task_directories_reload_with_identical_logits(run: dict[str, Any]
             expected = model(**batch, head=task, adapter_names=task).logits
             torch.manual_seed(123)
             pipeline = FusionPipeline.from_pretrained(directory)
-            assert torch.equal(pipeline.model(**batch, head=pipeline._head_for(task)).logits, expected)
+            assert torch.equal(pipeline.model(**batch, head=pipeline.head_for(task)).logits, expected)
         assert pipeline.predict(texts[0], task=task)["label"] in trainer.specs[task].label_names
     fusion = FusionModel.from_adapters(list(saved.values()))  # what train-fusion --adapters loads
     assert fusion.fusion is not None and list(fusion.fusion.adapter_names) == ["toy_two", "toy_three"]

@@ -71,7 +71,7 @@ def test_pipeline_reload_gives_identical_logits(data_dir: Path, tmp_path: Path) 
         expected = model(**batch).logits
         torch.manual_seed(123)
         pipeline = FusionPipeline.from_pretrained(tmp_path / "sst2")
-        assert torch.equal(pipeline.model(**batch, head=pipeline._head_for("sentiment")).logits, expected)
+        assert torch.equal(pipeline.model(**batch, head=pipeline.head_for("sentiment")).logits, expected)
 
 
 def test_cli_train_fusion_then_pipeline_reload(

@@ -241,7 +241,7 @@ def predict(args: argparse.Namespace) -> int:
     pipeline = FusionPipeline.from_pretrained(
         args.adapter, model=args.model, allow_modified=args.allow_modified, allow_other_base=args.allow_other_base
     )
-    head_config = pipeline.model.head_config(pipeline._head_for(args.task))
+    head_config = pipeline.model.head_config(pipeline.head_for(args.task))
     task_type = task_type_for_head(head_config)
     inputs, pairs = read_predict_inputs(args, bool(task_type.takes_pairs(head_config)))
     options = {} if pairs is None else {"text_pairs": pairs}

@@ -75,7 +75,7 @@ def analyze_fusion(
         raise ValueError(f"fusion at {directory} records no task; pass task=")
     spec = get_task(task_name)
     pipeline = FusionPipeline.from_pretrained(directory, model=model)
-    head = pipeline._head_for(spec.name)
+    head = pipeline.head_for(spec.name)
     dataset = load_task_split(spec, split, data_dir, max_examples=max_examples)
     summary = collect_fusion_weights(
         pipeline.model, pipeline.tokenizer, spec, dataset, head=head, max_length=pipeline.max_length,

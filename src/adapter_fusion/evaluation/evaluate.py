@@ -45,7 +45,7 @@ def evaluate_adapter(
     pipeline = FusionPipeline.from_pretrained(
         directory, model=model, allow_modified=allow_modified, allow_other_base=allow_other_base, opened=opened
     )
-    head = pipeline._head_for(head_task or spec.name)
+    head = pipeline.head_for(head_task or spec.name)
     config = pipeline.model.head_config(head)
     wanted = HEADS.canonical_name(get_task_type(spec.task_type).head_type)
     labels_differ = bool(config.label_names) and tuple(config.label_names) != tuple(spec.label_names)

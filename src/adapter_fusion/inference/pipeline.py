@@ -133,7 +133,9 @@ class FusionPipeline:
         """Map of task name -> head name for every task head (the router is not a task)."""
         return {(self.model.head_config(name).task or name): name for name in self.model.heads if name != self.router}
 
-    def _head_for(self, task: str | None) -> str:
+    def head_for(self, task: str | None) -> str:
+        """The head that serves ``task`` (a task's name, one of its aliases such as ``sentiment``, or a head name);
+        None: the only task head. Unknown tasks raise ``ValueError`` naming the pipeline's tasks."""
         if task is None:
             heads = list(self.tasks.values())
             if len(heads) != 1:
@@ -190,7 +192,7 @@ class FusionPipeline:
         """
         if task is None and self.router is not None and len(self.tasks) > 1:
             return self._predict_routed(inputs, text_pairs, batch_size, **options)
-        head = self._head_for(task)
+        head = self.head_for(task)
         task_type = task_type_for_head(self.model.head_config(head))
         single = task_type.is_single_input(inputs)
         batch = [inputs] if single else list(inputs)
