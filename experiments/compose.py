@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runner import ADAPTERS, ROOT  # noqa: E402
@@ -89,6 +90,13 @@ def score(trainer: TaskTrainer, task: str, head: str | None = None) -> float:
     return main_score(task, metrics)
 
 
+def fusion_model(args: argparse.Namespace, paths: list[str], config: FusionConfig) -> FusionModel:
+    """A fusion of ``paths`` built right after seeding: its initial fusion weights do not depend on what ran before
+    in the process (which adapters had to be trained first, which variants came before it)."""
+    transformers.set_seed(args.seed)
+    return FusionModel.from_adapters(paths, config)
+
+
 def train_fusion(args: argparse.Namespace, task: str, model: FusionModel) -> float:
     trainer = ModelTrainer(task, model, args)
     model.train_fusion(task)
@@ -118,7 +126,7 @@ def sparse(args: argparse.Namespace) -> list[str]:
         scores = []
         for config in variants.values():
             started = time.monotonic()
-            value = train_fusion(args, target, FusionModel.from_adapters(paths, config))
+            value = train_fusion(args, target, fusion_model(args, paths, config))
             scores.append(f"{value:.4f} ({time.monotonic() - started:.0f} s)")
         rows.append(f"| {target} | " + " | ".join(scores) + " |")
     return rows
@@ -128,8 +136,8 @@ def hierarchy(args: argparse.Namespace) -> list[str]:
     groups = {"sentiment": [t for t in args.tasks if t in SENTIMENT], "nli": [t for t in args.tasks if t in NLI]}
     names = [t for group in groups.values() for t in group]
     paths = [str(source(args, task)) for task in names]
-    flat = FusionModel.from_adapters(paths, FusionConfig(fusion_method="attention"))
-    tree = FusionModel.from_adapters(paths, FusionConfig(fusion_method="weighted"))  # loads the adapters
+    flat = fusion_model(args, paths, FusionConfig(fusion_method="attention"))
+    tree = fusion_model(args, paths, FusionConfig(fusion_method="weighted"))  # loads the adapters
     tree.remove_fusion()
     nodes = tuple(FusionNode(name, tuple(group), FusionConfig(fusion_method="attention"))
                   for name, group in groups.items() if group)  # fmt: skip
@@ -150,7 +158,7 @@ def continual(args: argparse.Namespace) -> list[str]:
     tasks = list(args.tasks)
     table: dict[str, dict[str, list[str]]] = {"extend_fusion": {}, "sequential full fine-tuning": {}}
     # ours: fusion over the first task's adapter, then one extension per task
-    model = FusionModel.from_adapters([str(source(args, tasks[0]))], FusionConfig(fusion_method="attention"))
+    model = fusion_model(args, [str(source(args, tasks[0]))], FusionConfig(fusion_method="attention"))
     for head in list(model.heads):
         del model.heads[head]
     for step, task in enumerate(tasks):
