@@ -3,13 +3,15 @@ hand-computed examples."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from adapter_fusion.tasks.choice.metrics import choice_accuracy
 from adapter_fusion.tasks.generation.metrics import bleu_scores, rouge_scores
 from adapter_fusion.tasks.qa.metrics import normalize_answer, squad_scores
-from adapter_fusion.tasks.tagging.metrics import entity_scores, token_accuracy
+from adapter_fusion.tasks.tagging.metrics import entity_scores, tag_scores, token_accuracy
 
 
 # ---------------------------------------------------------------------------------------------- token classification
@@ -29,8 +31,36 @@ def test_entity_scores_follow_seqeval_default_mode() -> None:
     assert entity_scores([["O", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}  # undefined
 
 
+def test_entity_scores_are_zero_without_a_warning_where_undefined() -> None:
+    # no predicted entities (early in training) must not flood the log with seqeval's UndefinedMetricWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert entity_scores([["B-PER", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
 def test_token_accuracy() -> None:
     assert token_accuracy([["NN", "VB"], ["DT"]], [["NN", "NN"], ["DT"]]) == pytest.approx(2 / 3)
+    assert token_accuracy([["NN"]], [["NN"]]) == 1.0  # a single token is enough
+    with pytest.raises(ValueError, match="token_accuracy needs at least one token; got 2 empty sentences"):
+        token_accuracy([[], []], [[], []])
+
+
+# gold: PER[1:3], LOC[0] of sentence 2; predicted: the same plus a spurious LOC[1]; None = no prediction
+TAGS_TRUE = [["O", "B-PER", "I-PER", "O"], ["B-LOC", "O"]]
+TAGS_PRED = [[None, "B-PER", "I-PER", None], ["B-LOC", "B-LOC"]]
+TAGS_EXPECTED = {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "accuracy": 3 / 6}
+
+
+@pytest.mark.parametrize(
+    "metrics", [("precision",), ("recall",), ("f1",), ("accuracy",), ("accuracy", "f1", "precision", "recall")]
+)
+def test_tag_scores_count_no_prediction_as_o_for_entities_and_as_an_error_for_accuracy(
+    metrics: tuple[str, ...],
+) -> None:
+    # None -> "O" adds no entity (a lower-case "o" or any other tag would start a spurious one before B-PER)
+    scores = tag_scores(metrics, TAGS_TRUE, TAGS_PRED)
+    assert scores == pytest.approx({metric: TAGS_EXPECTED[metric] for metric in metrics})
+    assert list(scores) == list(metrics)
 
 
 def test_tag_metrics_validate_lengths() -> None:
@@ -40,8 +70,9 @@ def test_tag_metrics_validate_lengths() -> None:
         token_accuracy([["O"], ["O", "O"]], [["O"], ["O"]])
     with pytest.raises(ValueError, match="non-empty"):
         entity_scores([], [])
-    with pytest.raises(ValueError, match="not a string"):
-        token_accuracy(["O"], ["O"])
+    for true, pred in [(["O"], ["O"]), (["O"], [["O"]]), ([["O"]], ["O"])]:  # either side a string
+        with pytest.raises(ValueError, match="sentence 0: tags must be lists of tag strings, not a string"):
+            token_accuracy(true, pred)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------------ extractive QA
