@@ -3,13 +3,16 @@ hand-computed examples."""
 
 from __future__ import annotations
 
+import sys
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from adapter_fusion.tasks.choice.metrics import choice_accuracy
-from adapter_fusion.tasks.generation.metrics import bleu_scores, rouge_scores
+from adapter_fusion.tasks.generation import GenerationTaskSpec
+from adapter_fusion.tasks.generation.metrics import bleu_scores, rouge_scores, score_generations
 from adapter_fusion.tasks.qa.metrics import normalize_answer, squad_scores
 from adapter_fusion.tasks.tagging.metrics import entity_scores, tag_scores, token_accuracy
 
@@ -144,3 +147,48 @@ def test_bleu_scores_allow_different_numbers_of_references() -> None:
     assert bleu_scores(predictions, [refs[:1] for refs in references])["bleu"] < 100.0
     with pytest.raises(ValueError, match="got 2 predictions and 1 references"):
         bleu_scores(predictions, references[:1])
+
+
+@pytest.mark.parametrize("scores_fn", [rouge_scores, bleu_scores])
+def test_generation_scores_validate_lengths(scores_fn: Callable[..., dict[str, float]]) -> None:
+    message = "predictions and references must be non-empty and of the same length; got 1 predictions and 0 references"
+    with pytest.raises(ValueError, match=message):
+        scores_fn(["a"], [])
+
+
+def _generation_spec(metrics: tuple[str, ...]) -> GenerationTaskSpec:
+    return GenerationTaskSpec(name="toy", task_type="generation", label_names=(), is_pair=False, metrics=metrics,
+                              main_metric=metrics[0], description="toy")  # fmt: skip
+
+
+# example 1 identical; example 2 as in test_rouge_scores (rouge1 3/4, rouge2 0, rougeL 1/2)
+GENERATIONS = ["the cat sat on the mat", "a b c d"]
+GENERATION_REFERENCES = [["the cat sat on the mat"], ["a c b e"]]
+ROUGE_EXPECTED = {"rouge1": (1 + 0.75) / 2, "rouge2": (1 + 0) / 2, "rougeL": (1 + 0.5) / 2}
+ROUGE_MODULES = ("rouge_score", "rouge_score.rouge_scorer")
+
+
+@pytest.mark.parametrize(
+    ("metric", "unneeded"),
+    [("rouge1", ("sacrebleu",)), ("rouge2", ("sacrebleu",)), ("rougeL", ("sacrebleu",)),
+     ("bleu", ROUGE_MODULES), ("chrf", ROUGE_MODULES)],
+)  # fmt: skip
+def test_score_generations_computes_only_the_spec_metrics(
+    metric: str, unneeded: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a summarization task scores without sacrebleu, a translation task without rouge_score
+    for module in unneeded:
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    if metric in ROUGE_EXPECTED:
+        predictions, references, expected = GENERATIONS, GENERATION_REFERENCES, ROUGE_EXPECTED[metric]
+    else:
+        predictions, references, expected = GENERATIONS[:1], GENERATION_REFERENCES[:1], 100.0
+    assert score_generations(_generation_spec((metric,)), predictions, references) == pytest.approx({metric: expected})
+
+
+def test_score_generations_follow_the_spec_order() -> None:
+    metrics = ("chrf", "rougeL", "bleu", "rouge1")
+    scores = score_generations(_generation_spec(metrics), GENERATIONS, GENERATION_REFERENCES)
+    assert list(scores) == list(metrics)
+    expected = bleu_scores(GENERATIONS, GENERATION_REFERENCES) | ROUGE_EXPECTED
+    assert scores == pytest.approx({metric: expected[metric] for metric in metrics})
