@@ -428,6 +428,29 @@ def test_metrics_take_argmax_of_scores_and_validate_inputs() -> None:
         compute_metrics("mnli", logits, [1, 0, 0])
 
 
+def test_metrics_accept_one_example_and_integral_float_class_ids() -> None:
+    assert compute_metrics("sst2", [1], [1]) == {"accuracy": 1.0}
+    # class ids read into a float array (1.0, 0.0) are class ids all the same
+    assert compute_metrics("sst2", np.array([1.0, 0.0, 1.0]), [1, 0, 0]) == {"accuracy": pytest.approx(2 / 3)}
+
+
+@pytest.mark.parametrize(
+    ("predictions", "references", "message"),
+    [
+        ([], [], r"predictions and references must be non-empty 1-D arrays of the same length; "
+                 r"got shapes \(0,\) and \(0,\)"),
+        ([1, 0], [[1], [0]], r"predictions and references must be non-empty 1-D .*; got shapes \(2,\) and \(2, 1\)"),
+        ([0.5, 0], [1, 0], "predictions must be integer class ids; got dtype float64"),
+        ([1, 0], [0.5, 0], "references must be integer class ids; got dtype float64"),
+        ([2, 0], [1, 0], r"predictions contain class id 2, outside 0\.\.1 \(negative, positive\)$"),
+        ([1, 0], [1, -1], r"references contain class id -1, outside 0\.\.1 \(negative, positive\)$"),
+    ],
+)  # fmt: skip
+def test_metrics_refuse_bad_inputs_naming_them(predictions: list, references: list, message: str) -> None:
+    with pytest.raises(ValueError, match="^task 'sst2': " + message):
+        compute_metrics("sst2", predictions, references)
+
+
 SENTENCE_TASKS = [spec for spec in list_tasks() if spec.task_type in ("classification", "regression")]
 
 

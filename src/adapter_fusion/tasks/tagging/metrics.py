@@ -13,7 +13,7 @@ ENTITY_METRICS = ("precision", "recall", "f1")
 TAGGING_METRICS = (*ENTITY_METRICS, "accuracy")
 
 
-def _check_tags(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> None:
+def _check_tags(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str | None]]) -> None:
     check_lengths("true_tags", true_tags, "pred_tags", pred_tags)
     for index, (true, pred) in enumerate(zip(true_tags, pred_tags)):
         if isinstance(true, str) or isinstance(pred, str):
@@ -39,8 +39,9 @@ def entity_scores(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequen
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
-def token_accuracy(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]) -> float:
-    """Fraction of tokens, over all sentences, whose predicted tag equals the gold tag (POS tagging's metric)."""
+def token_accuracy(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str | None]]) -> float:
+    """Fraction of tokens, over all sentences, whose predicted tag equals the gold tag (POS tagging's metric); a
+    predicted None (no prediction) never equals a gold tag, so it counts as an error."""
     _check_tags(true_tags, pred_tags)
     total = sum(len(tags) for tags in true_tags)
     if total == 0:
@@ -58,9 +59,5 @@ def tag_scores(
     if any(metric in ENTITY_METRICS for metric in metrics):
         scores.update(entity_scores(true_tags, [[tag or "O" for tag in tags] for tags in pred_tags]))
     if "accuracy" in metrics:
-        missing = object()  # equal to no gold tag
-        scores["accuracy"] = token_accuracy(
-            true_tags,
-            [[missing if tag is None else tag for tag in tags] for tags in pred_tags],  # type: ignore[misc]
-        )
+        scores["accuracy"] = token_accuracy(true_tags, pred_tags)
     return {metric: scores[metric] for metric in metrics}
