@@ -17,6 +17,7 @@ from adapter_fusion.inference import FusionPipeline
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.tasks import TaskSpec
 from adapter_fusion.tasks.mixed import split_by_task
+from adapter_fusion.tasks.sentence.type import SequenceClassificationType
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.fusion_trainer import FusionTrainer
 from adapter_fusion.training.multi_task_trainer import MultiTaskTrainer
@@ -152,6 +153,27 @@ def test_a_subset_of_the_fused_adapters_equals_a_fusion_of_that_subset(base_dir:
     for bad in (["a", "zzz"], [], ["a", "a"]):
         with pytest.raises(ValueError, match=r"must be distinct adapters of fusion 'fusion': \['a', 'b', 'c'\]"):
             full(**batch, adapter_names=bad)
+
+
+def test_routing_picks_a_task_that_fits_the_input_shape(
+    fused: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router reads a pair's two sentences joined, so its first choice can be a single-sentence task (or, for a
+    single sentence, a pair task): the input then goes to the best-scoring task that can take it, not to an error
+    (a mixed stream of SST-2 and MNLI rows used to stop at the first misrouted pair)."""
+    pipeline = FusionPipeline.from_pretrained(fused["directory"])
+    monkeypatch.setattr(SequenceClassificationType, "takes_pairs", lambda self, config: config.task == "toy_three")
+    prefer_two = {"task": "toy_two", "score": 0.9, "scores": {"toy_two": 0.9, "toy_three": 0.1}}
+    prefer_three = {"task": "toy_three", "score": 0.8, "scores": {"toy_two": 0.2, "toy_three": 0.8}}
+    monkeypatch.setattr(pipeline, "route", lambda batch, pairs, size: [prefer_two, prefer_three, prefer_two])
+    routed = pipeline.predict(["blorp alpha", "plonk wibble", "mimsy omega"], text_pairs=["", "", "drubble tove"])
+    assert [r["task"] for r in routed] == ["toy_two", "toy_two", "toy_three"]
+    assert [r["task_score"] for r in routed] == [0.9, 0.2, 0.1]
+    assert routed[2]["label"] == pipeline.predict("mimsy omega", task="toy_three", text_pairs="drubble tove")["label"]
+    monkeypatch.setattr(SequenceClassificationType, "takes_pairs", lambda self, config: False)
+    with pytest.raises(ValueError, match=r"an input with a second sentence fits none of this pipeline's tasks "
+                                         r"\['toy_three', 'toy_two'\]"):  # fmt: skip
+        pipeline.predict(["blorp alpha"], text_pairs=["zindle"])
 
 
 def test_bad_input_gets_one_line_errors(fused: dict[str, Any], adapters: dict[str, Path], base_dir: Path) -> None:

@@ -218,7 +218,8 @@ class FusionPipeline:
         pairs = [text_pairs] if isinstance(text_pairs, str) else (list(text_pairs) if text_pairs else None)
         if pairs is not None and len(pairs) != len(batch):
             raise ValueError(f"got {len(batch)} inputs but {len(pairs)} text_pairs")
-        routes = self.route(batch, pairs, batch_size)
+        routes = [self._fitting_route(route, bool(pairs and pairs[i])) for i, route in enumerate(
+            self.route(batch, pairs, batch_size))]  # fmt: skip
         results: list[dict[str, Any]] = [{} for _ in batch]
         for task in dict.fromkeys(route["task"] for route in routes):
             indices = [i for i, route in enumerate(routes) if route["task"] == task]
@@ -228,6 +229,24 @@ class FusionPipeline:
             for index, result in zip(indices, chosen):  # type: ignore[arg-type]
                 results[index] = {**result, "task": task, "task_score": routes[index]["score"]}
         return results[0] if single else results
+
+    def _fitting_route(self, route: dict[str, Any], has_pair: bool) -> dict[str, Any]:
+        """``route``, or, when its task cannot take the input's shape (a second sentence for a single-sentence task,
+        none for a sentence-pair task), the best-scoring task that can: the router reads both sentences joined, so
+        its first choice may be a task that could not answer."""
+        def fits(task: str) -> bool:
+            config = self.model.head_config(self.head_for(task))
+            takes = task_type_for_head(config).takes_pairs(config)
+            return takes is None or takes == has_pair
+
+        if fits(route["task"]):
+            return route
+        fitting = {task: score for task, score in route["scores"].items() if task in self.tasks and fits(task)}
+        if not fitting:
+            shape = "a second sentence" if has_pair else "no second sentence"
+            raise ValueError(f"an input with {shape} fits none of this pipeline's tasks {sorted(self.tasks)}")
+        best = max(fitting, key=fitting.__getitem__)
+        return {**route, "task": best, "score": fitting[best]}
 
 
 def _check_finite(value: Any, head: str) -> None:
