@@ -319,6 +319,46 @@ def test_gating_fusion_divides_logits_by_temperature(temperature: float, activat
     expected = hidden + sum(gates[..., i : i + 1] * up for i, up in enumerate(hand_contributions(hidden, adapters)))
     torch.testing.assert_close(out.hidden, expected)
     torch.testing.assert_close(out.weights, gates)
+    torch.testing.assert_close(layer.gates(logits * temperature), gates)  # [batch, seq, N] logits: over N
+    # the plain reference, and both on flat [tokens, hidden] input (the stand-alone form takes [..., hidden])
+    reference = FUSION_METHODS.get("gating").reference
+    flat = hidden.reshape(10, HIDDEN)
+    for h, want, g in ((hidden, expected, gates), (flat, expected.reshape(10, HIDDEN), gates.reshape(10, 3))):
+        ref = reference(layer, h, adapters)
+        torch.testing.assert_close(ref.hidden, want)
+        torch.testing.assert_close(ref.weights, g)
+        torch.testing.assert_close(layer(h, adapters).hidden, want)
+
+
+def test_gating_layer_defaults_aliases_and_builder() -> None:
+    from adapter_fusion.fusion import GatingFusion
+
+    default = GatingFusion(HIDDEN, 3)
+    assert default.activation == "sigmoid" and default.gate.bias is not None
+    assert not default.gate.weight.any() and not default.gate.bias.any()  # equal gates at the start
+    assert GatingFusion(HIDDEN, 3, gate_activation="softmax").activation == "softmax"
+    assert GatingFusion(HIDDEN, 3, activation="softmax", gate_activation="softmax").activation == "softmax"
+    assert GatingFusion(HIDDEN, 3, bias=False).gate.bias is None
+    assert GatingFusion(HIDDEN, 3, gate_bias=False).gate.bias is None
+    config = FusionConfig(fusion_method="gating", gate_activation="softmax", gate_bias=False, temperature=2.0)
+    built = FUSION_METHODS.get("gating").build(config, FusionPoint("0_ffn", HIDDEN, (0, 1, 2), 3), {})
+    assert (built.activation, built.gate.bias, built.temperature) == ("softmax", None, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(activation="sigmoid", gate_activation="softmax"), TypeError,
+         "activation='sigmoid' and gate_activation='softmax' are the same argument; give one"),
+        (dict(bias=True, gate_bias=False), TypeError, "bias=True and gate_bias=False are the same argument; give one"),
+        (dict(activation="relu"), ValueError, r"gate_activation must be one of \('sigmoid', 'softmax'\); got 'relu'"),
+    ],
+)  # fmt: skip
+def test_gating_layer_errors(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    from adapter_fusion.fusion import GatingFusion
+
+    with pytest.raises(error, match=match):
+        GatingFusion(HIDDEN, 3, **kwargs)
 
 
 def test_per_adapter_dropout_draws_like_the_reference() -> None:
@@ -543,6 +583,7 @@ def test_eval_memo_is_reused_and_invalidated_by_weight_updates(make_model, rando
         (dict(temperature_min=2.0), "temperature_min must be <= temperature"),
         (dict(fusion_method="weighted", weight_sharing="global"), "weight_sharing must be one of"),
         (dict(fusion_method="gating", gate_activation="relu"), "gate_activation must be one of"),
+        (dict(fusion_method="gating", gate_bias="yes"), "gate_bias must be a bool; got 'yes'"),
         (dict(fusion_method="weighted", fixed_weights=(1.0, 1.0)), "learnable_weights=False"),
         (dict(fusion_method="weighted", learnable_weights=False, fixed_weights=(1.0,), adapter_names=("a", "b")),
          "2 adapters"),

@@ -130,6 +130,7 @@ def test_depth_three_trains_only_fusion_weights_and_reports_weights_per_node(tin
     assert out.fusion_weights["c/0_ffn"].shape == (3, 7, 2)
     assert isinstance(fuse.fusion_layers()["c/0_ffn"], FUSION_METHODS.get("attention").layer_class)
     assert isinstance(fuse.fusion_layers()["c/1_ffn"], FUSION_METHODS.get("weighted").layer_class)
+    assert "name='deep', root='c', adapters=['s1', 's2', 'n1', 'n2']" in repr(fuse)
 
 
 def test_hierarchy_saves_and_reloads_exactly(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -155,6 +156,16 @@ def test_hierarchy_saves_and_reloads_exactly(tiny_bert_dir: Path, tmp_path: Path
     assert torch.equal(got.logits, expected.logits)
     assert set(got.fusion_weights) == set(expected.fusion_weights)
     assert HierarchyConfig.from_dict(model.fusion.hierarchy.to_dict()) == model.fusion.hierarchy
+
+
+def test_hierarchy_config_dict_round_trip_and_defaults() -> None:
+    nodes = (FusionNode("a", ("s1", "s2"), config("weighted")), FusionNode("b", ("a", "n1"), config("gating")))
+    tree = HierarchyConfig(nodes, root="a", name="tree")
+    data = tree.to_dict()
+    assert data == {"nodes": [n.to_dict() for n in nodes], "root": "a", "name": "tree"}
+    assert HierarchyConfig.from_dict(data) == tree and tree.root_name == "a"
+    defaults = HierarchyConfig.from_dict({"nodes": data["nodes"]})  # root and name are optional keys
+    assert (defaults.root, defaults.name, defaults.root_name) == (None, "hierarchy", "b")
 
 
 # ---------------------------------------------------------------------------------------------------- errors

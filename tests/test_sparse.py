@@ -7,13 +7,15 @@ sum to 1, no state in forward, save/reload) run for this method in test_fusion.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from torch.nn import functional as F
 
-from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter
+from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter, LoraAdapter
 from adapter_fusion.fusion import FUSION_METHODS, FusionConfig, FusionPoint, GatingFusion, SparseFusion, add_fusion
 from adapter_fusion.models.fusion_model import FusionModel
 from conftest import build_tiny_model, make_batch, randomise_
@@ -79,6 +81,29 @@ def test_k_equal_n_equals_the_dense_computation_with_gradients(routing: str) -> 
         torch.testing.assert_close(got, want)
 
 
+def test_defaults_and_gate_initialisation() -> None:
+    torch.manual_seed(0)
+    fusion = SparseFusion(512, 32)
+    assert (fusion.top_k, fusion.routing, fusion.load_balancing) == (2, "token", 0.01)
+    assert fusion.extra_repr() == "top_k=2, routing='token', load_balancing=0.01"
+    assert 0.019 < fusion.gate.weight.std().item() < 0.021 and not fusion.gate.bias.any()  # N(0, 0.02), zero
+    assert torch.equal(fusion.regularization_loss(), torch.zeros(()))  # before any forward
+    assert SparseFusion(HIDDEN, 3, load_balancing=0).load_balancing == 0.0  # 0 disables, it is allowed
+    assert layer(3)(hidden(), adapters(3)).weights is None  # weights only when asked for
+
+
+@pytest.mark.parametrize("routing", ["token", "example"])
+def test_route_divides_logits_by_temperature_and_softmaxes_the_top_k(routing: str) -> None:
+    fusion, h = layer(5, top_k=2, routing=routing, temperature=2.0), hidden()
+    logits, chosen, weights = fusion.route(h)
+    source = h[:, 0] if routing == "example" else h.reshape(-1, HIDDEN)
+    expected = (source @ fusion.gate.weight.T + fusion.gate.bias) / 2.0
+    torch.testing.assert_close(logits, expected)
+    top = expected.sort(dim=-1, descending=True)
+    assert torch.equal(chosen, top.indices[:, :2])
+    torch.testing.assert_close(weights, torch.softmax(top.values[:, :2], dim=-1))
+
+
 # --------------------------------------------------------------------------------------- only k adapters run
 def test_per_token_routing_runs_each_adapter_only_on_the_tokens_that_chose_it() -> None:
     fusion, group, h = layer(8, top_k=2), adapters(8), hidden()
@@ -116,6 +141,7 @@ def test_example_routing_gather_path_equals_dispatch_path_and_reference(k: int) 
     reference = FUSION_METHODS.get("sparse").reference(fusion, h, group)
     torch.testing.assert_close(h + gathered, reference.hidden)
     out = fusion(h, group, return_weights=True)
+    torch.testing.assert_close(out.hidden, reference.hidden)
     assert ((out.weights > 0).sum(-1) == k).all()
     assert torch.equal(out.weights[:, 0], out.weights[:, -1])  # one choice per example
 
@@ -128,6 +154,73 @@ def test_example_routing_of_an_example_does_not_depend_on_its_batch_or_padding()
         longer = fusion(torch.cat([h[1:2], hidden(seed=9, batch=1, seq=3)], dim=1), group).hidden
     torch.testing.assert_close(alone, whole[1:2])
     torch.testing.assert_close(longer[:, : h.shape[1]], whole[1:2])
+
+
+def test_example_routing_of_same_shaped_adapters_gathers_their_weights_instead_of_calling_them() -> None:
+    fusion, group, h = layer(4, top_k=2, routing="example"), adapters(4), hidden()
+    calls: list[int] = []
+    for adapter in group:
+        adapter.register_forward_hook(lambda *_: calls.append(1))
+    fusion(h, group)
+    assert not calls  # the gather path: two batched matmuls over the packed weights
+    fusion.routing = "token"
+    fusion(h, group)
+    assert calls  # per-token routing dispatches to each chosen adapter
+
+
+def relu_and_tanh(n: int) -> list[BottleneckAdapter]:
+    torch.manual_seed(0)
+    return [BottleneckAdapter(HIDDEN, 8, activation=("relu", "tanh")[i % 2], initialization="bert") for i in range(n)]
+
+
+# Adapter groups example routing must fuse exactly, whether or not their weights can be gathered: (adapters, reads)
+EXAMPLE_GROUPS: dict[str, Callable[[], tuple[list[Any], list[bool] | None]]] = {
+    "one adapter": lambda: (adapters(1), None),
+    "parallel adapters": lambda: (adapters(3), [True] * 3),
+    "ffn_input given, read by none": lambda: (adapters(3), [False] * 3),
+    "some parallel": lambda: (adapters(4), [True, False] * 2),
+    "two activations": lambda: (relu_and_tanh(4), None),
+    "two bottleneck sizes": lambda: ([*adapters(2), BottleneckAdapter(HIDDEN, 4, initialization="bert")], None),
+    "dropout, eval mode": lambda: (adapters(3, dropout=0.5), None),
+    "lora": lambda: ([randomise_(LoraAdapter(16, HIDDEN, 4), seed=i, std=0.3) for i in range(3)], None),
+}
+
+
+@pytest.mark.parametrize("group_name", list(EXAMPLE_GROUPS))
+def test_example_routing_equals_the_reference_for_every_kind_of_adapter_group(group_name: str) -> None:
+    group, reads = EXAMPLE_GROUPS[group_name]()
+    group = [adapter.double().eval() for adapter in group]
+    fusion, h = layer(len(group), top_k=min(2, len(group)), routing="example"), hidden()
+    lora_input = torch.randn(4, 6, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    streams = {"ffn_input": hidden(seed=3), "module_input": lora_input}
+    with torch.no_grad():
+        out = fusion(h, group, reads_ffn_input=reads, return_weights=True, **streams)
+        expected = FUSION_METHODS.get("sparse").reference(fusion, h, group, reads_ffn_input=reads, **streams)
+    torch.testing.assert_close(out.hidden, expected.hidden)
+    torch.testing.assert_close(out.weights, expected.weights)
+    if len(group) == 1:
+        torch.testing.assert_close(out.hidden, h + group[0](h))
+
+
+def test_example_routing_applies_the_adapters_dropout_while_training() -> None:
+    """The gather path draws one mask over the chosen adapters' bottleneck units ``[batch, seq, k * r]``, at the
+    adapters' rate ``p``, scaled by ``1 / (1 - p)``: written out here with the same seed."""
+    p, k, r = 0.3, 2, 8
+    fusion, group, h = layer(3, top_k=k, routing="example"), adapters(3, dropout=p), hidden(batch=2, seq=3)
+    fusion.train()
+    torch.manual_seed(5)
+    out = fusion(h, group).hidden
+    _, chosen, weights = fusion.route(h)
+    torch.manual_seed(5)
+    keep = F.dropout(torch.ones(2, 3, k * r, dtype=torch.float64), p, training=True)
+    assert 0 < (keep == 0).sum() < keep.numel()
+    expected = h.clone()
+    for b in range(2):
+        for j in range(k):
+            adapter = group[int(chosen[b, j])]
+            bottleneck = torch.relu(h[b] @ adapter.down.weight.T + adapter.down.bias) * keep[b, :, j * r : (j + 1) * r]
+            expected[b] += weights[b, j] * (bottleneck @ adapter.up.weight.T + adapter.up.bias)
+    torch.testing.assert_close(out, expected)
 
 
 # -------------------------------------------------------------------------------------------- load balancing
@@ -154,6 +247,24 @@ def test_load_balancing_loss_is_lambda_for_uniform_routing_and_trains_the_gate()
     assert skewed.regularization_loss().item() == 0.0
 
 
+def test_balance_loss_by_hand_on_the_device_of_its_inputs() -> None:
+    fusion = SparseFusion(HIDDEN, 3, top_k=1, load_balancing=0.5)
+    log2 = torch.tensor(2.0).log().item()
+    logits = torch.tensor([[log2, 0.0, 0.0], [0.0, 0.0, log2]])  # softmax rows (.5, .25, .25), (.25, .25, .5)
+    chosen = torch.tensor([[0], [2]])  # shares (.5, 0, .5); mean probabilities (.375, .25, .375)
+    torch.testing.assert_close(fusion.balance_loss(logits, chosen), torch.tensor(0.5 * 3 * 0.375))
+    meta = fusion.balance_loss(logits.to("meta"), chosen.to("meta"))  # e.g. cuda: no tensor made on the cpu
+    assert meta.device.type == "meta" and meta.shape == ()
+
+
+def test_load_balancing_zero_records_no_term() -> None:
+    fusion, group, h = layer(4, top_k=2, load_balancing=0.0), adapters(4), hidden()
+    fusion.train()
+    fusion(h, group)
+    loss = fusion.regularization_loss()
+    assert loss.item() == 0.0 and loss.grad_fn is None  # nothing added to the graph when disabled
+
+
 def test_fuse_regularization_loss_sums_the_balancing_terms(make_model, randomise) -> None:
     model = fused_model(make_model, randomise, adapter_configs(3, "houlsby"))
     fuse = add_fusion(model, fusion_config("sparse", 3, load_balancing=0.1))
@@ -165,6 +276,12 @@ def test_fuse_regularization_loss_sums_the_balancing_terms(make_model, randomise
 
 
 # ------------------------------------------------------------------------------------------------- model level
+def test_builder_passes_every_setting() -> None:
+    config = FusionConfig(fusion_method="sparse", top_k=3, routing="example", load_balancing=0.5, temperature=2.0)
+    built = FUSION_METHODS.get("sparse").build(config, FusionPoint("0_ffn", HIDDEN, (0, 1, 2, 3), 4), {})
+    assert (built.top_k, built.routing, built.load_balancing, built.temperature) == (3, "example", 0.5, 2.0)
+
+
 def test_points_holding_fewer_adapters_than_k_use_them_all(make_model, randomise) -> None:
     model = fused_model(make_model, randomise, [AdapterConfig(bottleneck_size=4), AdapterConfig(layers=(1,))])
     fuse = add_fusion(model, fusion_config("sparse", 2, top_k=2))
@@ -210,6 +327,22 @@ def test_example_routing_fusion_saves_and_reloads_exactly(tmp_path: Path) -> Non
 def test_config_errors(overrides: dict[str, Any], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         FusionConfig(fusion_method="sparse", **overrides)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(top_k=2.0), r"top_k must be an integer in \[1, 3\] \(the fused adapters\); got 2.0"),
+        (dict(top_k=True), r"top_k must be an integer in \[1, 3\].*got True"),
+        (dict(routing="sequence"), r"routing must be one of \('token', 'example'\); got 'sequence'"),
+        (dict(load_balancing=-0.5), "load_balancing must be a number >= 0; got -0.5"),
+        (dict(load_balancing=True), "load_balancing must be a number >= 0; got True"),
+        (dict(load_balancing="0.1"), "load_balancing must be a number >= 0; got '0.1'"),
+    ],
+)
+def test_layer_refuses_bad_settings(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SparseFusion(HIDDEN, 3, **kwargs)
 
 
 def test_layer_and_builder_errors(make_model, randomise) -> None:
