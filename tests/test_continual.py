@@ -270,6 +270,9 @@ def test_extended_layer_keeps_the_base_temperature_heads_dtype_and_checks_gate_w
     fixed = ExtendedFusion(WeightedFusion(WIDTH, 2, learnable=False, fixed_weights=[0.3, 0.7]), 1, TaskScope())
     gate = fixed.add_gate("t", 1)
     assert gate.weight.dtype == torch.float32 and not gate.weight.any() and not gate.bias.any()
+    # gates follow the base layer's device too (the meta device stands in for an accelerator)
+    on_meta = ExtendedFusion(AttentionFusion(WIDTH, 2, attention_dropout=0.0).to("meta"), 1, TaskScope())
+    assert on_meta.add_gate("t", 1).weight.device.type == "meta"
 
 
 def test_task_scope_starts_with_no_task_and_running_restores_it(
