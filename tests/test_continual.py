@@ -12,10 +12,12 @@ import datasets
 import pytest
 import torch
 
-from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter, LoraAdapter, LoraConfig
 from adapter_fusion.cli import main
 from adapter_fusion.fusion import FUSION_METHODS, FusionConfig
-from adapter_fusion.fusion.continual import ExtendedFusion, TaskFuse, running_task
+from adapter_fusion.fusion.attention import AttentionFusion
+from adapter_fusion.fusion.continual import ExtendedFusion, TaskFuse, TaskScope, running_task
+from adapter_fusion.fusion.weighted import WeightedFusion
 from adapter_fusion.models import default_model_path, load_tokenizer
 from adapter_fusion.models.fusion_model import FusionModel
 from adapter_fusion.models.saving import save_adapter
@@ -154,6 +156,236 @@ def test_bad_extensions_are_refused_and_leave_the_model_as_it_was(
     bare = FusionModel.from_pretrained(str(tiny_bert_dir))
     with pytest.raises(ValueError, match="no fusion"):
         bare.extend_fusion(str(new_adapters["new"]))
+
+
+# ------------------------------------------------------------------------------------ one extended layer by hand
+WIDTH, MODULE_IN = 8, 5  # hidden size, LoRA input size (both differ from the batch and sequence sizes)
+
+
+def extended_layer(heads: int, temperature: float = 1.0) -> tuple[ExtendedFusion, list[torch.nn.Module], list[bool]]:
+    """An attention fusion over a parallel bottleneck adapter and a LoRA adapter, extended by three adapters (a
+    parallel one, a LoRA one, one reading ``h``), with random float64 weights and a random gate for task ``t``
+    over the first two added adapters."""
+    torch.manual_seed(0)
+    adapters: list[torch.nn.Module] = [
+        BottleneckAdapter(WIDTH, 3, initialization="bert"),
+        LoraAdapter(MODULE_IN, WIDTH, 2),
+        BottleneckAdapter(WIDTH, 4, activation="tanh", scaling=2.0, initialization="bert"),
+        LoraAdapter(MODULE_IN, WIDTH, 2, scaling=0.5),
+        BottleneckAdapter(WIDTH, 3, activation="gelu", initialization="bert"),
+    ]
+    for index, adapter in enumerate(adapters):
+        randomise_(adapter.double(), seed=40 + index, std=0.3)
+    base = AttentionFusion(WIDTH, 2, num_heads=heads, attention_dropout=0.0, temperature=temperature).double()
+    randomise_(base, seed=50, std=0.3)
+    layer = ExtendedFusion(base, 3, TaskScope())
+    randomise_(layer.add_gate("t", 2), seed=51, std=0.5)
+    layer.add_gate("zero", 3)  # a gate that never trained: exactly zero
+    return layer.eval(), adapters, [True, False, True, False, False]
+
+
+def layer_inputs(lead: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {
+        name: torch.randn(*lead, size, generator=generator, dtype=torch.float64)
+        for name, size in (("hidden", WIDTH), ("ffn_input", WIDTH), ("module_input", MODULE_IN))
+    }
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("lead", [(2, 3), (6,)])
+@pytest.mark.parametrize("residual", [True, False])
+def test_extended_layer_is_the_base_fusion_plus_the_running_tasks_gated_adapters(
+    heads: int, lead: tuple[int, ...], residual: bool
+) -> None:
+    """out = base(h, old adapters) + sum_j g_j up_j with g = W_t h + b_t, by hand, for adapters reading each
+    input; weights are the base's then the gates, zero-padded to every added adapter (and broadcast per head)."""
+    layer, adapters, reads = extended_layer(heads)
+    inputs = layer_inputs(lead)
+    h, x, m = inputs["hidden"], inputs["ffn_input"], inputs["module_input"]
+    with torch.no_grad():
+        base = layer.base(h, adapters[:2], x, reads_ffn_input=reads[:2], residual=residual, module_input=m,
+                          return_weights=True)  # fmt: skip
+        assert base.weights.shape == (*lead, heads, 2) if heads > 1 else (*lead, 2)
+        gate = layer.gates["t"]
+        g = h @ gate.weight.T + gate.bias  # [*lead, 2]
+        ups = [adapters[2](x), adapters[3](m)]  # the added adapters the gate covers, on their own inputs
+        expected = base.hidden + g[..., :1] * ups[0] + g[..., 1:] * ups[1]
+        padded = torch.cat([g, g.new_zeros(*lead, 1)], dim=-1)
+        if heads > 1:
+            padded = padded.unsqueeze(-2).expand(*lead, heads, 3)
+        for task, hidden_expected, added_weights in (
+            ("t", expected, padded),
+            (None, base.hidden, torch.zeros_like(padded)),
+            ("zero", base.hidden, torch.zeros_like(padded)),  # a zero gate adds exactly nothing
+            ("unknown", base.hidden, torch.zeros_like(padded)),
+        ):
+            layer.scope.task = task
+            out = layer(h, adapters, x, reads_ffn_input=reads, residual=residual, module_input=m,
+                        return_weights=True)  # fmt: skip
+            torch.testing.assert_close(out.hidden, hidden_expected, rtol=1e-12, atol=1e-12)
+            assert torch.equal(out.weights, torch.cat([base.weights, added_weights], dim=-1)), task
+            plain = layer(h, adapters, x, reads_ffn_input=reads, residual=residual, module_input=m)
+            assert plain.weights is None and torch.equal(plain.hidden, out.hidden), task
+            if task != "t":
+                assert torch.equal(out.hidden, base.hidden), task  # bit-identical, not just close
+
+
+def test_extended_layer_defaults_read_h_add_the_residual_and_return_no_weights() -> None:
+    """Adapters read ``h`` unless told otherwise; no ffn/module input is needed then."""
+    torch.manual_seed(0)
+    adapters = [BottleneckAdapter(WIDTH, 3, initialization="bert").double() for _ in range(3)]
+    for index, adapter in enumerate(adapters):
+        randomise_(adapter, seed=60 + index, std=0.3)
+    base = randomise_(AttentionFusion(WIDTH, 2, attention_dropout=0.0).double(), seed=63, std=0.3).eval()
+    layer = ExtendedFusion(base, 1, TaskScope())
+    randomise_(layer.add_gate("t", 1), seed=64, std=0.5)
+    h = layer_inputs((2, 3))["hidden"]
+    layer.scope.task = "t"
+    with torch.no_grad():
+        out = layer(h, adapters)
+        g = h @ layer.gates["t"].weight.T + layer.gates["t"].bias
+        expected = base(h, adapters[:2]).hidden + g * adapters[2](h)
+    assert out.weights is None
+    torch.testing.assert_close(out.hidden, expected, rtol=1e-12, atol=1e-12)
+    # the gated adapter reads the feed-forward input, which is missing: the pack says so
+    with pytest.raises(ValueError, match="adapter 0 reads the feed-forward input, but none was given"):
+        layer(h, adapters, reads_ffn_input=[False, False, True])
+    with pytest.raises(ValueError, match="this fusion layer fuses 3 adapters; got 2"):
+        layer(h, adapters[:2])
+
+
+def test_extended_layer_keeps_the_base_temperature_heads_dtype_and_checks_gate_widths() -> None:
+    layer, _, _ = extended_layer(heads=2, temperature=2.5)
+    assert (layer.temperature, layer.num_heads, layer.num_base, layer.num_added) == (2.5, 2, 2, 3)
+    assert layer.num_adapters == 5 and not layer.normalized
+    layer.set_temperature(0.5)
+    assert layer.temperature == 0.5 and layer.base.temperature == 0.5  # the schedule reaches the trained layer
+    assert layer.gates["t"].weight.dtype == torch.float64  # gates follow the base layer's dtype
+    assert layer.extra_repr() == "base adapters=2, added=3, gates=['t', 'zero']"
+    for width in (0, 4):
+        with pytest.raises(ValueError, match=rf"a gate covers 1\.\.3 added adapters; got {width}"):
+            layer.add_gate("wide", width)
+    # a base layer without parameters (fixed weights): the gate keeps the default dtype
+    fixed = ExtendedFusion(WeightedFusion(WIDTH, 2, learnable=False, fixed_weights=[0.3, 0.7]), 1, TaskScope())
+    gate = fixed.add_gate("t", 1)
+    assert gate.weight.dtype == torch.float32 and not gate.weight.any() and not gate.bias.any()
+    # gates follow the base layer's device too (the meta device stands in for an accelerator)
+    on_meta = ExtendedFusion(AttentionFusion(WIDTH, 2, attention_dropout=0.0).to("meta"), 1, TaskScope())
+    assert on_meta.add_gate("t", 1).weight.device.type == "meta"
+
+
+def test_task_scope_starts_with_no_task_and_running_restores_it(
+    tiny_bert_dir: Path, new_adapters: dict[str, Path]
+) -> None:
+    assert TaskScope().task is None
+    model = trained_fusion(tiny_bert_dir, "weighted")
+    name = model.fusion.name
+    model.extend_fusion(str(new_adapters["new"]))
+    fuse = model.fusion
+    assert isinstance(fuse, TaskFuse) and fuse.name == name and fuse.scope.task is None
+    with fuse.running("new"):
+        assert fuse.scope.task == "new"
+        with running_task(fuse, "old1"):
+            assert fuse.scope.task == "old1"
+        assert fuse.scope.task == "new"
+    assert fuse.scope.task is None
+
+
+# ------------------------------------------------------------------------------- extend_fusion on a model
+def test_extend_fusion_renames_keeps_the_active_head_and_refuses_bad_names(
+    tiny_bert_dir: Path, new_adapters: dict[str, Path], tmp_path: Path
+) -> None:
+    model = trained_fusion(tiny_bert_dir, "weighted")
+    active = model.active_head
+    assert model.extend_fusion(str(new_adapters["newer"]), name="renamed", task="third") == "renamed"
+    assert "renamed" in model.adapters.list_adapters() and "newer" not in model.adapters.list_adapters()
+    assert model.active_head == active and "third" in model.heads  # the saved head became the task's, inactive
+    assert model.fusion.adapter_names == ("a", "b", "renamed") and model.fusion.tasks() == ["third"]
+    with pytest.raises(ValueError, match=r"no extension for task 'old1'; extended tasks: \['third'\] \(extend"):
+        model.train_extension("old1")
+    with pytest.raises(ValueError, match=r"task must be a non-empty name without dots; got 'x\.y'"):
+        model.extend_fusion(str(new_adapters["new"]), task="x.y")
+    with pytest.raises(
+        ValueError, match=r"an adapter named 'renamed' is already in the model \(fused: \['a', 'b', 'renamed'\]\); "
+        r"pass name=\.\.\. to add it under another name",
+    ):  # fmt: skip
+        model.extend_fusion(str(new_adapters["new"]), name="renamed")
+    model.add_adapter("plain", AdapterConfig(bottleneck_size=4), activate=False)
+    with pytest.raises(ValueError, match=r"name='other' can only rename a saved adapter; 'plain' is already in"):
+        model.extend_fusion("plain", name="other")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model.extend_fusion(str(tmp_path / "missing"))
+    assert model.adapters.list_adapters() == ["a", "b", "renamed", "plain"]
+    fresh = trained_fusion(tiny_bert_dir, "weighted")
+    with pytest.raises(ValueError, match=r"extended tasks: none \(extend_fusion first\)"):
+        fresh.train_extension("old1")
+
+
+def test_a_refused_saved_adapter_is_removed_with_its_head(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    source = FusionModel.from_pretrained(str(tiny_bert_dir))
+    source.add_adapter("flat", AdapterConfig(bottleneck_size=4, residual=False), activate=False)
+    source.add_classification_head("flat", num_labels=2)
+    path = save_adapter(source, "flat", tmp_path / "flat", head="flat")
+    model = trained_fusion(tiny_bert_dir, "weighted")
+    with pytest.raises(ValueError, match="residual"):
+        model.extend_fusion(str(path), task="flatly")
+    assert model.adapters.list_adapters() == ["a", "b"] and list(model.heads) == ["old1", "old2"]
+
+
+def test_extensions_at_some_points_only_gate_where_their_adapters_are(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """An added adapter in layer 1 only: layer 0 keeps the trained layer itself, and a later extension present
+    everywhere gets a gate at every point, covering the added adapters found there; training a task touches only
+    its own gates and head."""
+    source = FusionModel.from_pretrained(str(tiny_bert_dir))
+    paths = {}
+    for seed, (name, layers) in enumerate((("late", (1,)), ("every", None)), start=70):
+        config = AdapterConfig(bottleneck_size=4, original_ln_before=False, layers=layers)
+        source.add_adapter(name, config, activate=False)
+        randomise_(source.adapters.adapters[name], seed=seed, std=0.3)
+        paths[name] = save_adapter(source, name, tmp_path / name)
+    model = trained_fusion(tiny_bert_dir, "attention")
+    before = outputs(model)
+    trained = dict(model.fusion.layers)
+    model.extend_fusion(str(paths["late"]))
+    layers = model.fusion.layers
+    assert layers["0_ffn"] is trained["0_ffn"] and isinstance(layers["1_ffn"], ExtendedFusion)
+    assert layers["1_ffn"].base is trained["1_ffn"] and list(layers["1_ffn"].gates) == ["late"]
+    model.add_classification_head("late", num_labels=2, dropout=0.0)
+    model.train_extension("late")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    head = {f"heads.late.{n}" for n, _ in model.heads["late"].named_parameters()}
+    assert head and {n for n in trainable if n.startswith("heads.")} == head
+    assert {n.split(".gates.")[1] for n in trainable if ".gates." in n} == {"late.weight", "late.bias"}
+    model.extend_fusion(str(paths["every"]), task="all")
+    layers = model.fusion.layers
+    assert isinstance(layers["0_ffn"], ExtendedFusion) and layers["0_ffn"].base is trained["0_ffn"]
+    assert {task: gate.out_features for task, gate in layers["0_ffn"].gates.items()} == {"all": 1}
+    assert {task: gate.out_features for task, gate in layers["1_ffn"].gates.items()} == {"late": 1, "all": 2}
+    model.train_extension("late")  # layer 0 has no gate for it
+    assert not any(p.requires_grad for p in layers["0_ffn"].parameters())
+    after = outputs(model)
+    assert all(torch.equal(after[head], before[head]) for head in before)
+
+
+def test_lora_points_with_underscores_extend(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """LoRA points are named like ``0_attention_self_query``: the layer index is what precedes the first ``_``."""
+    config = LoraConfig(r=2, target_modules=("query", "value"))
+    source = FusionModel.from_pretrained(str(tiny_bert_dir))
+    source.add_adapter("extra", config, activate=False)
+    randomise_(source.adapters.adapters["extra"], seed=80, std=0.3)
+    path = save_adapter(source, "extra", tmp_path / "extra")
+    model = FusionModel.from_pretrained(str(tiny_bert_dir)).eval()
+    for seed, name in enumerate(("a", "b"), start=81):
+        model.add_adapter(name, config, activate=False)
+        randomise_(model.adapters.adapters[name], seed=seed, std=0.3)
+    model.add_fusion(FusionConfig(adapter_names=("a", "b"), fusion_method="weighted"))
+    model.add_classification_head("old1", num_labels=3, pooling="mean", dropout=0.0)
+    before = outputs(model, ("old1",))
+    model.extend_fusion(str(path))
+    keys = sorted(model.fusion.layers)
+    assert "0_attention_self_query" in keys and all(isinstance(model.fusion.layers[k], ExtendedFusion) for k in keys)
+    assert torch.equal(outputs(model, ("old1",))["old1"], before["old1"])
 
 
 # ------------------------------------------------------------------------------------------- trainer and CLI
