@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.adapters import AdapterConfig, LoraConfig
 from adapter_fusion.fusion import (
     FUSION_METHODS,
     FusionConfig,
@@ -168,7 +168,96 @@ def test_hierarchy_config_dict_round_trip_and_defaults() -> None:
     assert (defaults.root, defaults.name, defaults.root_name) == (None, "hierarchy", "b")
 
 
+KINDS = {
+    "parallel": lambda index: AdapterConfig(bottleneck_size=3 + index, placement="parallel"),
+    "lora": lambda index: LoraConfig(r=2 + index, target_modules=("query", "output.dense")),
+    "no_residual": lambda index: AdapterConfig(
+        bottleneck_size=3 + index, placement="pfeiffer", residual=False, original_ln_before=False
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_nodes_over_nodes_feed_each_adapter_kind_its_own_input(tiny_bert_dir: Path, kind: str) -> None:
+    """Parallel adapters read the FFN input, LoRA the linear layer's input, residual=False adapters replace the
+    sub-layer output: a top node picking the group (layer 0) or the lone adapter (layer 1) equals those alone."""
+    model = FusionModel.from_pretrained(str(tiny_bert_dir)).eval()
+    for index, name in enumerate(("a1", "a2", "a3")):
+        model.add_adapter(name, KINDS[kind](index), activate=False)
+        randomise_(model.adapters.adapters[name], seed=index + 1, std=0.3)
+    pick = lambda weights, layers: config(  # noqa: E731
+        "weighted", learnable_weights=False, fixed_weights=weights, fusion_layers=layers
+    )
+    tree = HierarchyConfig(
+        nodes=(
+            FusionNode("group", ("a1", "a2"), config("weighted")),
+            FusionNode("top", ("group", "a3"), (pick((1.0, 0.0), (0,)), pick((0.0, 1.0), (1,)))),
+        )
+    )
+    fuse = build_hierarchy(tree, model.adapters)
+    perturb_(fuse)
+    group = build_fusion(config("weighted", adapter_names=("a1", "a2")), model.adapters)
+    for key, layer in group.fusion_layers().items():
+        layer.load_state_dict(fuse.fusion_layers()[f"group/{key}"].state_dict())
+    alone = build_fusion(config("weighted", adapter_names=("a3",)), model.adapters)  # one input: weight 1
+
+    def by_layer(manager: Any, layer: int, location: str, hidden: torch.Tensor, ffn: Any) -> torch.Tensor:
+        return (group if layer == 0 else alone)(manager, layer, location, hidden, ffn)
+
+    model.adapters.composition = by_layer
+    expected = encode(model)
+    model.adapters.composition = fuse
+    torch.testing.assert_close(encode(model), expected)
+    assert fuse.last_weights == {}  # nothing is kept unless weights are asked for
+
+
+def test_a_node_skips_the_layers_its_configs_leave_out(tiny_bert_dir: Path) -> None:
+    manager = model_with_adapters(tiny_bert_dir).adapters
+    fuse = build_hierarchy(
+        HierarchyConfig((FusionNode("top", ("s1", "s2"), config("weighted", fusion_layers=(1,))),)), manager
+    )
+    assert sorted(fuse.fusion_layers()) == ["top/1_attention", "top/1_ffn"]
+
+
+def test_shared_weights_are_shared_per_config_of_a_node(tiny_bert_dir: Path) -> None:
+    manager = model_with_adapters(tiny_bert_dir).adapters
+    shared = lambda layers: config("weighted", weight_sharing="shared", fusion_layers=layers)  # noqa: E731
+    fuse = build_hierarchy(HierarchyConfig((FusionNode("top", ("s2", "n2"), (shared((0,)), shared((1,)))),)), manager)
+    layers = fuse.fusion_layers()
+    logits = {key: dict(layer.named_parameters())["logits"] for key, layer in layers.items()}
+    assert logits["top/0_attention"] is logits["top/0_ffn"]
+    assert logits["top/1_attention"] is logits["top/1_ffn"]
+    assert logits["top/0_ffn"] is not logits["top/1_ffn"]
+
+
+def test_a_diamond_reaches_every_node(tiny_bert_dir: Path) -> None:
+    """``x`` and ``top`` both read ``b``: visiting ``b`` twice must not stop the walk before ``a``."""
+    manager = model_with_adapters(tiny_bert_dir).adapters
+    tree = HierarchyConfig(
+        nodes=(
+            FusionNode("a", ("s1", "s2"), config("weighted")),
+            FusionNode("b", ("n1", "n2"), config("weighted")),
+            FusionNode("x", ("b", "s2"), config("weighted")),
+            FusionNode("top", ("a", "b", "x"), config("weighted")),
+        )
+    )
+    fuse = build_hierarchy(tree, manager)
+    assert set(fuse.nodes) == {"a", "b", "x", "top"}
+
+
+def test_the_hierarchy_takes_the_base_models_dtype(tiny_bert_dir: Path) -> None:
+    model = model_with_adapters(tiny_bert_dir).double()
+    fuse = build_hierarchy(two_groups(config("gating")), model.adapters)
+    assert {p.dtype for p in fuse.parameters()} == {torch.float64}
+
+
 # ---------------------------------------------------------------------------------------------------- errors
+def test_sequences_are_stored_as_tuples() -> None:
+    node = FusionNode("n", ["s1", "s2"], [config("weighted")])  # type: ignore[arg-type]
+    assert (node.inputs, node.configs) == (("s1", "s2"), (config("weighted"),))
+    assert HierarchyConfig([node]).nodes == (node,)  # type: ignore[arg-type]
+
+
 def test_a_cycle_is_refused_with_its_path() -> None:
     with pytest.raises(ValueError, match="the fusion hierarchy has a cycle: x -> y -> x"):
         HierarchyConfig((FusionNode("x", ("y", "s1"), config("weighted")), FusionNode("y", ("x",), config("gating"))))
@@ -182,6 +271,23 @@ def test_a_cycle_is_refused_with_its_path() -> None:
         (lambda: FusionNode("n", (), config("weighted")), ValueError, "inputs must be non-empty"),
         (lambda: FusionNode("n", ("s1", "s1"), config("weighted")), ValueError, "inputs must be distinct"),
         (lambda: FusionNode("a.b", ("s1",), config("weighted")), ValueError, "node name must be"),
+        (lambda: FusionNode("a/b", ("s1",), config("weighted")), ValueError, r"without '\.' or '/'; got 'a/b'"),
+        (lambda: FusionNode(7, ("s1",), config("weighted")), ValueError, "non-empty string without '.' or '/'; got 7"),
+        (
+            lambda: FusionNode("n", ("s1", ""), config("weighted")),
+            ValueError,
+            r"node 'n': inputs must be non-empty names; got \['s1', ''\]",
+        ),
+        (
+            lambda: FusionNode("n", ("s1",), (config("weighted"), config("gating"), config("weighted"))),
+            ValueError,
+            r"node 'n': at most one config may leave fusion_layers unset \(the rest\)",
+        ),
+        (
+            lambda: HierarchyConfig((FusionNode("n", ("s1",), config("weighted")),) * 2),
+            ValueError,
+            r"node names must be distinct; got \['n', 'n'\]",
+        ),
         (lambda: FusionNode("n", ("s1",), "weighted"), TypeError, "configs must be one or more FusionConfig"),
         (
             lambda: FusionNode(
@@ -214,8 +320,15 @@ def test_build_errors(tiny_bert_dir: Path) -> None:
         build_hierarchy(HierarchyConfig((node("lost", ("s1",)), node("top", ("s2",)))), manager)
     with pytest.raises(ValueError, match=r"top_k=3 exceeds the 2 fused adapters"):
         build_hierarchy(HierarchyConfig((node("top", ("s1", "s2"), "sparse", top_k=3),)), manager)
-    with pytest.raises(ValueError, match=r"fusion_layers holds \[5\]"):
-        build_hierarchy(HierarchyConfig((node("top", ("s1", "s2"), fusion_layers=(5,)),)), manager)
+    with pytest.raises(ValueError, match=r"node 'top': fusion_layers holds \[2\]; the model has layers 0\.\.1$"):
+        build_hierarchy(HierarchyConfig((node("top", ("s1", "s2"), fusion_layers=(0, 2)),)), manager)
+    with pytest.raises(TypeError, match="^hierarchy must be a HierarchyConfig; got dict$"):
+        build_hierarchy({"nodes": []}, manager)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"point '0_attention' "):  # s1 (Pfeiffer) has no attention point
+        build_hierarchy(HierarchyConfig((node("top", ("s1", "s2"), weight_sharing="shared"),)), manager)
+    bare = FusionModel.from_pretrained(str(tiny_bert_dir)).adapters
+    with pytest.raises(KeyError, match=r"reads 's1', which is neither a node \(\['top'\]\) nor an adapter \(none\)"):
+        build_hierarchy(HierarchyConfig((node("top", ("s1",)),)), bare)
     model = model_with_adapters(tiny_bert_dir)
     model.add_hierarchy(HierarchyConfig((node("top", ("s1", "s2")),)))
     with pytest.raises(ValueError, match="already has fusion 'hierarchy'"):
