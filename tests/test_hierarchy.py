@@ -279,7 +279,7 @@ def test_a_cycle_is_refused_with_its_path() -> None:
             r"node 'n': inputs must be non-empty names; got \['s1', ''\]",
         ),
         (
-            lambda: FusionNode("n", ("s1",), (config("weighted"), config("gating"), config("weighted"))),
+            lambda: FusionNode("n", ("s1",), (config("weighted"), config("gating"))),
             ValueError,
             r"node 'n': at most one config may leave fusion_layers unset \(the rest\)",
         ),
@@ -333,3 +333,10 @@ def test_build_errors(tiny_bert_dir: Path) -> None:
     model.add_hierarchy(HierarchyConfig((node("top", ("s1", "s2")),)))
     with pytest.raises(ValueError, match="already has fusion 'hierarchy'"):
         model.add_hierarchy(HierarchyConfig((node("top", ("s1", "s2")),)))
+
+
+def test_the_hierarchy_moves_to_the_base_models_device(tiny_bert_dir: Path) -> None:
+    manager = model_with_adapters(tiny_bert_dir).adapters
+    manager.base_model.to("meta")  # a second device without an accelerator
+    fuse = build_hierarchy(two_groups(config("gating")), manager)
+    assert {p.device.type for p in fuse.parameters()} == {"meta"}
