@@ -28,12 +28,12 @@ from test_fusion import one_thread, perturb_  # noqa: F401  (one_thread: autouse
 ADAPTERS = ("s1", "s2", "n1", "n2")
 
 
-def model_with_adapters(tiny_bert_dir: Path) -> FusionModel:
+def model_with_adapters(tiny_bert_dir: Path, original_ln_before: bool = False) -> FusionModel:
     model = FusionModel.from_pretrained(str(tiny_bert_dir)).eval()
     for index, name in enumerate(ADAPTERS):
         placement = "houlsby" if index % 2 else "pfeiffer"
-        # houlsby reads the FFN output itself (original_ln_before=False); adapters fused at one point must agree
-        adapter = AdapterConfig(bottleneck_size=4 + index, placement=placement, original_ln_before=False)
+        # adapters fused at one point must agree on original_ln_before (they read one input)
+        adapter = AdapterConfig(bottleneck_size=4 + index, placement=placement, original_ln_before=original_ln_before)
         model.add_adapter(name, adapter, activate=False)
         randomise_(model.adapters.adapters[name], seed=index + 1, std=0.3)
     return model
@@ -60,9 +60,12 @@ def encode(model: FusionModel, batch: dict[str, torch.Tensor] | None = None) -> 
 
 
 # ----------------------------------------------------------------------------------------------------- maths
+@pytest.mark.parametrize("original_ln_before", [False, True])
 @pytest.mark.parametrize("method", FUSION_METHODS.names())
-def test_a_node_over_adapters_is_the_flat_fusion(tiny_bert_dir: Path, method: str) -> None:
-    model = model_with_adapters(tiny_bert_dir)
+def test_a_node_over_adapters_is_the_flat_fusion(tiny_bert_dir: Path, method: str, original_ln_before: bool) -> None:
+    """Also for AdapterHub-style adapters that read the normed sum (``original_ln_before=True``, the Pfeiffer
+    default): the hierarchy queries and adds the residual as a flat fusion does."""
+    model = model_with_adapters(tiny_bert_dir, original_ln_before)
     settings = method_settings(method, top_k=2)
     flat = build_fusion(config(method, adapter_names=("s1", "s2", "n1"), **settings), model.adapters)
     perturb_(flat)
@@ -77,9 +80,10 @@ def test_a_node_over_adapters_is_the_flat_fusion(tiny_bert_dir: Path, method: st
     torch.testing.assert_close(encode(model), expected, rtol=0, atol=0)
 
 
-def test_nodes_over_nodes_with_a_method_per_layer_range(tiny_bert_dir: Path) -> None:
+@pytest.mark.parametrize("original_ln_before", [False, True])
+def test_nodes_over_nodes_with_a_method_per_layer_range(tiny_bert_dir: Path, original_ln_before: bool) -> None:
     """Top node: fixed weights (1, 0) in layer 0 and (0, 1) in layer 1: equals group A, then group B."""
-    model = model_with_adapters(tiny_bert_dir)
+    model = model_with_adapters(tiny_bert_dir, original_ln_before)
     pick = lambda weights, layers: config(  # noqa: E731
         "weighted", learnable_weights=False, fixed_weights=weights, fusion_layers=layers
     )

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from adapter_fusion.fusion.base import FusionLayer
-from adapter_fusion.fusion.composition import Fuse, point_inputs
+from adapter_fusion.fusion.composition import Fuse, fusion_input, point_inputs
 from adapter_fusion.fusion.config import FusionConfig
 from adapter_fusion.fusion.registry import FUSION_METHODS, FusionPoint
 from adapter_fusion.models.manager import AdapterManager
@@ -195,11 +195,16 @@ class HierarchicalFuse(Fuse):
         self, manager: AdapterManager, layer: int, location: str, hidden: torch.Tensor, ffn_input: torch.Tensor | None
     ) -> torch.Tensor:
         key = point_key(layer, location)
-        delta = self._contribution(self.hierarchy.root_name, key, manager, layer, location, hidden, ffn_input)
+        if all(key not in cast(nn.ModuleDict, layers) for layers in self.nodes.values()):
+            return hidden
+        # the query and the sequential adapters' input, and the residual, as a flat fusion of these adapters has them
+        # (both ``hidden`` unless the adapters apply the sub-layer's LayerNorm first: ``original_ln_before``)
+        source, residual_input = fusion_input(manager, self.adapter_names, layer, location, hidden)
+        delta = self._contribution(self.hierarchy.root_name, key, manager, layer, location, source, ffn_input)
         if delta is None:
             return hidden
         _, residual = point_inputs(manager, self.adapter_names)
-        return hidden + delta if residual else delta
+        return residual_input + delta if residual else delta
 
     def _contribution(
         self,
