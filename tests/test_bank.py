@@ -149,3 +149,15 @@ def test_ship_adapter_writes_a_verified_adapter_and_its_card(tiny_cli_env: dict[
     shipped = FusionPipeline.from_pretrained("bank:toy")  # loads verified against its manifest
     assert shipped.predict("good fine lovely", task="sst2")["label"] in ("negative", "positive")
     assert sorted(p.name for p in (tmp_path / "bank").iterdir()) == ["toy", "toy.md"]  # nothing left behind
+    assert "`adapter-fusion evaluate --adapter bank:toy` (the whole dev split;" in card_path.read_text()
+
+    # a dev split too long to score on a CPU: the card holds the first N after the fixed shuffle, and says so
+    card_path = ship_adapter(trained, "capped", task="sst2", recipe="a toy", command="adapter-fusion ...",
+                             metrics=metrics, trained_on="a test", data_dir=tiny_cli_env["data"], dev_max_examples=5)
+    card = read_card("capped")
+    assert card["dev"]["examples"] == 5 and card["dev"]["subset_of"] == 8 and card["dev_slice"]["examples"] == 8
+    measured = evaluate_adapter("bank:capped", "sst2", "validation", tiny_cli_env["data"], max_examples=5)
+    assert card["dev"] == {**measured, "subset_of": 8}
+    text = card_path.read_text()
+    assert "- dev (validation, 5 examples):" in text
+    assert "`adapter-fusion evaluate --adapter bank:capped --max-examples 5` (5 of the 8 dev examples;" in text

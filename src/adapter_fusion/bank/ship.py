@@ -17,6 +17,7 @@ from adapter_fusion.evaluation.evaluate import evaluate_adapter
 from adapter_fusion.io import atomic_write_text
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
 from adapter_fusion.models.loading import resolve_model_name
+from adapter_fusion.tasks import load_task_split
 
 WEIGHT_FILES = ("adapter.safetensors", "head.safetensors")
 
@@ -45,9 +46,10 @@ def base_model_checksum(name_or_path: str) -> str | None:
 
 def ship_adapter(trained: str | Path, name: str, *, task: str, recipe: str, command: str,
                  metrics: dict[str, Any], trained_on: str, data_dir: str | Path | None = None,
-                 project_root: str | Path | None = None) -> Path:
+                 project_root: str | Path | None = None, dev_max_examples: int | None = None) -> Path:
     """Copy the adapter saved at ``trained`` into the bank as ``name``, with a card whose dev scores are measured on
-    the shipped files (the whole dev split and the fixed slice). Paths under ``project_root`` in the recorded
+    the shipped files (the whole dev split, or its first ``dev_max_examples`` after the fixed shuffle where the
+    whole is too long to score on a CPU, and the fixed slice). Paths under ``project_root`` in the recorded
     metadata are written relative to it (a shipped file names no directory of the machine it was made on).
     Returns the card's markdown path."""
     if not NAME_PATTERN.match(name):
@@ -71,7 +73,9 @@ def ship_adapter(trained: str | Path, name: str, *, task: str, recipe: str, comm
         if name in list_bank() and files_checksum(target, WEIGHT_FILES) == files_checksum(draft, WEIGHT_FILES):
             card["dev"] = read_card(name)["dev"]  # the same weights: the measured dev score stands
         else:
-            card["dev"] = evaluate_adapter(draft, task, "validation", data_dir)
+            card["dev"] = evaluate_adapter(draft, task, "validation", data_dir, max_examples=dev_max_examples)
+            if dev_max_examples is not None:
+                card["dev"]["subset_of"] = len(load_task_split(task, "validation", data_dir))
         card["dev_slice"] = evaluate_adapter(draft, task, "validation", data_dir, max_examples=SLICE_EXAMPLES,
                                              seed=SLICE_SEED)
     save_adapter(model, loaded, target, head=loaded, metadata={**metadata, "card": card}, overwrite=True)
@@ -113,7 +117,17 @@ def render_card(card: dict[str, Any]) -> str:
         f"{training.get('seed')}",
         f"- base model: `{card['base_model']}` (files sha256 `{card['base_model_checksum']}`)",
         f"- command: `{card['command']}`",
-        f"- check: `adapter-fusion evaluate --adapter bank:{card['name']}` (the whole dev split; "
+        f"- check: `adapter-fusion evaluate --adapter bank:{card['name']}{_dev_flag(card)}` ({_dev_words(card)}; "
         f"`--max-examples {SLICE_EXAMPLES}`: the fixed slice, {_scores(card.get('dev_slice', {}))})",
         "",
     ])
+
+
+def _dev_flag(card: dict[str, Any]) -> str:
+    subset = card.get("dev", {}).get("subset_of")
+    return f" --max-examples {card['dev']['examples']}" if subset else ""
+
+
+def _dev_words(card: dict[str, Any]) -> str:
+    subset = card.get("dev", {}).get("subset_of")
+    return f"{card['dev']['examples']} of the {subset} dev examples" if subset else "the whole dev split"
