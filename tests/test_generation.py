@@ -192,3 +192,20 @@ def test_cli_trains_a_dialogsum_adapter_on_smollm2_and_the_pipeline_reloads_it(
     reloaded = FusionPipeline.from_pretrained(output).predict(dialogue, max_new_tokens=8)
     assert len(trained) == 1 and reloaded == trained[0]  # the reload generates what the trained model did
     assert isinstance(reloaded["generated_text"], str)
+
+
+def test_generate_sends_the_prompts_to_the_model_device(tiny_dir: Path, tokenizer: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The left-padded prompt batch is built on the device of the model's parameters (a model on a GPU got CPU
+    tensors before)."""
+    model = AdapterModel.from_pretrained(str(tiny_dir))
+    seen: list[tuple[torch.device, torch.device]] = []
+
+    def generate(input_ids: torch.Tensor, attention_mask: torch.Tensor, **options: object) -> torch.Tensor:
+        seen.append((input_ids.device, attention_mask.device))
+        return torch.zeros(input_ids.shape[0], input_ids.shape[1] + 1, dtype=torch.long)
+
+    monkeypatch.setattr(model, "parameters", lambda: iter([torch.empty(0, device="meta")]))
+    monkeypatch.setattr(model, "generate", generate)
+    GENERATION.generate(model, tokenizer, TOY, ["red cat", "a blue sun rose"], batch_size=1)
+    assert seen == [(torch.device("meta"), torch.device("meta"))] * 2

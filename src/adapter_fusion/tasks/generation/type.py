@@ -223,13 +223,15 @@ class GenerationType(TaskType):
         new_tokens = max_new_tokens or getattr(spec, "max_new_tokens", 64)
         check_positive("max_new_tokens", new_tokens, integer=True)
         pad = pad_token_id(tokenizer)
+        device = next(model.parameters()).device  # the prompts go where the model is (a GPU model: there)
 
         def generate_batch(chunk: Sequence[str]) -> list[str]:
             texts = [_prompt(spec, s, tokenizer) for s in chunk]
             encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
             width = max(len(ids) for ids in encoded)
-            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
-            attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=device)
+            mask = [[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded]
+            attention_mask = torch.tensor(mask, device=device)
             generated = model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, adapter_names=adapter_names,
                 max_new_tokens=new_tokens, do_sample=False, pad_token_id=pad,
