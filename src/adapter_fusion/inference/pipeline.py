@@ -135,7 +135,8 @@ class FusionPipeline:
 
     def head_for(self, task: str | None) -> str:
         """The head that serves ``task`` (a task's name, one of its aliases such as ``sentiment``, or a head name);
-        None: the only task head. Unknown tasks raise ``ValueError`` naming the pipeline's tasks."""
+        None: the only task head (``ValueError`` when there are several). An unknown task raises ``KeyError`` naming
+        the pipeline's tasks."""
         if task is None:
             heads = list(self.tasks.values())
             if len(heads) != 1:
