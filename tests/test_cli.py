@@ -65,6 +65,19 @@ def test_list_tasks_prints_sst2(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(sst2) == 1 and "accuracy" in sst2[0]
 
 
+def test_only_rank_zero_prints_results(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun (``RANK`` set) every process runs the command; only rank 0's results reach stdout, while a
+    failure is reported on every rank."""
+    monkeypatch.setenv("RANK", "1")
+    assert main(["list-tasks"]) == 0 and capsys.readouterr().out == ""
+    assert main(["evaluate", "--adapter", "no/such/dir", "--task", "sst2"]) == 2
+    assert "error" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    assert main(["list-tasks"]) == 0 and "sst2" in capsys.readouterr().out
+    print("stdout restored")
+    assert capsys.readouterr().out == "stdout restored\n"
+
+
 def test_no_subcommand_or_unknown_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_exit([]) == 2
     assert run_exit(["frobnicate"]) == 2

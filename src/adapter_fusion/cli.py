@@ -7,7 +7,9 @@ from the config docstrings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -27,6 +29,7 @@ from adapter_fusion.cli_checks import (
     user_error_types,
 )
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
+from adapter_fusion.training.distributed import process_rank
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -234,7 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"adapter-fusion {args.command}"
     debug = getattr(args, "debug", False)
     try:
-        return int(args.func(args))
+        # under torchrun every rank runs the command: rank 0 alone prints its results (errors: every rank)
+        with contextlib.ExitStack() as stack:
+            if process_rank():
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return int(args.func(args))
     except KeyboardInterrupt as interrupt:
         if debug:
             traceback.print_exc()
