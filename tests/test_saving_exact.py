@@ -154,7 +154,10 @@ def test_replacing_an_artefact_with_extra_files_names_three_of_them(make_model: 
     )
 
 
-@pytest.mark.parametrize(("kind", "article"), [("adapter", "an"), ("fusion", "a"), ("index", "an")])
+@pytest.mark.parametrize(
+    ("kind", "article"),
+    [("adapter", "an"), ("fusion", "a"), ("AdapterHub adapter", "an"), ("AdapterHub fusion", "an")],
+)
 def test_refusal_uses_the_right_article(tmp_path: Path, kind: str, article: str) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(FileExistsError, match=f"; {article} {kind} is only written to a new path or over a saved"):
