@@ -17,7 +17,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
+from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.fusion import FUSION_METHODS
+from adapter_fusion.models import AdapterModel, save_adapter
 
 HIDDEN = 32
 LAYERS = 2
@@ -111,6 +113,27 @@ def randomise_(module: nn.Module, seed: int = 1, std: float = 0.2) -> nn.Module:
     for parameter in module.parameters():
         parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
     return module
+
+
+def adapter_model(make_model: Callable[..., nn.Module], family: str, seed: int, **overrides: Any) -> AdapterModel:
+    """A tiny ``family`` model without adapters, in eval mode."""
+    return AdapterModel(make_model(family, seed=seed, **overrides)).eval()
+
+
+def trained_model(make_model: Callable[..., nn.Module], randomise: Callable, family: str, **overrides: Any):
+    """A tiny ``family`` model with a random Houlsby adapter "task" (layer 1) and a 3-label head "task"."""
+    model = adapter_model(make_model, family, seed=0, **overrides)
+    model.add_adapter("task", AdapterConfig(placement="houlsby", bottleneck_size=4, layers=(1,)))
+    model.add_classification_head("task", num_labels=3, label_names=("a", "b", "c"), pooling="mean", task="toy")
+    randomise(model.adapters.adapters["task"], seed=1)
+    randomise(model.heads["task"], seed=2)
+    return model
+
+
+@pytest.fixture
+def saved(make_model: Callable, randomise: Callable, tmp_path: Path) -> Path:
+    """A saved bert adapter "task" with its head (``trained_model``)."""
+    return save_adapter(trained_model(make_model, randomise, "bert"), "task", tmp_path / "saved", head="task")
 
 
 @pytest.fixture(params=FAMILIES)

@@ -9,28 +9,14 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 import adapter_fusion.io
 import adapter_fusion.models.saving as saving
-from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
+from conftest import adapter_model, trained_model
 
 ADAPTER_FILES = {"adapter_config.json", "adapter.safetensors", "manifest.json", "README.md"}
 EXPECTED_FILES = ADAPTER_FILES | {"head_config.json", "head.safetensors"}
-
-
-def adapter_model(make_model: Callable[..., nn.Module], family: str, seed: int, **overrides: Any) -> AdapterModel:
-    return AdapterModel(make_model(family, seed=seed, **overrides)).eval()
-
-
-def trained_model(make_model: Callable[..., nn.Module], randomise: Callable, family: str, **overrides: Any):
-    model = adapter_model(make_model, family, seed=0, **overrides)
-    model.add_adapter("task", AdapterConfig(placement="houlsby", bottleneck_size=4, layers=(1,)))
-    model.add_classification_head("task", num_labels=3, label_names=("a", "b", "c"), pooling="mean", task="toy")
-    randomise(model.adapters.adapters["task"], seed=1)
-    randomise(model.heads["task"], seed=2)
-    return model
 
 
 def logits(model: AdapterModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -94,11 +80,6 @@ def test_saving_again_replaces_the_directory(make_model: Callable, randomise: Ca
 
 
 # ---------------------------------------------------------------------------------------------- errors
-@pytest.fixture
-def saved(make_model: Callable, randomise: Callable, tmp_path: Path) -> Path:
-    return save_adapter(trained_model(make_model, randomise, "bert"), "task", tmp_path / "saved", head="task")
-
-
 def test_missing_directory(make_model: Callable, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does-not-exist"):
         load_adapter(adapter_model(make_model, "bert", 0), tmp_path / "does-not-exist")

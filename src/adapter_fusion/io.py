@@ -193,7 +193,7 @@ def _check_only_manifest_files(final: Path, kind: str) -> None:
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+    return "an" if word[:1].lower() in "aeiou" else "a"  # "an AdapterHub adapter"
 
 
 def check_writable(final: str | Path) -> None:

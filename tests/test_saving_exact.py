@@ -1,0 +1,209 @@
+"""Exactly what saving writes and loading reads: the JSON fields and file names of an adapter directory and its
+manifest, the keyword arguments every loader passes on (name, head, activation), the messages that refuse an
+output path, and the small helpers under them (issue 14: the mutants these tests kill are listed in the commit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from transformers import AutoModel
+
+import adapter_fusion.io as io
+from adapter_fusion._version import __version__
+from adapter_fusion.manifest import verify_artefact
+from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
+from adapter_fusion.models.install import load_head_weights
+from adapter_fusion.models.saving import base_model_arguments, open_adapter
+from conftest import adapter_model, trained_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PEFT = FIXTURES / "peft" / "bert_layer_1"
+ADAPTERHUB = FIXTURES / "adapterhub" / "bert"
+
+
+# ------------------------------------------------------------------------------------------ what a save writes
+def test_saved_config_and_manifest_hold_exactly_these_fields(saved: Path) -> None:
+    config = json.loads((saved / "adapter_config.json").read_text())
+    assert set(config) == {
+        "name", "adapter_kind", "adapter", "hidden_size", "num_layers", "model_type", "base_model", "causal_lm",
+        "library_version", "format_version", "metadata",
+    }  # fmt: skip
+    assert (config["name"], config["adapter_kind"], config["causal_lm"]) == ("task", "bottleneck", False)
+    assert (config["library_version"], config["format_version"], config["metadata"]) == (__version__, 1, {})
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert set(manifest) == {"format", "format_version", "kind", "library_version", "base_model", "files"}
+    assert (manifest["format"], manifest["format_version"], manifest["kind"]) == ("adapter-fusion", 1, "adapter")
+    assert manifest["library_version"] == __version__
+    assert set(manifest["files"]) == {
+        "adapter_config.json", "adapter.safetensors", "head_config.json", "head.safetensors", "README.md"
+    }  # fmt: skip
+    for weights in ("adapter.safetensors", "head.safetensors"):
+        with safe_open(saved / weights, "pt") as handle:
+            assert handle.metadata() == {"format": "pt"}  # what transformers and the Hub expect of a .safetensors
+
+
+def test_record_name_is_the_name_written(make_model: Callable, randomise: Callable, tmp_path: Path) -> None:
+    model = trained_model(make_model, randomise, "bert")
+    directory = save_adapter(model, "task", tmp_path / "out", record_name="renamed")
+    assert read_adapter_config(directory)["name"] == "renamed"
+    assert load_adapter(adapter_model(make_model, "bert", 0), directory) == "renamed"
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [({"causal_lm": True}, {"causal_lm": True}), ({"causal_lm": False}, {}), ({}, {}), ({"CAUSAL_LM": True}, {})],
+)
+def test_base_model_arguments(info: dict, expected: dict) -> None:
+    assert base_model_arguments(info) == expected
+
+
+# ------------------------------------------------------------------------------------------ what a load reads
+def test_reading_checks_the_manifest_unless_allowed(saved: Path) -> None:
+    with open(saved / "README.md", "a") as handle:
+        handle.write("edited\n")
+    for read in (read_adapter_config, open_adapter):
+        with pytest.raises(ValueError, match=re.escape(f"{saved / 'README.md'} changed after the adapter was saved")):
+            read(saved)
+    assert read_adapter_config(saved, allow_modified=True)["name"] == "task"
+    assert open_adapter(saved, allow_modified=True)[1]["kind"] == "adapter"
+
+
+def test_an_empty_directory_is_named_as_holding_nothing(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty is missing adapter_config\.json; it holds nothing$"):
+        read_adapter_config(tmp_path / "empty")
+
+
+def test_geometry_error_names_the_directory(make_model: Callable, saved: Path) -> None:
+    model = adapter_model(make_model, "bert", 0, hidden_size=64)
+    message = f"adapter at {saved} was trained for hidden size 32, but the model has hidden size 64"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        load_adapter(model, saved)
+
+
+@pytest.mark.parametrize("load_head", [True, False])
+@pytest.mark.parametrize("source", ["ours", "adapterhub"])
+def test_load_head_name_and_activate_are_passed_on(
+    make_model: Callable, saved: Path, source: str, load_head: bool
+) -> None:
+    if source == "ours":
+        model, directory, saved_name = adapter_model(make_model, "bert", 0), saved, "task"
+    else:
+        model, directory = AdapterModel.from_pretrained(str(ADAPTERHUB / "base")).eval(), ADAPTERHUB / "head"
+        saved_name = read_adapter_config(directory)["name"]
+        assert read_adapter_config(directory)["format"] == "adapterhub"
+    name = load_adapter(model, directory, "given", load_head=load_head, activate=False)
+    assert name == "given" and model.adapters.list_adapters() == ["given"]
+    assert model.adapters.active == () and model.active_head is None
+    assert list(model.heads) == (["given"] if load_head else [])
+    assert load_adapter(model, directory, load_head=False) == saved_name
+    assert model.adapters.active == (saved_name,)
+
+
+def test_peft_directory_name_and_activate_are_passed_on() -> None:
+    info = read_adapter_config(PEFT / "adapter")
+    assert (info["format"], info["name"], info["adapter_kind"]) == ("peft", "adapter", "lora")
+    model = AdapterModel(AutoModel.from_pretrained(PEFT / "base", attn_implementation="eager")).eval()
+    assert load_adapter(model, PEFT / "adapter", "given", activate=False) == "given"
+    assert model.adapters.active == ()
+    assert load_adapter(model, PEFT / "adapter") == "adapter"
+    assert model.adapters.active == ("adapter",)
+
+
+@pytest.mark.parametrize("with_weights", [True, False])
+@pytest.mark.parametrize("with_file", [True, False])
+def test_head_weights_file_is_needed_only_by_a_head_with_weights(
+    tmp_path: Path, with_weights: bool, with_file: bool
+) -> None:
+    head = nn.Linear(2, 2) if with_weights else nn.Identity()
+    path = tmp_path / "head.safetensors"
+    if with_file:
+        save_file({"kept": torch.ones(1)}, str(path))
+        assert set(load_head_weights(head, path)) == {"kept"}  # what the file holds, whatever the head
+    elif with_weights:
+        with pytest.raises(FileNotFoundError, match=f"missing weights file {re.escape(str(path))}"):
+            load_head_weights(head, path)
+    else:
+        assert load_head_weights(head, path) == {}  # a causal-LM head has no weights and needs no file
+
+
+def test_a_directory_saved_without_a_manifest_or_config_is_unverified(tmp_path: Path) -> None:
+    assert verify_artefact(tmp_path, "adapter") is None
+
+
+# ------------------------------------------------------------------------------------------ output paths
+def test_replacing_an_artefact_with_extra_files_names_three_of_them(make_model: Callable, saved: Path) -> None:
+    for extra in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        (saved / extra).write_text("the user's own file")
+    with pytest.raises(FileExistsError) as error:  # refused before the model is read
+        save_adapter(adapter_model(make_model, "bert", 0), "task", saved, overwrite=True)
+    assert str(error.value) == (
+        f"output {saved} is a saved adapter that also holds files it was not saved with (a.txt, b.txt, c.txt); "
+        "move them out first"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "article"),
+    [("adapter", "an"), ("fusion", "a"), ("AdapterHub adapter", "an"), ("AdapterHub fusion", "an")],
+)
+def test_refusal_uses_the_right_article(tmp_path: Path, kind: str, article: str) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match=f"; {article} {kind} is only written to a new path or over a saved"):
+        io.check_output(tmp_path, kind)
+
+
+def test_check_container(saved: Path, tmp_path: Path) -> None:
+    assert io.check_container(str(tmp_path / "new" / "bank")) == tmp_path / "new" / "bank"
+    (tmp_path / "plain").mkdir()
+    assert io.check_container(tmp_path / "plain") == tmp_path / "plain"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError) as error:
+        io.check_container(tmp_path / "file")
+    assert str(error.value) == f"output {tmp_path / 'file'} is an existing file; give a directory to hold the adapters"
+    with pytest.raises(FileExistsError) as error:
+        io.check_container(saved)
+    assert str(error.value) == f"output {saved} is a saved adapter; give a directory to hold the adapters"
+
+
+@pytest.mark.parametrize(
+    ("directory", "root"),
+    [
+        ("hub/models--org--name/snapshots/abc123", "hub/models--org--name"),
+        ("hub/datasets--org--name/snapshots/abc123", None),
+        ("hub/models--org--name/refs/abc123", None),
+        ("hub/MODELS--org--name/snapshots/abc123", None),
+        ("snapshots/abc123", None),
+    ],
+)
+def test_hub_snapshot_root(tmp_path: Path, directory: str, root: str | None) -> None:
+    assert io.hub_snapshot_root(tmp_path / directory) == (tmp_path / root if root else None)
+
+
+def test_alive_only_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert io._alive(child.pid)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.3)  # asking sent no signal that ends it
+    finally:
+        child.kill()
+        child.wait()
+    assert not io._alive(child.pid)
+
+    def not_ours(pid: int, signal: int) -> None:
+        raise PermissionError(f"process {pid} belongs to another user")
+
+    monkeypatch.setattr(os, "kill", not_ours)
+    assert io._alive(12345)  # a process of another user is alive: its leftovers are not ours to remove
