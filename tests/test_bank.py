@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import adapter_fusion.bank
 from adapter_fusion import AdapterConfig, FusionConfig, FusionPipeline
 from adapter_fusion.bank import (
     BANK_ENV,
+    BANK_VERSION,
     SLICE_EXAMPLES,
     SLICE_SEED,
     bank_directory,
+    bank_versions,
     list_bank,
     read_card,
     resolve_artefact,
@@ -60,6 +63,10 @@ def test_bank_references_resolve_and_cards_read(tiny_bank: Path) -> None:
 
 @pytest.mark.parametrize("reference, error, message", [
     ("bank:nope", KeyError, "no adapter 'nope' in the bank"),
+    ("bank:a@", ValueError, r"bank version must be v<number> \(bank:NAME@v1\); got '' in 'bank:a@'"),
+    ("bank:a@latest", ValueError, "got 'latest' in 'bank:a@latest'"),
+    ("bank:a@v99", ValueError, "bank version must be one of v1, v2; got 'v99'"),
+    ("bank:a@v1/x", ValueError, "got 'v1/x'"),
     ("bank:../a", ValueError, "bank adapter name must be"),
     ("bank:", ValueError, "bank adapter name must be"),
     ("bank:a/b", ValueError, "got 'a/b'"),
@@ -86,6 +93,26 @@ def test_bank_adapter_refused_on_a_model_of_another_geometry(tiny_bank: Path) ->
         FusionModel.from_adapters(["bank:a"], model=str(other))
 
 
+def test_a_shipped_version_is_pinned_by_name(tiny_bank: Path) -> None:
+    """``bank:NAME@vN`` reads the package's version N whatever ``$ADAPTER_FUSION_BANK`` says; plain ``bank:NAME`` the
+    configured bank, else the current version."""
+    assert bank_versions()[:2] == ["v1", "v2"] and bank_versions()[-1] == BANK_VERSION
+    shipped = Path(adapter_fusion.bank.__file__).parent
+    assert resolve_artefact("bank:sst2@v1") == shipped / "v1" / "sst2"
+    assert bank_directory("v2") == shipped / "v2" and list_bank("v1") == ["ag_news", "imdb", "mnli_plus", "sst2"]
+    assert read_card("sst2@v1")["task"] == "sst2" and read_card("a")["name"] == "a"
+    with pytest.raises(KeyError, match=r"no adapter 'a' in the bank at .*v1; it holds: ag_news, imdb"):
+        resolve_artefact("bank:a@v1")
+
+
+def test_cli_lists_a_pinned_version(capsys: pytest.CaptureFixture) -> None:
+    from adapter_fusion.cli import main
+
+    assert main(["list-bank", "--bank-version", "v1"]) == 0
+    out = capsys.readouterr().out
+    assert "bank:sst2@v1" in out and "accuracy 0.8601" in out and "4 adapters in" in out
+
+
 def test_card_renders_its_scores_and_command() -> None:
     text = render_card(CARD)
     assert "# bank:toy" in text and "accuracy 0.7500" in text and "`adapter-fusion train-adapter --task sst2`" in text
@@ -100,10 +127,14 @@ def test_files_checksum_changes_with_any_byte(tmp_path: Path) -> None:
     assert files_checksum(tmp_path, ("x.json",)) == files_checksum(tmp_path, ("x.json",))
 
 
+SHIPPED = [f"{name}@{version}" for version in bank_versions() for name in list_bank(version)]
+
+
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", list_bank() if not __import__("os").environ.get(BANK_ENV) else [])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_bank_adapter_reproduces_its_card(name: str, data_dir: Path) -> None:
-    """Each shipped adapter scores, on the card's fixed dev slice, what its card says (within one example)."""
+    """Each shipped adapter (every version) scores, on the card's fixed dev slice, what its card says (within one
+    example)."""
     card = read_card(name)
     metric = get_task(card["task"]).main_metric
     measured = evaluate_adapter(f"bank:{name}", card["task"], "validation", data_dir, max_examples=SLICE_EXAMPLES,

@@ -54,14 +54,24 @@ FEWSHOT_TARGETS = ("mr", "cr", "mpqa", "subj", "sst5", "trec", "snli", "qnli", "
 FULL_TARGETS = ("rte", "mrpc", "cola", "stsb", "boolq")
 SEEDS = {"fewshot": (13, 21, 42, 87, 100), "full": (1, 2, 3)}
 SHOTS = 16
-SYSTEMS = ("head", "st-a", "full-ft", "attention", "weighted", "gating")
-FUSIONS = ("attention", "weighted", "gating")
+BANK_VERSION = "v1"
+"""The bank version this study's results were made with: its sources load as ``bank:NAME@v1``."""
+FUSION_SYSTEMS: dict[str, tuple[str, str]] = {
+    "attention": ("attention", BANK_VERSION),
+    "weighted": ("weighted", BANK_VERSION),
+    "gating": ("gating", BANK_VERSION),
+    "attention-v2": ("attention", "v2"),
+}
+"""Fusion system -> (fusion method, bank version its sources come from). ``attention-v2`` reads bank v2 (trained on a
+GPU: stronger sentiment/NLI/QNLI adapters and six more tasks) with the same own ST-A adapter."""
+FUSIONS = tuple(FUSION_SYSTEMS)
+SYSTEMS = ("head", "st-a", "full-ft", *FUSIONS)
 
 # target -> bank adapters it may not read, and why
 EXCLUDED: dict[str, tuple[tuple[str, ...], str]] = {
     "mr": (("sst2",), "SST was built from MR's Rotten Tomatoes sentences"),
     "sst5": (("sst2",), "SST-5 and SST-2 label the same SST sentences"),
-    "qnli": (("qnli_squad",), "QNLI was built from SQuAD"),
+    "qnli": (("qnli_squad", "squad"), "QNLI was built from SQuAD"),
     "snli": ((), "mnli_plus holds no SNLI pair (its JOCI part reuses some SNLI premises with new hypotheses)"),
     "boolq": (("boolq",), "the target's own dataset"),
     "rte": ((), "no RTE or Add-One RTE data in any source"),
@@ -81,16 +91,24 @@ LEARNING_RATES: dict[str, dict[str, float]] = {
 }
 
 
-def sources_for(target: str) -> list[str]:
-    """The bank adapters a target's fusion reads: every shipped one but the excluded."""
+def sources_for(target: str, version: str = BANK_VERSION) -> list[str]:
+    """The adapters of bank ``version`` a target's fusion reads: every shipped one but the excluded."""
     excluded = set(EXCLUDED.get(target, ((), ""))[0]) | {target}
-    return [name for name in list_bank() if name not in excluded and read_card(name)["task"] != target]
+    return [
+        name for name in list_bank(version)
+        if name not in excluded and read_card(f"{name}@{version}")["task"] != target
+    ]
+
+
+def bank_references(names: list[str], version: str = BANK_VERSION) -> list[str]:
+    """``bank:NAME@<version>`` of each name."""
+    return [f"{PREFIX}{name}@{version}" for name in names]
 
 
 def st_a_config(target: str) -> AdapterConfig:
     """The target's own adapter (ST-A), alone and inside the fusions: it reads what the bank's adapters it is fused
     with read (``fusable_adapter_config``; the v1 bank reads the feed-forward output itself)."""
-    return fusable_adapter_config([PREFIX + name for name in sources_for(target)])
+    return fusable_adapter_config(bank_references(sources_for(target)))
 
 
 def test_split(target: str, protocol: str, data_dir: str) -> Any:
@@ -137,15 +155,16 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
             )
             single.train(train, dev)
             single.save_adapter(adapter_dir)
-        sources = sources_for(target)
+        method, version = FUSION_SYSTEMS[system]
+        sources = sources_for(target, version)
         trainer: Any = FusionTrainer(
             target,
-            FusionConfig(fusion_method=system),
+            FusionConfig(fusion_method=method),
             training_config=config,
             data_dir=data_dir,
             init_head_from_adapter=False,
         )
-        trainer.setup_model([PREFIX + name for name in sources] + [str(adapter_dir)])
+        trainer.setup_model(bank_references(sources, version) + [str(adapter_dir)])
         trainer.train_fusion(train, dev)
     else:
         trainer = AdapterTrainer(target, adapter_config=st_a_config(target), training_config=config, data_dir=data_dir)

@@ -7,16 +7,28 @@ import json
 import statistics
 from pathlib import Path
 
-from study import EXCLUDED, FEWSHOT_TARGETS, FULL_TARGETS, FUSIONS, HERE, RESULTS, SEEDS, SYSTEMS
+from study import (
+    EXCLUDED,
+    FEWSHOT_TARGETS,
+    FULL_TARGETS,
+    FUSION_SYSTEMS,
+    FUSIONS,
+    HERE,
+    RESULTS,
+    SEEDS,
+    SYSTEMS,
+)
 
-from adapter_fusion.bank import list_bank, read_card
+from adapter_fusion.bank import bank_versions, list_bank, read_card
 from adapter_fusion.io import atomic_write_text
 from adapter_fusion.tasks import get_task
 
 OUT = HERE / "RESULTS.md"
 FIGURES = HERE / "figures"
 OWN = "own ST-A"
-GOALS = {"sst2": 0.89, "imdb": 0.88, "mnli_plus": 0.68, "qnli_squad": 0.82, "boolq": 0.68, "ag_news": 0.90}
+GOALS = {"sst2": 0.89, "imdb": 0.88, "mnli_plus": 0.68, "qnli_squad": 0.82, "boolq": 0.68, "ag_news": 0.90,
+         "squad": 0.68}
+"""Issue 13's dev goals on the bundled MiniLM (SQuAD: F1 0.68, and exact match 0.55)."""
 
 
 def load(protocol: str) -> dict[tuple[str, str], dict[int, dict]]:
@@ -39,29 +51,35 @@ def cell(records: dict[int, dict]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f} (n={len(values)})"
 
 
-def bank_section() -> list[str]:
+def bank_section(version: str) -> list[str]:
+    readers = [system for system, (_, v) in FUSION_SYSTEMS.items() if v == version]
+    use = f"the study's {', '.join(readers)} columns read it" if readers else "the study does not read it"
     lines = [
-        "## The bank (`adapter_fusion/bank/v1`, `bank:NAME`)",
+        f"## Bank {version} (`adapter_fusion/bank/{version}`, `bank:NAME@{version}`; {use})",
         "",
-        "Dev scores measured on the shipped files (`adapter-fusion evaluate --adapter bank:NAME` prints them).",
+        f"Dev scores measured on the shipped files (`adapter-fusion evaluate --adapter bank:NAME@{version}` prints "
+        "them).",
         "",
-        "| adapter | task | dev split (n) | dev score | goal | steps | epochs | minutes | recipe |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| adapter | task | dev split (n) | dev score | goal | steps | epochs | minutes | trained on | recipe |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in list_bank():
-        card = read_card(name)
+    for name in list_bank(version):
+        card = read_card(f"{name}@{version}")
         dev, training = card["dev"], card["training"]
         metric = get_task(card["task"]).main_metric
         goal = GOALS.get(name)
+        extra = f", {dev['exact_match']:.4f} exact_match" if "exact_match" in dev else ""
+        examples = f"{dev['examples']} of {dev['subset_of']}" if "subset_of" in dev else dev["examples"]
         lines.append(
-            f"| {name} | {card['task']} | {dev['split']} ({dev['examples']}) | {dev[metric]:.4f} {metric} | "
+            f"| {name} | {card['task']} | {dev['split']} ({examples}) | {dev[metric]:.4f} {metric}{extra} | "
             f"{goal if goal else '-'} | {training['global_step']} | {training['epoch']:.2f} | "
-            f"{training['train_seconds'] / 60:.1f} | {card['recipe']} |"
+            f"{training['train_seconds'] / 60:.1f} | {card.get('trained_on', '-')} | {card['recipe']} |"
         )
     return lines + [
         "",
-        "Commands: each card (`adapter_fusion/bank/v1/NAME.md`) lists the command that trained it; "
-        "`python experiments/transfer/bank.py` reruns the whole bank (resumable).",
+        f"Commands: each card (`adapter_fusion/bank/{version}/NAME.md`) lists the command that trained it; "
+        f"`python experiments/transfer/bank.py --profile {'gpu' if version == 'v2' else 'cpu'}` reruns it "
+        "(resumable).",
         "",
     ]
 
@@ -106,10 +124,13 @@ def study_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
         lines.append(f"| {target} | " + " | ".join(row) + " |")
     lines += ["", "Sources each target's fusion read (plus the target's own ST-A adapter of the same seed):", ""]
     for target in targets:
-        fused = next((r for s in FUSIONS for r in runs.get((target, s), {}).values()), None)
         why = EXCLUDED.get(target, ((), ""))
         left_out = f"; left out: {', '.join(why[0])} ({why[1]})" if why[0] else ""
-        lines.append(f"- {target}: {', '.join(fused['sources']) if fused else 'not run'}{left_out}")
+        for version in sorted({v for _, v in FUSION_SYSTEMS.values()}):
+            fused = next((r for s, (_, v) in FUSION_SYSTEMS.items() if v == version
+                          for r in runs.get((target, s), {}).values()), None)
+            read = ", ".join(fused["sources"]) if fused else "not run"
+            lines.append(f"- {target} (bank {version}): {read}{left_out}")
     commands = sorted({r["command"] for records in runs.values() for r in records.values()})
     seconds = sum(r["wall_seconds"] for records in runs.values() for r in records.values())
     lines += (
@@ -171,7 +192,8 @@ def write_results() -> Path:
         "and the bank's cards; every cell is a measured run (see `study.py` for the protocols and budgets).",
         "",
     ]
-    lines += bank_section()
+    for version in reversed(bank_versions()):
+        lines += bank_section(version)
     for protocol, targets in (("fewshot", FEWSHOT_TARGETS), ("full", FULL_TARGETS)):
         lines += study_section(protocol, targets) + matrix_section(protocol)
     atomic_write_text(OUT, "\n".join(lines))

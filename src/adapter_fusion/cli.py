@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from adapter_fusion import cli_commands as commands
 from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.bank import bank_versions
 from adapter_fusion.cli_args import add_config_arguments
 from adapter_fusion.cli_checks import (
     EXIT_INTERNAL_ERROR,
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     list_tasks = sub.add_parser("list-tasks", help="list the registered tasks")
     list_tasks.set_defaults(func=commands.list_tasks)
     list_bank = sub.add_parser("list-bank", help="list the shipped source adapters (use them as bank:NAME)")
+    list_bank.add_argument("--bank-version", choices=bank_versions(),
+                           help="an earlier shipped version (its adapters load as bank:NAME@VERSION)")
     list_bank.set_defaults(func=commands.list_bank)
     for subparser in sub.choices.values():  # also accepted after the subcommand
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

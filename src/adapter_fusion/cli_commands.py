@@ -283,11 +283,13 @@ def list_tasks(args: argparse.Namespace) -> int:
 def list_bank(args: argparse.Namespace) -> int:
     from adapter_fusion.bank import bank_directory, list_bank, read_card
 
-    for name in list_bank():
-        card = read_card(name)
+    version = args.bank_version
+    suffix = f"@{version}" if version else ""
+    for name in list_bank(version):
+        card = read_card(name + suffix)
         scores = ", ".join(f"{k} {v:.4f}" for k, v in card["dev"].items() if isinstance(v, float))
-        print(f"bank:{name:12s} task={card['task']:12s} dev ({card['dev']['examples']} examples): {scores}")
-    print(f"({len(list_bank())} adapters in {bank_directory()}; cards: NAME.md there)")
+        print(f"bank:{name + suffix:14s} task={card['task']:14s} dev ({card['dev']['examples']} examples): {scores}")
+    print(f"({len(list_bank(version))} adapters in {bank_directory(version)}; cards: NAME.md there)")
     return 0
 
 

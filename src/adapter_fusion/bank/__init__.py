@@ -3,6 +3,9 @@
 >>> FusionTrainer("cr", FusionConfig()).setup_model(["bank:sst2", "bank:imdb", "adapters/cr"])
 >>> FusionPipeline.from_pretrained("bank:sst2").predict("a gorgeous film")
 
+``bank:NAME`` is the current version's (``BANK_VERSION``) adapter; ``bank:NAME@v1`` pins an earlier version that
+still ships (results made with it stay reproducible).
+
 Each bank entry is an ordinary adapter directory (``save_adapter``) under ``bank/<version>/<name>``, whose
 ``adapter_config.json`` metadata holds its card (``metadata["card"]``: task, data, recipe and the command that trained
 it, dev scores measured on the shipped files, training time, base model and a checksum of its files) and beside it a
@@ -22,10 +25,12 @@ from adapter_fusion.hub import is_hub_reference, resolve_hub
 from adapter_fusion.io import read_json
 from adapter_fusion.manifest import verify_artefact
 
-BANK_VERSION = "v1"
+BANK_VERSION = "v2"
+"""The version ``bank:NAME`` resolves to (v1: trained on 2 CPU cores; v2: on one GPU, longer, more tasks)."""
 BANK_ENV = "ADAPTER_FUSION_BANK"
 PREFIX = "bank:"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+VERSION_PATTERN = re.compile(r"^v[0-9]+$")
 SLICE_EXAMPLES = 200
 """Size of the fixed slice of the dev split (``load_task_split(max_examples=200, seed=SLICE_SEED)``) whose score
 every card records, so a test can check a shipped adapter quickly
@@ -33,15 +38,27 @@ every card records, so a test can check a shipped adapter quickly
 SLICE_SEED = 42
 
 
-def bank_directory() -> Path:
-    """Where the bank lives: ``$ADAPTER_FUSION_BANK`` if set, else the bank shipped with the package."""
+def bank_versions() -> list[str]:
+    """The bank versions shipped with the package, oldest first."""
+    root = Path(__file__).resolve().parent
+    return sorted((p.name for p in root.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)),
+                  key=lambda v: int(v[1:]))
+
+
+def bank_directory(version: str | None = None) -> Path:
+    """Where the bank lives: ``$ADAPTER_FUSION_BANK`` if set, else the bank shipped with the package; ``version``:
+    that shipped version instead (``bank_versions()``)."""
+    if version is not None:
+        if version not in bank_versions():
+            raise ValueError(f"bank version must be one of {', '.join(bank_versions())}; got {version!r}")
+        return Path(__file__).resolve().parent / version
     configured = os.environ.get(BANK_ENV)
     return Path(configured).expanduser() if configured else Path(__file__).resolve().parent / BANK_VERSION
 
 
-def list_bank() -> list[str]:
-    """Names of the adapters in the bank, sorted."""
-    root = bank_directory()
+def list_bank(version: str | None = None) -> list[str]:
+    """Names of the adapters in the bank (``version``: that shipped version), sorted."""
+    root = bank_directory(version)
     if not root.is_dir():
         return []
     return sorted(path.name for path in root.iterdir() if (path / "adapter_config.json").is_file())
@@ -52,20 +69,26 @@ def is_bank_reference(reference: object) -> bool:
 
 
 def resolve_artefact(reference: str | Path) -> Path:
-    """The directory ``reference`` names: ``bank:NAME`` is the bank's adapter NAME; a Hub id (``org/name`` that is
+    """The directory ``reference`` names: ``bank:NAME`` is the bank's adapter NAME (``bank:NAME@v1`` in that shipped
+    version); a Hub id (``org/name`` that is
     no existing path, or ``hf://org/name``) its local snapshot (``hub.resolve_hub``); anything else is a path."""
     if not is_bank_reference(reference):
         return resolve_hub(str(reference)) if is_hub_reference(reference) else Path(reference)
-    name = str(reference)[len(PREFIX) :]
+    name, pinned, version = str(reference)[len(PREFIX) :].partition("@")
     if not NAME_PATTERN.match(name):
         raise ValueError(f"bank adapter name must be letters, digits, '-', '_' or '.'; got {name!r}")
-    if name not in list_bank():
-        raise KeyError(f"no adapter {name!r} in the bank at {bank_directory()}; it holds: {', '.join(list_bank())}")
-    return bank_directory() / name
+    if pinned and not VERSION_PATTERN.match(version):
+        raise ValueError(f"bank version must be v<number> (bank:NAME@v1); got {version!r} in {reference!r}")
+    names = list_bank(version or None)
+    if name not in names:
+        where = bank_directory(version or None)
+        raise KeyError(f"no adapter {name!r} in the bank at {where}; it holds: {', '.join(names)}")
+    return bank_directory(version or None) / name
 
 
 def read_card(name: str) -> dict[str, Any]:
-    """The card of bank adapter ``name``, after checking the adapter's files against its manifest."""
+    """The card of bank adapter ``name`` (``NAME@v1``: of that version), after checking the adapter's files against
+    its manifest."""
     directory = resolve_artefact(PREFIX + name)
     verify_artefact(directory, "adapter")
     return read_json(directory / "adapter_config.json")["metadata"]["card"]
