@@ -123,6 +123,45 @@ def test_truncated_weights_exit_2(adapters: dict[str, Path], tmp_path: Path, cap
     assert "error:" in error_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--output-dir", "{sst2}"], "--output-dir {sst2} is a saved adapter"),
+        (["--output-dir", "{sst2}/runs"], "--output-dir {sst2}/runs lies inside {sst2}, which is a saved adapter"),
+        (["--metrics-file", "{sst2}/manifest.json"], "--metrics-file {sst2}/manifest.json lies inside {sst2}"),
+        (["--metrics-file", "{out}/sst2/metrics.json"], "and --metrics-file {out}/sst2/metrics.json overlap"),
+    ],
+)
+def test_paths_written_beside_the_artefact_never_land_in_a_saved_one(
+    argv: list[str], message: str, adapters: dict[str, Path], tiny_cli_env: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Checkpoints or metrics written into a saved adapter break its manifest (it no longer loads) or replace one
+    of its files; into the new artefact, they make it fail its own check. Refused before training."""
+    saved = tmp_path / "saved"
+    shutil.copytree(adapters["sst2"], saved)
+    before = {p: p.read_bytes() for p in saved.rglob("*") if p.is_file()}
+    names = {"sst2": str(saved), "out": str(tmp_path / "out")}
+    monkeypatch.setattr(transformers.Trainer, "train", lambda *a, **k: pytest.fail("training started"))
+    assert main(train_args(tiny_cli_env, tmp_path / "out") + [arg.format(**names) for arg in argv]) == 2
+    assert message.format(**names) in error_line(capsys)
+    assert {p: p.read_bytes() for p in saved.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "out" / "sst2").exists()
+
+
+def test_evaluate_never_writes_its_metrics_into_the_adapter(
+    adapters: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    saved = tmp_path / "saved"
+    shutil.copytree(adapters["sst2"], saved)
+    config = (saved / "adapter_config.json").read_bytes()
+    assert main(["evaluate", "--adapter", str(saved), "--metrics-file", str(saved / "adapter_config.json")]) == 2
+    assert f"--metrics-file {saved / 'adapter_config.json'} lies inside {saved}, which is a saved adapter" in (
+        error_line(capsys)
+    )
+    assert (saved / "adapter_config.json").read_bytes() == config
+
+
 # --------------------------------------------------------------------------- predict: pairs and valid JSON
 def predictions(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]

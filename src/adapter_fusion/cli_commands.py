@@ -15,7 +15,7 @@ from adapter_fusion.adapters.kinds import ADAPTER_KINDS, DEFAULT_KIND
 from adapter_fusion.cli_args import build_config, build_kind_config, check_config_file, load_config_file
 from adapter_fusion.cli_checks import check_writable_directory, check_writable_file
 from adapter_fusion.cli_inputs import read_predict_inputs
-from adapter_fusion.io import check_apart, check_container, check_output
+from adapter_fusion.io import check_apart, check_container, check_output, check_outside_artefacts
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 
 
@@ -31,8 +31,12 @@ def check_outputs(
     the artefact at ``output`` (``tasks``: one per task inside it) destroys nothing (``io.check_output``)."""
     check_writable_directory(output, "--output")
     check_writable_directory(training_config.output_dir, "--output-dir")
+    check_outside_artefacts(training_config.output_dir, "--output-dir")
     if args.metrics_file:
         check_writable_file(args.metrics_file, "--metrics-file")
+        check_outside_artefacts(args.metrics_file, "--metrics-file")
+        if not training_config.full_finetune:
+            check_apart(output, args.metrics_file, "--metrics-file")
     if not training_config.full_finetune:  # a full fine-tune saves no artefact at --output
         if tasks:
             from adapter_fusion.tasks import get_task
@@ -206,6 +210,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--base: --head names a saved adapter's head; give --adapter DIR with it")
     if args.metrics_file:
         check_writable_file(args.metrics_file, "--metrics-file")
+        check_outside_artefacts(args.metrics_file, "--metrics-file")
     if args.base:
         if not args.task:
             raise ValueError("--base: --task is required")
