@@ -162,6 +162,36 @@ def test_evaluate_never_writes_its_metrics_into_the_adapter(
     assert (saved / "adapter_config.json").read_bytes() == config
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("{fusion}", "output {fusion} is, contains or lies inside {fusion}, an input of this run"),
+        ("{thesis}", "output {thesis} is a directory that is not a saved fusion (it holds chapter1.tex)"),
+        ("{thesis}/chapter1.tex", "--output '{thesis}/chapter1.tex' is a file, not a directory"),
+        (None, "--task, --fusion DIR and --adapter DIR are required"),
+    ],
+)
+def test_extend_fusion_checks_its_output_before_loading_anything(
+    output: str | None, message: str, tiny_cli_env: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """extend-fusion had no output check of its own: it loaded and trained, then refused (or, for missing
+    options, exited 1 without the command's prefix)."""
+    import adapter_fusion.training.extension_trainer as extension_trainer
+
+    monkeypatch.setattr(extension_trainer, "ExtensionTrainer", lambda *a, **k: pytest.fail("a model was loaded"))
+    names = {"fusion": str(tmp_path / "fusion"), "thesis": str(tmp_path / "thesis")}
+    (tmp_path / "fusion").mkdir()
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("\\chapter{One}")
+    argv = ["extend-fusion", "--fusion", names["fusion"], "--task", "rte", "--model", str(tiny_cli_env["model"])]
+    if output is not None:
+        argv += ["--adapter", str(tmp_path / "rte"), "--output", output.format(**names)]
+    assert main(argv) == 2
+    assert error_line(capsys).startswith("adapter-fusion extend-fusion: error: " + message.format(**names))
+    assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "\\chapter{One}"
+
+
 # --------------------------------------------------------------------------- predict: pairs and valid JSON
 def predictions(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -149,11 +149,12 @@ def extend_fusion(args: argparse.Namespace) -> int:
     task, fusion, adapter = (args.task or file_data.get("task"), args.fusion or file_data.get("fusion"),
                              args.adapter or file_data.get("adapter"))  # fmt: skip
     if not task or not fusion or not adapter:
-        raise SystemExit("extend-fusion: --task, --fusion DIR and --adapter DIR are required")
+        raise ValueError("--task, --fusion DIR and --adapter DIR are required")
     output = Path(args.output or file_data.get("output") or f"{fusion}+{task}")
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    check_outputs(args, output, training_config, "fusion", inputs=(fusion, adapter))
     trainer = ExtensionTrainer(task, fusion, adapter, model_config, training_config, data_dir=args.data_dir)
     print(f"extended {fusion} with {trainer.adapter_name!r} for task {trainer.task.name}: "
           f"{trainer.model.trainable_parameters():,} trainable parameters (old tasks unchanged)")  # fmt: skip
