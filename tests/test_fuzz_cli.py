@@ -192,6 +192,33 @@ def test_extend_fusion_checks_its_output_before_loading_anything(
     assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "\\chapter{One}"
 
 
+@pytest.mark.parametrize(
+    ("source", "output", "message"),
+    [
+        ("head", "{thesis}", "output {thesis} is a directory that is not a saved adapter (it holds chapter1.tex)"),
+        ("head", "{thesis}/chapter1.tex", "output {thesis}/chapter1.tex is an existing file"),
+        ("fusion/a,b", "{source}/out", "output {source}/out is, contains or lies inside {source}, an input"),
+    ],
+)
+def test_import_checks_its_output_before_loading_anything(
+    source: str, output: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """import refused a bad output only at the save, after loading the base model (progress bars on stderr)."""
+    from adapter_fusion.models import AdapterModel
+    from adapter_fusion.models.fusion_model import FusionModel
+
+    for cls, method in ((AdapterModel, "from_pretrained"), (FusionModel, "from_adapterhub")):
+        monkeypatch.setattr(cls, method, lambda *a, **k: pytest.fail("a model was loaded"))
+    fixtures = Path(__file__).parent / "fixtures" / "adapterhub" / "bert"
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("one")
+    names = {"thesis": str(tmp_path / "thesis"), "source": str(fixtures / source)}
+    assert main(["import", "--format", "adapterhub", str(fixtures / source), output.format(**names)]) == 2
+    assert error_line(capsys).startswith("adapter-fusion import: error: " + message.format(**names))
+    assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "one"
+
+
 # --------------------------------------------------------------------------- predict: pairs and valid JSON
 def predictions(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]

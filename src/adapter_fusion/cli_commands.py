@@ -327,10 +327,12 @@ def import_artefact(args: argparse.Namespace) -> int:
     from adapter_fusion.models.fusion_model import FusionModel
 
     source = Path(args.directory)
-    if is_adapterhub_fusion(source):
+    if is_adapterhub_fusion(source):  # the output is checked before any model loads, as the save will check it
+        check_output(args.output, "fusion", inputs=(source, *(args.adapters or ())))
         fusion_model = FusionModel.from_adapterhub(source, args.adapters, model=args.model)
         fusion_model.save_fusion(args.output)
     elif is_adapterhub_adapter(source):
+        check_output(args.output, "adapter", inputs=(source,))
         model = AdapterModel.from_pretrained(args.model or read_adapter_config(source).get("base_model"))
         name = load_adapter(model, source)
         save_adapter(model, name, args.output, head=name if name in model.heads else None)
