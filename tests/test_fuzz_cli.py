@@ -285,6 +285,24 @@ def test_an_adapter_that_predicts_nan_is_an_error_not_bare_nan(
     assert "non-finite score" in error_line(capsys) and capsys.readouterr().out == ""
 
 
+def test_evaluate_refuses_weights_that_are_not_finite(
+    adapters: dict[str, Path], tiny_cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """NaN logits still have an argmax, so evaluate printed an accuracy for an adapter of NaN weights (exit 0)."""
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(adapters["sst2"], broken)
+    tensors = load_file(broken / "adapter.safetensors")
+    name = sorted(tensors)[0]
+    tensors[name] = torch.full_like(tensors[name], math.nan)
+    save_file(tensors, broken / "adapter.safetensors", metadata={"format": "pt"})
+    argv = ["evaluate", "--adapter", str(broken), "--data-dir", str(tiny_cli_env["data"]), "--allow-modified"]
+    assert main(argv) == 2
+    assert "holds NaN or inf values, so any score would be meaningless" in error_line(capsys)
+    assert capsys.readouterr().out == ""
+
+
 # --------------------------------------------------------------------------- internal errors, --debug
 def test_internal_errors_exit_1_with_a_hint_and_debug_shows_the_traceback(
     tiny_cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
