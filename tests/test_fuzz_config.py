@@ -126,6 +126,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--layers", "0", "0"], "layers must be distinct; got [0, 0]"),
         (["--seed", "-1"], "seed must be >= 0; got -1"),
         (["--seed", str(2**32)], "seed must be in [0, 4294967295]"),
+        (["--batch-size", str(10**20)], "batch_size must be at most 9223372036854775807 (a 64-bit integer); got 1000"),
+        (["--eval-steps", str(2**63)], "eval_steps must be at most 9223372036854775807"),
     ],
 )
 def test_cli_refuses_bad_adapter_values(
