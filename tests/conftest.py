@@ -203,13 +203,12 @@ def data_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """For in-process CLI runs: ``model``, a tiny random BERT saved with the bundled MiniLM's tokenizer (64
-    positions), and ``data``, a data directory with small SST-2 (single sentence) and RTE (pair) TSV files."""
+def make_cli_env(root: Path) -> dict[str, Path]:
+    """Under ``root``: ``model``, a tiny random BERT saved with the bundled MiniLM's tokenizer (64 positions), and
+    ``data``, a data directory with small SST-2 (single sentence) and RTE (pair) TSV files. Also used outside
+    pytest (``experiments/reliability/fuzz_campaign.py``)."""
     from adapter_fusion.models import default_model_path, load_tokenizer
 
-    root = tmp_path_factory.mktemp("cli_env")
     tokenizer = load_tokenizer(default_model_path())
     build_tiny_model("bert", vocab_size=tokenizer.vocab_size).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
@@ -224,6 +223,12 @@ def tiny_cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             (root / "data" / "glue" / folder).mkdir(parents=True, exist_ok=True)
             (root / "data" / "glue" / folder / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     return {"model": root / "model", "data": root / "data", "root": root}
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """For in-process CLI runs: ``make_cli_env`` in a session temporary directory."""
+    return make_cli_env(tmp_path_factory.mktemp("cli_env"))
 
 
 @pytest.fixture

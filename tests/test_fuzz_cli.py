@@ -123,6 +123,102 @@ def test_truncated_weights_exit_2(adapters: dict[str, Path], tmp_path: Path, cap
     assert "error:" in error_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--output-dir", "{sst2}"], "--output-dir {sst2} is a saved adapter"),
+        (["--output-dir", "{sst2}/runs"], "--output-dir {sst2}/runs lies inside {sst2}, which is a saved adapter"),
+        (["--metrics-file", "{sst2}/manifest.json"], "--metrics-file {sst2}/manifest.json lies inside {sst2}"),
+        (["--metrics-file", "{out}/sst2/metrics.json"], "and --metrics-file {out}/sst2/metrics.json overlap"),
+    ],
+)
+def test_paths_written_beside_the_artefact_never_land_in_a_saved_one(
+    argv: list[str], message: str, adapters: dict[str, Path], tiny_cli_env: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Checkpoints or metrics written into a saved adapter break its manifest (it no longer loads) or replace one
+    of its files; into the new artefact, they make it fail its own check. Refused before training."""
+    saved = tmp_path / "saved"
+    shutil.copytree(adapters["sst2"], saved)
+    before = {p: p.read_bytes() for p in saved.rglob("*") if p.is_file()}
+    names = {"sst2": str(saved), "out": str(tmp_path / "out")}
+    monkeypatch.setattr(transformers.Trainer, "train", lambda *a, **k: pytest.fail("training started"))
+    assert main(train_args(tiny_cli_env, tmp_path / "out") + [arg.format(**names) for arg in argv]) == 2
+    assert message.format(**names) in error_line(capsys)
+    assert {p: p.read_bytes() for p in saved.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "out" / "sst2").exists()
+
+
+def test_evaluate_never_writes_its_metrics_into_the_adapter(
+    adapters: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    saved = tmp_path / "saved"
+    shutil.copytree(adapters["sst2"], saved)
+    config = (saved / "adapter_config.json").read_bytes()
+    assert main(["evaluate", "--adapter", str(saved), "--metrics-file", str(saved / "adapter_config.json")]) == 2
+    assert f"--metrics-file {saved / 'adapter_config.json'} lies inside {saved}, which is a saved adapter" in (
+        error_line(capsys)
+    )
+    assert (saved / "adapter_config.json").read_bytes() == config
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("{fusion}", "output {fusion} is, contains or lies inside {fusion}, an input of this run"),
+        ("{thesis}", "output {thesis} is a directory that is not a saved fusion (it holds chapter1.tex)"),
+        ("{thesis}/chapter1.tex", "--output '{thesis}/chapter1.tex' is a file, not a directory"),
+        (None, "--task, --fusion DIR and --adapter DIR are required"),
+    ],
+)
+def test_extend_fusion_checks_its_output_before_loading_anything(
+    output: str | None, message: str, tiny_cli_env: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """extend-fusion had no output check of its own: it loaded and trained, then refused (or, for missing
+    options, exited 1 without the command's prefix)."""
+    import adapter_fusion.training.extension_trainer as extension_trainer
+
+    monkeypatch.setattr(extension_trainer, "ExtensionTrainer", lambda *a, **k: pytest.fail("a model was loaded"))
+    names = {"fusion": str(tmp_path / "fusion"), "thesis": str(tmp_path / "thesis")}
+    (tmp_path / "fusion").mkdir()
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("\\chapter{One}")
+    argv = ["extend-fusion", "--fusion", names["fusion"], "--task", "rte", "--model", str(tiny_cli_env["model"])]
+    if output is not None:
+        argv += ["--adapter", str(tmp_path / "rte"), "--output", output.format(**names)]
+    assert main(argv) == 2
+    assert error_line(capsys).startswith("adapter-fusion extend-fusion: error: " + message.format(**names))
+    assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "\\chapter{One}"
+
+
+@pytest.mark.parametrize(
+    ("source", "output", "message"),
+    [
+        ("head", "{thesis}", "output {thesis} is a directory that is not a saved adapter (it holds chapter1.tex)"),
+        ("head", "{thesis}/chapter1.tex", "output {thesis}/chapter1.tex is an existing file"),
+        ("fusion/a,b", "{source}/out", "output {source}/out is, contains or lies inside {source}, an input"),
+    ],
+)
+def test_import_checks_its_output_before_loading_anything(
+    source: str, output: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """import refused a bad output only at the save, after loading the base model (progress bars on stderr)."""
+    from adapter_fusion.models import AdapterModel
+    from adapter_fusion.models.fusion_model import FusionModel
+
+    for cls, method in ((AdapterModel, "from_pretrained"), (FusionModel, "from_adapterhub")):
+        monkeypatch.setattr(cls, method, lambda *a, **k: pytest.fail("a model was loaded"))
+    fixtures = Path(__file__).parent / "fixtures" / "adapterhub" / "bert"
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.tex").write_text("one")
+    names = {"thesis": str(tmp_path / "thesis"), "source": str(fixtures / source)}
+    assert main(["import", "--format", "adapterhub", str(fixtures / source), output.format(**names)]) == 2
+    assert error_line(capsys).startswith("adapter-fusion import: error: " + message.format(**names))
+    assert (tmp_path / "thesis" / "chapter1.tex").read_text() == "one"
+
+
 # --------------------------------------------------------------------------- predict: pairs and valid JSON
 def predictions(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -187,6 +283,24 @@ def test_an_adapter_that_predicts_nan_is_an_error_not_bare_nan(
     monkeypatch.setattr(FusionPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: pipeline))
     assert main(["predict", "--adapter", str(adapters["sst2"]), "a fine film"]) == 2
     assert "non-finite score" in error_line(capsys) and capsys.readouterr().out == ""
+
+
+def test_evaluate_refuses_weights_that_are_not_finite(
+    adapters: dict[str, Path], tiny_cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """NaN logits still have an argmax, so evaluate printed an accuracy for an adapter of NaN weights (exit 0)."""
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(adapters["sst2"], broken)
+    tensors = load_file(broken / "adapter.safetensors")
+    name = sorted(tensors)[0]
+    tensors[name] = torch.full_like(tensors[name], math.nan)
+    save_file(tensors, broken / "adapter.safetensors", metadata={"format": "pt"})
+    argv = ["evaluate", "--adapter", str(broken), "--data-dir", str(tiny_cli_env["data"]), "--allow-modified"]
+    assert main(argv) == 2
+    assert "holds NaN or inf values, so any score would be meaningless" in error_line(capsys)
+    assert capsys.readouterr().out == ""
 
 
 # --------------------------------------------------------------------------- internal errors, --debug

@@ -126,6 +126,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--layers", "0", "0"], "layers must be distinct; got [0, 0]"),
         (["--seed", "-1"], "seed must be >= 0; got -1"),
         (["--seed", str(2**32)], "seed must be in [0, 4294967295]"),
+        (["--batch-size", str(10**20)], "batch_size must be at most 9223372036854775807 (a 64-bit integer); got 1000"),
+        (["--eval-steps", str(2**63)], "eval_steps must be at most 9223372036854775807"),
     ],
 )
 def test_cli_refuses_bad_adapter_values(
@@ -166,6 +168,10 @@ def test_cli_refuses_options_of_another_fusion_method(
         ('{"training": {"batch_sise": 4}}', "json", "did you mean 'batch_size'?"),
         ("\udcff", "yaml", "is not UTF-8 text"),
         ("layers: 1\n", "yaml", "layers must be a non-empty sequence of layer indices or None; got 1"),
+        ("scaling: 1.0\nscaling: 8.0\n", "yaml", "line 2, column 1: key 'scaling' is given twice (first at line 1)"),
+        ("training:\n  batch_size: 4\n  batch_size: 8\n", "yaml", "line 3, column 3: key 'batch_size' is given twice"),
+        ('{"scaling": 1.0, "scaling": 8.0}', "json", "key 'scaling' is given twice in one object"),
+        ('{"training": {"seed": 1, "seed": 2}}', "json", "key 'seed' is given twice in one object"),
     ],
 )
 def test_config_files_refuse_unknown_keys_sections_and_syntax_errors(

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument("--output", help="fusion directory to write (default: FUSION+TASK)")
     for cls, skip in ((TrainingConfig, ()), (ModelConfig, ("model_name_or_path",))):
         add_config_arguments(extend, cls, skip)
-    extend.set_defaults(func=commands.extend_fusion)
+    extend.set_defaults(func=commands.extend_fusion, metrics_file=None, overwrite=False)  # what check_outputs reads
 
     evaluate = sub.add_parser("evaluate", help="score a saved adapter or fusion on a task split")
     _common(evaluate)

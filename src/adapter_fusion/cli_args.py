@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import json
 import textwrap
+from collections.abc import Hashable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,37 @@ def _add_group(
         )
 
 
+def _unique_keys(pairs: list[tuple[str, Any]], file: Path) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``json`` would keep the last one without a word)."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"config file {file}: key {key!r} is given twice in one object; keep one")
+        data[key] = value
+    return data
+
+
+def _unique_key_loader() -> type:
+    """``yaml.SafeLoader`` refusing a key given twice in one mapping (PyYAML keeps the last one without a word)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, Hashable) and key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice (first at line {first[key]}); keep one",
+                        key_node.start_mark,
+                    )  # fmt: skip
+                if isinstance(key, Hashable):
+                    first[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_config_file(path: str | None) -> dict[str, Any]:
     """A YAML or JSON file: either flat ``field: value`` pairs or sections named after the config types."""
     if path is None:
@@ -118,7 +150,7 @@ def load_config_file(path: str | None) -> dict[str, Any]:
         import yaml
 
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_unique_key_loader()) or {}  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -126,7 +158,7 @@ def load_config_file(path: str | None) -> dict[str, Any]:
             raise ValueError(f"config file {file}: invalid YAML{where}: {problem}") from None
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, file))
         except json.JSONDecodeError as error:
             raise ValueError(
                 f"config file {file}: invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"

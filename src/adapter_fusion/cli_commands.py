@@ -15,7 +15,7 @@ from adapter_fusion.adapters.kinds import ADAPTER_KINDS, DEFAULT_KIND
 from adapter_fusion.cli_args import build_config, build_kind_config, check_config_file, load_config_file
 from adapter_fusion.cli_checks import check_writable_directory, check_writable_file
 from adapter_fusion.cli_inputs import read_predict_inputs
-from adapter_fusion.io import check_apart, check_container, check_output
+from adapter_fusion.io import check_apart, check_container, check_output, check_outside_artefacts
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 
 
@@ -31,8 +31,12 @@ def check_outputs(
     the artefact at ``output`` (``tasks``: one per task inside it) destroys nothing (``io.check_output``)."""
     check_writable_directory(output, "--output")
     check_writable_directory(training_config.output_dir, "--output-dir")
+    check_outside_artefacts(training_config.output_dir, "--output-dir")
     if args.metrics_file:
         check_writable_file(args.metrics_file, "--metrics-file")
+        check_outside_artefacts(args.metrics_file, "--metrics-file")
+        if not training_config.full_finetune:
+            check_apart(output, args.metrics_file, "--metrics-file")
     if not training_config.full_finetune:  # a full fine-tune saves no artefact at --output
         if tasks:
             from adapter_fusion.tasks import get_task
@@ -145,11 +149,12 @@ def extend_fusion(args: argparse.Namespace) -> int:
     task, fusion, adapter = (args.task or file_data.get("task"), args.fusion or file_data.get("fusion"),
                              args.adapter or file_data.get("adapter"))  # fmt: skip
     if not task or not fusion or not adapter:
-        raise SystemExit("extend-fusion: --task, --fusion DIR and --adapter DIR are required")
+        raise ValueError("--task, --fusion DIR and --adapter DIR are required")
     output = Path(args.output or file_data.get("output") or f"{fusion}+{task}")
     model_config = build_config(ModelConfig, file_data, args, model_name_or_path=args.model)
     training_defaults = {} if "training.output_dir" in vars(args) else {"output_dir": str(output) + ".runs"}
     training_config = build_config(TrainingConfig, {**training_defaults, **file_data}, args)
+    check_outputs(args, output, training_config, "fusion", inputs=(fusion, adapter))
     trainer = ExtensionTrainer(task, fusion, adapter, model_config, training_config, data_dir=args.data_dir)
     print(f"extended {fusion} with {trainer.adapter_name!r} for task {trainer.task.name}: "
           f"{trainer.model.trainable_parameters():,} trainable parameters (old tasks unchanged)")  # fmt: skip
@@ -206,6 +211,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--base: --head names a saved adapter's head; give --adapter DIR with it")
     if args.metrics_file:
         check_writable_file(args.metrics_file, "--metrics-file")
+        check_outside_artefacts(args.metrics_file, "--metrics-file")
     if args.base:
         if not args.task:
             raise ValueError("--base: --task is required")
@@ -323,10 +329,12 @@ def import_artefact(args: argparse.Namespace) -> int:
     from adapter_fusion.models.fusion_model import FusionModel
 
     source = Path(args.directory)
-    if is_adapterhub_fusion(source):
+    if is_adapterhub_fusion(source):  # the output is checked before any model loads, as the save will check it
+        check_output(args.output, "fusion", inputs=(source, *(args.adapters or ())))
         fusion_model = FusionModel.from_adapterhub(source, args.adapters, model=args.model)
         fusion_model.save_fusion(args.output)
     elif is_adapterhub_adapter(source):
+        check_output(args.output, "adapter", inputs=(source,))
         model = AdapterModel.from_pretrained(args.model or read_adapter_config(source).get("base_model"))
         name = load_adapter(model, source)
         save_adapter(model, name, args.output, head=name if name in model.heads else None)

@@ -65,6 +65,11 @@ def check_positive(field: str, value: Any, *, allow_zero: bool = False, integer:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{field} must be {bound}; got {value!r}")
+    if integer and value > MAX_INTEGER:  # Python ints have no bound; torch, numpy and the Trainer do
+        raise ValueError(f"{field} must be at most {MAX_INTEGER} (a 64-bit integer); got {value!r}")
+
+
+MAX_INTEGER = 2**63 - 1
 
 
 def check_range(field: str, value: Any, low: float, high: float) -> None:

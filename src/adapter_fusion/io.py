@@ -155,13 +155,24 @@ def check_output(
     return final
 
 
-def check_apart(output: str | Path, runs: str | Path) -> None:
-    """Refuse an artefact path that is, contains or lies inside the Trainer's checkpoint directory ``runs``: the
-    checkpoints would end up inside the artefact, or the artefact would be refused after training."""
+def check_apart(output: str | Path, runs: str | Path, what: str = "the training --output-dir") -> None:
+    """Refuse an artefact path that is, contains or lies inside the Trainer's checkpoint directory ``runs`` (or
+    another path the run writes, ``what``): the checkpoints would end up inside the artefact, or the artefact would
+    be refused after training."""
     if _is_within(Path(output), Path(runs)) or _is_within(Path(runs), Path(output)):
-        raise ValueError(
-            f"--output {output} and the training --output-dir {runs} overlap; give them separate paths"
-        )
+        raise ValueError(f"--output {output} and {what} {runs} overlap; give them separate paths")
+
+
+def check_outside_artefacts(path: str | Path, what: str) -> None:
+    """Refuse a path the run writes besides its artefact (the Trainer's ``--output-dir``, a ``--metrics-file``)
+    that is a saved adapter or fusion or lies inside one: the new files would break that artefact's manifest, or
+    replace one of its files."""
+    path = Path(path).resolve()
+    for directory in (path, *path.parents):
+        found = artefact_kind(directory) if directory.is_dir() else None
+        if found:
+            where = "is" if directory == path else f"lies inside {directory}, which is"
+            raise FileExistsError(f"{what} {path} {where} a saved {found}; give a path outside saved artefacts")
 
 
 def check_container(directory: str | Path) -> Path:

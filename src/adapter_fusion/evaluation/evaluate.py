@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from adapter_fusion.bank import resolve_artefact
 from adapter_fusion.fusion.saving import is_fusion_directory, open_fusion
 from adapter_fusion.heads import HEADS, build_head
@@ -53,6 +55,13 @@ def evaluate_adapter(
         raise ValueError(
             f"head {head!r} ({config.head_type}, labels {list(config.label_names)}) cannot score task {spec.name!r} "
             f"({wanted}, labels {list(spec.label_names)}): the head type and labels must match"
+        )
+    # NaN logits still give an argmax, hence a score that looks real: broken weights are an error, not a metric
+    broken = next((name for name, p in pipeline.model.named_parameters() if not torch.isfinite(p).all()), None)
+    if broken is not None:
+        raise ValueError(
+            f"{directory}: weight {broken} holds NaN or inf values, so any score would be meaningless; retrain or "
+            "reload the adapter"
         )
     dataset = load_task_split(spec, split, data_dir, max_examples=max_examples, seed=seed)
     metrics = evaluate_model(pipeline.model, pipeline.tokenizer, spec, dataset, pipeline.max_length, head=head)
