@@ -184,6 +184,44 @@ def matrix_section(protocol: str) -> list[str]:
     ]
 
 
+def bank_comparison_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
+    """Attention fusion over bank v1 vs over bank v2, per seed where both ran, with where each looks at the last
+    fused layer (its most weighted adapter there, and that weight)."""
+    runs = load(protocol)
+    pairs = [(t, s) for t in targets for s in sorted(set(runs.get((t, "attention"), {}))
+                                                     & set(runs.get((t, "attention-v2"), {})))]
+    if not pairs:
+        return []
+    lines = [
+        f"### Bank v1 vs bank v2 as attention fusion's sources ({protocol})",
+        "",
+        "Test score x100 per seed where both ran; last layer: the adapter with the largest mean fusion weight at the "
+        "last fused layer on the test set (uniform would be 1/N, N = the sources plus the own ST-A).",
+        "",
+        "| target | seed | ST-A | attention (v1) | attention-v2 | v2 - v1 | v1 last layer | v2 last layer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for target, seed in pairs:
+        single = runs.get((target, "st-a"), {}).get(seed)
+        v1, v2 = runs[(target, "attention")][seed], runs[(target, "attention-v2")][seed]
+        alone = f"{100 * score(single):.1f}" if single else "not run"
+        lines.append(
+            f"| {target} | {seed} | {alone} | {100 * score(v1):.1f} | {100 * score(v2):.1f} | "
+            f"{100 * (score(v2) - score(v1)):+.1f} | {_top_of_last_layer(v1)} | {_top_of_last_layer(v2)} |"
+        )
+    return lines + [""]
+
+
+def _top_of_last_layer(record: dict) -> str:
+    weights = record.get("fusion_weights")
+    if not weights:
+        return "-"
+    last = weights["mean"][-1]
+    best = max(range(len(last)), key=last.__getitem__)
+    name = weights["adapters"][best]
+    return f"{OWN if name == record['target'] else name} {last[best]:.2f}"
+
+
 def write_results() -> Path:
     lines = [
         "# AdapterFusion transfer study on the bundled all-MiniLM-L6-v2",
@@ -195,6 +233,7 @@ def write_results() -> Path:
     for version in reversed(bank_versions()):
         lines += bank_section(version)
     for protocol, targets in (("fewshot", FEWSHOT_TARGETS), ("full", FULL_TARGETS)):
-        lines += study_section(protocol, targets) + matrix_section(protocol)
+        lines += study_section(protocol, targets) + bank_comparison_section(protocol, targets)
+        lines += matrix_section(protocol)
     atomic_write_text(OUT, "\n".join(lines))
     return OUT
