@@ -78,6 +78,33 @@ def test_builder_passes_every_setting_to_the_layer() -> None:
     torch.testing.assert_close(identity.value.weight.detach(), torch.eye(HIDDEN), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        (dict(num_attention_heads=2.0), TypeError, "num_attention_heads must be an integer; got 2.0 (float)"),
+        (dict(num_attention_heads=0), ValueError, "num_attention_heads must be > 0; got 0"),
+        (dict(attention_dropout=1.0), ValueError, "attention_dropout must be a number in [0, 1); got 1.0"),
+        (dict(fusion_dropout=-0.1), ValueError, "attention_dropout must be a number in [0, 1); got -0.1"),
+        (dict(value_initialization="zeros"), ValueError,
+         "value_initialization must be one of 'identity', 'random'; got 'zeros'"),
+        (dict(value_regularization=-1), ValueError, "value_regularization must be >= 0; got -1"),
+    ],
+)  # fmt: skip
+def test_attention_config_errors_name_the_field_and_value(
+    arguments: dict[str, Any], error: type, message: str
+) -> None:
+    for make in (AttentionFusionConfig, lambda **given: FusionConfig(fusion_method="attention", **given)):
+        with pytest.raises(error, match=exactly(message)):
+            make(**arguments)
+
+
+def test_attention_config_accepts_the_edges_of_each_range() -> None:
+    config = AttentionFusionConfig(num_attention_heads=1, attention_dropout=0.0, value_initialization="random",
+                                   value_regularization=0)  # fmt: skip
+    assert (config.num_attention_heads, config.attention_dropout) == (1, 0.0)
+    assert (config.value_initialization, config.value_regularization) == ("random", 0)  # 0 disables the regulariser
+
+
 # -------------------------------------------------------------------------------------------- the layer
 def test_layer_defaults_are_the_papers_single_head_at_temperature_one() -> None:
     torch.manual_seed(0)
