@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel
 
@@ -24,7 +24,7 @@ from adapter_fusion._version import __version__
 from adapter_fusion.manifest import verify_artefact
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
 from adapter_fusion.models.install import load_head_weights
-from adapter_fusion.models.saving import base_model_arguments, open_adapter
+from adapter_fusion.models.saving import attach_adapter, base_model_arguments, open_adapter
 from conftest import adapter_model, trained_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -140,6 +140,52 @@ def test_head_weights_file_is_needed_only_by_a_head_with_weights(
 
 def test_a_directory_saved_without_a_manifest_or_config_is_unverified(tmp_path: Path) -> None:
     assert verify_artefact(tmp_path, "adapter") is None
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ([1, 2], "must hold a JSON object; got list"),
+        ("task", "must hold a JSON object; got str"),
+        ({"name": "task", "adapter": {}, "num_layers": 2},
+         "lacks the keys ['hidden_size', 'model_type']; is it an adapter-fusion adapter?"),
+    ],
+)  # fmt: skip
+def test_an_adapter_config_that_is_not_ours_is_refused_naming_the_file(
+    tmp_path: Path, config: object, problem: str
+) -> None:
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    (tmp_path / "adapter.safetensors").write_bytes(b"")  # never read: the config is refused first
+    message = f"{tmp_path / 'adapter_config.json'} {problem}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        read_adapter_config(tmp_path)
+
+
+def test_attach_adapter_loads_the_head_and_activates_by_default(make_model: Callable, saved: Path) -> None:
+    model = adapter_model(make_model, "bert", 0)
+    assert attach_adapter(model, saved, read_adapter_config(saved)) == "task"
+    assert (model.adapters.list_adapters(), list(model.heads)) == (["task"], ["task"])
+    assert (model.adapters.active, model.active_head) == (("task",), "task")
+    written = load_file(saved / "head.safetensors")
+    for key, tensor in model.heads["task"].state_dict().items():
+        torch.testing.assert_close(tensor, written[key], rtol=0, atol=0)
+
+
+def test_attach_adapter_errors_name_the_directory(make_model: Callable, saved: Path) -> None:
+    info = read_adapter_config(saved)
+    message = f"adapter at {saved} was trained for hidden size 32, but the model has hidden size 64"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        attach_adapter(adapter_model(make_model, "bert", 0, hidden_size=64), saved, info)
+    model = adapter_model(make_model, "bert", 0)
+    other_layer = {**info, "adapter": {**info["adapter"], "layers": [0]}}  # the weights are those of layer 1
+    with pytest.raises(ValueError, match=f"^{re.escape(f'adapter at {saved} does not fit this model: missing keys')}"):
+        attach_adapter(model, saved, other_layer)
+    (saved / "head.safetensors").unlink()  # a classification head has weights: its file is needed
+    with pytest.raises(FileNotFoundError, match=f"missing weights file {re.escape(str(saved / 'head.safetensors'))}"):
+        attach_adapter(model, saved, info)
+    assert model.adapters.list_adapters() == [] and list(model.heads) == []  # a failed load leaves nothing behind
+    assert attach_adapter(model, saved, info, "bare", load_head=False, activate=False) == "bare"
+    assert (model.adapters.list_adapters(), list(model.heads), model.adapters.active) == (["bare"], [], ())
 
 
 # ------------------------------------------------------------------------------------------ output paths
