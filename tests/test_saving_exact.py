@@ -237,6 +237,44 @@ def test_hub_snapshot_root(tmp_path: Path, directory: str, root: str | None) -> 
     assert io.hub_snapshot_root(tmp_path / directory) == (tmp_path / root if root else None)
 
 
+@pytest.mark.parametrize("relative", ["adapter.safetensors", "sub/head.json", "link-inside"])
+def test_inside_accepts_a_path_that_stays_in_the_artefact(tmp_path: Path, relative: str) -> None:
+    (tmp_path / "adapter.safetensors").write_bytes(b"")
+    (tmp_path / "link-inside").symlink_to(tmp_path / "adapter.safetensors")
+    assert io.inside(tmp_path, relative, "file") == tmp_path / relative
+
+
+@pytest.mark.parametrize("relative", ["", ".", "sub/../adapter.safetensors", "../other", "link-out", "ABSOLUTE"])
+def test_inside_refuses_a_path_leading_out_or_round_about(tmp_path: Path, relative: str) -> None:
+    artefact, outside = tmp_path / "artefact", tmp_path / "other"
+    artefact.mkdir()
+    outside.write_text("x")
+    (artefact / "link-out").symlink_to(outside)
+    relative = str(artefact / "adapter.safetensors") if relative == "ABSOLUTE" else relative  # inside, but absolute
+    message = f"file {relative!r} points outside {artefact}; an artefact may only reference files inside itself"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        io.inside(artefact, relative, f"file {relative!r}")
+
+
+def test_inside_a_hub_snapshot_reaches_its_blobs_and_its_own_files(tmp_path: Path) -> None:
+    repository = tmp_path / "hub" / "models--org--name"
+    (repository / "blobs").mkdir(parents=True)
+    (repository / "blobs" / "abc").write_text("x")
+    (repository / "snapshots").mkdir()
+    snapshot = repository / "snapshots" / "rev"
+    elsewhere = tmp_path / "elsewhere"  # a snapshot folder that is itself a link: its own files are still inside
+    elsewhere.mkdir()
+    snapshot.symlink_to(elsewhere)
+    (elsewhere / "adapter.safetensors").symlink_to(repository / "blobs" / "abc")
+    (elsewhere / "own.json").write_text("{}")
+    for relative in ("adapter.safetensors", "own.json"):
+        assert io.inside(snapshot, relative, "file") == snapshot / relative
+    (tmp_path / "secret").write_text("x")
+    (elsewhere / "escape").symlink_to(tmp_path / "secret")  # out of the repository folder: refused
+    with pytest.raises(ValueError, match=f"^file points outside {re.escape(str(snapshot))};"):
+        io.inside(snapshot, "escape", "file")
+
+
 def test_alive_only_asks(monkeypatch: pytest.MonkeyPatch) -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
