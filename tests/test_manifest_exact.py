@@ -196,7 +196,7 @@ def test_a_changed_artefact_is_refused_or_loaded_with_a_warning(
 def test_an_artefact_of_another_kind_is_refused(saved: Path) -> None:
     with pytest.raises(ValueError) as refused:
         verify_artefact(saved, "fusion")
-    assert str(refused.value) == f"{saved} holds a saved adapter, not an fusion"
+    assert str(refused.value) == f"{saved} holds a saved adapter, not a saved fusion"
 
 
 def test_a_legacy_artefact_is_noted_once(saved: Path, caplog: pytest.LogCaptureFixture) -> None:
