@@ -113,7 +113,7 @@ def verify_artefact(directory: Path, kind: str, *, allow_modified: bool = False)
             logger.warning(f"{kind} at {directory} was saved before artefacts had manifests: its files are unverified")
         return None
     if manifest["kind"] != kind:
-        raise ValueError(f"{directory} holds a saved {manifest['kind']}, not an {kind}")
+        raise ValueError(f"{directory} holds a saved {manifest['kind']}, not a saved {kind}")
     files: dict[str, str] = manifest["files"]
     for required in REQUIRED_FILES[kind]:
         if required not in files:
