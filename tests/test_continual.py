@@ -446,5 +446,7 @@ def test_extend_fusion_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "--fusion" in out and "--adapter" in out and "--task" in out
-    with pytest.raises(SystemExit, match="--task, --fusion DIR and --adapter DIR are required"):
-        main(["extend-fusion", "--task", "sst2"])
+    # a missing option is bad input: one line on stderr and exit 2, like every other refusal
+    assert main(["extend-fusion", "--task", "sst2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "adapter-fusion extend-fusion: error: --task, --fusion DIR and --adapter DIR are required\n"
