@@ -20,16 +20,18 @@ import pytest
 import torch
 from torch import nn
 
-from adapter_fusion.adapters import AdapterConfig
+from adapter_fusion.adapters import AdapterConfig, BottleneckAdapter
 from adapter_fusion.fusion import (
     FUSION_METHODS,
     AttentionFusion,
     FusionConfig,
     FusionLayer,
+    GatingFusion,
     WeightedFusion,
     add_fusion,
     remove_fusion,
 )
+from adapter_fusion.fusion.packing import AdapterPack
 from adapter_fusion.models import AdapterModel, save_adapter
 from test_fusion import HIDDEN, hand_softmax, one_thread, perturb_, temperature_setup  # noqa: F401
 from test_fusion_methods_exact import LOGITS, exactly
@@ -190,6 +192,63 @@ def test_pickled_layer_starts_with_an_empty_memo() -> None:
     for _ in range(2):
         torch.testing.assert_close(clone(hidden, adapters).hidden, expected, rtol=0, atol=0)
     assert (clone._products_cache.hits, clone._products_cache.misses) == (1, 1)
+
+
+@torch.no_grad()
+def test_memo_counts_every_hit_and_every_miss() -> None:
+    layer, adapters, hidden = attention_point()
+    expected = layer(hidden, adapters).hidden  # miss
+    for _ in range(2):
+        torch.testing.assert_close(layer(hidden, adapters).hidden, expected, rtol=0, atol=0)  # hits
+    adapters[0].up.weight.add_(0.5)  # a new version: the products are stale
+    changed = layer(hidden, adapters).hidden  # miss
+    assert (changed - expected).abs().max() > 0.01
+    assert (layer._products_cache.hits, layer._products_cache.misses) == (2, 2)
+
+
+def test_inference_tensors_are_never_memoised() -> None:
+    """Weights made under ``inference_mode`` have no version counter: every call computes the products afresh."""
+    with torch.inference_mode():
+        layer, adapters, hidden = attention_point(torch.float64)
+        outputs = [layer(hidden, adapters).hidden for _ in range(2)]
+        expected = FUSION_METHODS.get("attention").reference(layer, hidden, adapters).hidden
+    for output in outputs:
+        torch.testing.assert_close(output, expected)
+    assert (layer._products_cache.hits, layer._products_cache.misses) == (0, 0)
+
+
+def test_ffn_input_is_ignored_when_no_adapter_reads_it() -> None:
+    layer, adapters, hidden = attention_point()
+    expected = layer(hidden, adapters).hidden
+    unread = torch.randn(3, 5)  # not even hidden-shaped: nothing reads it
+    torch.testing.assert_close(layer(hidden, adapters, unread).hidden, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["hidden", "parallel"])
+@pytest.mark.parametrize("num_adapters", [1, 2])
+def test_gate_rows_without_a_bias_get_a_zero_bias(parallel: bool, num_adapters: int) -> None:
+    """Per-token rows of a method with no bias (gates built with ``bias=False``) are given a zero bias, stacked
+    under the adapters' down-projections when every adapter reads ``h``, kept apart otherwise."""
+    torch.manual_seed(0)
+    adapters = [BottleneckAdapter(HIDDEN, 4, initialization="bert") for _ in range(num_adapters)]
+    pack = AdapterPack(adapters, [parallel] * num_adapters, HIDDEN)
+    products = GatingFusion(HIDDEN, num_adapters, bias=False)._all_products(pack)
+    down_bias = torch.cat([adapter.down.bias for adapter in adapters])
+    if parallel:
+        torch.testing.assert_close(products["extra_bias"], torch.zeros(num_adapters), rtol=0, atol=0)
+        torch.testing.assert_close(products["down_bias.0"], down_bias, rtol=0, atol=0)
+    else:
+        assert "extra_bias" not in products
+        expected = torch.cat([down_bias, torch.zeros(num_adapters)])
+        torch.testing.assert_close(products["hidden_bias"], expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["hidden", "parallel"])
+def test_a_method_without_rows_gets_no_extra_bias(parallel: bool) -> None:
+    torch.manual_seed(0)
+    adapters = [BottleneckAdapter(HIDDEN, 4, initialization="bert") for _ in range(2)]
+    products = WeightedFusion(HIDDEN, 2)._all_products(AdapterPack(adapters, [parallel] * 2, HIDDEN))
+    assert "extra_bias" not in products and products["extra_weight"].shape == (0, HIDDEN)
 
 
 # -------------------------------------------------------------------------------------------- the config
