@@ -29,6 +29,7 @@ from adapter_fusion.fusion import (
     GatingFusion,
     WeightedFusion,
     add_fusion,
+    build_fusion,
     remove_fusion,
 )
 from adapter_fusion.fusion.packing import AdapterPack
@@ -249,6 +250,74 @@ def test_a_method_without_rows_gets_no_extra_bias(parallel: bool) -> None:
     adapters = [BottleneckAdapter(HIDDEN, 4, initialization="bert") for _ in range(2)]
     products = WeightedFusion(HIDDEN, 2)._all_products(AdapterPack(adapters, [parallel] * 2, HIDDEN))
     assert "extra_bias" not in products and products["extra_weight"].shape == (0, HIDDEN)
+
+
+# ---------------------------------------------------------------------------------------- building a fusion
+def two_adapter_model(make_model: Callable) -> AdapterModel:
+    model = AdapterModel(make_model("bert"))
+    for name in ("a0", "a1"):
+        model.add_adapter(name, AdapterConfig(bottleneck_size=4), activate=False)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("config", "names", "error", "message"),
+    [
+        ({"adapter_names": ("a0",)}, None, TypeError, "config must be a FusionConfig; got dict"),
+        (FusionConfig(), (), ValueError,
+         "a fusion needs at least one adapter; got adapter_names=() (set adapter_names or adapter_paths)"),
+        (FusionConfig(), ["a0", "a1", "a0"], ValueError, "adapter names must be distinct; got ['a0', 'a1', 'a0']"),
+    ],
+    ids=["not-a-config", "no-names", "repeated-name"],
+)  # fmt: skip
+def test_build_fusion_errors_name_the_values(make_model, config: Any, names: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=exactly(message)):
+        build_fusion(config, two_adapter_model(make_model).adapters, names)
+
+
+def test_unknown_adapter_in_a_model_with_none_says_none(make_model) -> None:
+    manager = AdapterModel(make_model("bert")).adapters
+    with pytest.raises(KeyError, match=exactly(repr("no adapter named 'x' in the model; available: none"))):
+        build_fusion(FusionConfig(adapter_names=("x",)), manager)
+
+
+def test_adapter_of_another_hidden_size_is_named_with_its_point(make_model) -> None:
+    manager = two_adapter_model(make_model).adapters
+    key = next(iter(manager.adapters["a1"]))
+    manager.adapters["a1"][key] = BottleneckAdapter(HIDDEN + 2, 4)
+    message = f"adapter 'a1' at point {key!r} has hidden size {HIDDEN + 2}; the model and the fusion have {HIDDEN}"
+    with pytest.raises(ValueError, match=exactly(message)):
+        build_fusion(FusionConfig(adapter_names=("a0", "a1")), manager)
+
+
+def test_shared_weights_refusal_names_the_point_missing_an_adapter(make_model) -> None:
+    model = AdapterModel(make_model("bert"))
+    model.add_adapter("a0", AdapterConfig(bottleneck_size=4), activate=False)
+    model.add_adapter("a1", AdapterConfig(bottleneck_size=4, layers=(1,)), activate=False)
+    key = next(iter(model.adapters.adapters["a0"]))  # a layer-0 point: a1 is not there
+    message = (f"weight_sharing='shared' needs every fused adapter at every fused point, but point {key!r} holds 1 "
+               "of 2; use weight_sharing='per_layer'")  # fmt: skip
+    config = FusionConfig(fusion_method="weighted", adapter_names=("a0", "a1"), weight_sharing="shared")
+    with pytest.raises(ValueError, match=exactly(message)):
+        build_fusion(config, model.adapters)
+
+
+def test_adapter_paths_need_the_model_not_its_manager(make_model, tmp_path: Path) -> None:
+    manager = two_adapter_model(make_model).adapters
+    message = "loading adapter_paths needs the AdapterModel, not its AdapterManager"
+    with pytest.raises(TypeError, match=exactly(message)):
+        add_fusion(manager, FusionConfig(adapter_paths=(str(tmp_path),)))
+
+
+def test_running_a_fusion_after_removing_one_of_its_adapters_names_it(make_model) -> None:
+    model = two_adapter_model(make_model)
+    fuse = add_fusion(model, FusionConfig(adapter_names=("a0", "a1"), fusion_layers=(0,), name="f"))
+    model.adapters.remove_adapter("a1")
+    key = next(iter(fuse.layers))
+    message = (f"fusion 'f' fuses adapter 'a1' at point {key!r}, but the model has no such adapter there; "
+               "adapters: ['a0']")  # fmt: skip
+    with pytest.raises(KeyError, match=exactly(repr(message))):
+        model.base(inputs_embeds=torch.randn(1, 2, HIDDEN))
 
 
 # -------------------------------------------------------------------------------------------- the config
