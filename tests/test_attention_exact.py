@@ -20,7 +20,7 @@ from torch import nn
 from adapter_fusion.adapters import BottleneckAdapter, LoraAdapter
 from adapter_fusion.fusion import FUSION_METHODS, AttentionFusion, FusionConfig, FusionPoint
 from adapter_fusion.fusion.attention import AttentionFusionConfig, reference_attention
-from adapter_fusion.fusion.packing import AdapterPack
+from adapter_fusion.fusion.packing import AdapterPack, _runs
 from test_fusion import HIDDEN, hand_contributions, hand_softmax, one_thread, temperature_setup  # noqa: F401
 from test_fusion_methods_exact import exactly
 
@@ -194,6 +194,14 @@ def test_value_regularization_is_weight_times_squared_distance_to_identity(dtype
 
 
 # ------------------------------------------------------------------------------- which score path runs
+@pytest.mark.parametrize(
+    ("keys", "runs"),
+    [((), []), ("a", [(0, 1)]), ("aab", [(0, 2), (2, 3)]), ("abba", [(0, 1), (1, 3), (3, 4)])],
+)
+def test_runs_are_the_maximal_stretches_of_equal_keys(keys: str, runs: list[tuple[int, int]]) -> None:
+    assert _runs(keys) == runs
+
+
 def pack_of(sizes: tuple[int, ...]) -> AdapterPack:
     return AdapterPack([BottleneckAdapter(HIDDEN, r) for r in sizes], None, HIDDEN)
 
