@@ -24,7 +24,8 @@ from adapter_fusion._version import __version__
 from adapter_fusion.manifest import verify_artefact
 from adapter_fusion.models import AdapterModel, load_adapter, read_adapter_config, save_adapter
 from adapter_fusion.models.install import load_head_weights
-from adapter_fusion.models.saving import attach_adapter, base_model_arguments, open_adapter
+from adapter_fusion.models.loading import default_model_path, smollm2_path
+from adapter_fusion.models.saving import attach_adapter, base_model_arguments, open_adapter, recorded_model_name
 from conftest import adapter_model, trained_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -58,6 +59,15 @@ def test_record_name_is_the_name_written(make_model: Callable, randomise: Callab
     directory = save_adapter(model, "task", tmp_path / "out", record_name="renamed")
     assert read_adapter_config(directory)["name"] == "renamed"
     assert load_adapter(adapter_model(make_model, "bert", 0), directory) == "renamed"
+
+
+@pytest.mark.parametrize(
+    ("name_or_path", "recorded"),
+    [(default_model_path(), "default"), (smollm2_path(), "smollm2"), ("org/model", "org/model"), (None, None)],
+    ids=["bundled-minilm", "bundled-smollm2", "hub-id", "none"],
+)
+def test_bundled_models_are_recorded_by_their_short_names(name_or_path: str | None, recorded: str | None) -> None:
+    assert recorded_model_name(name_or_path) == recorded
 
 
 @pytest.mark.parametrize(
