@@ -290,6 +290,14 @@ def test_adapter_of_another_hidden_size_is_named_with_its_point(make_model) -> N
         build_fusion(FusionConfig(adapter_names=("a0", "a1")), manager)
 
 
+def test_fusion_is_built_on_the_base_models_device_and_dtype(make_model) -> None:
+    """The fusion layers follow the base model (the meta device stands in for an accelerator here)."""
+    model = AdapterModel(make_model("bert").to("meta", torch.float64))
+    model.add_adapter("a0", AdapterConfig(bottleneck_size=4), activate=False)
+    fuse = build_fusion(FusionConfig(adapter_names=("a0",)), model.adapters)
+    assert {(p.device.type, p.dtype) for p in fuse.parameters()} == {("meta", torch.float64)}
+
+
 def test_shared_weights_refusal_names_the_point_missing_an_adapter(make_model) -> None:
     model = AdapterModel(make_model("bert"))
     model.add_adapter("a0", AdapterConfig(bottleneck_size=4), activate=False)
