@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+from bank import BANK_VERSIONS
 from study import (
     EXCLUDED,
     FEWSHOT_TARGETS,
@@ -26,13 +27,16 @@ from adapter_fusion.tasks import get_task
 OUT = HERE / "RESULTS.md"
 FIGURES = HERE / "figures"
 OWN = "own ST-A"
+PROFILE_OF_VERSION = {version: profile for profile, version in BANK_VERSIONS.items()}
+Runs = dict[tuple[str, str], dict[int, dict]]
+"""A protocol's result records: ``{(target, system): {seed: record}}`` (``load``)."""
 GOALS = {"sst2": 0.89, "imdb": 0.88, "mnli_plus": 0.68, "qnli_squad": 0.82, "boolq": 0.68, "ag_news": 0.90,
          "squad": 0.68}
 """Issue 13's dev goals on the bundled MiniLM (SQuAD: F1 0.68, and exact match 0.55)."""
 
 
-def load(protocol: str) -> dict[tuple[str, str], dict[int, dict]]:
-    runs: dict[tuple[str, str], dict[int, dict]] = {}
+def load(protocol: str) -> Runs:
+    runs: Runs = {}
     for path in sorted((RESULTS / protocol).glob("*.json")):
         record = json.loads(path.read_text())
         runs.setdefault((record["target"], record["system"]), {})[record["seed"]] = record
@@ -78,14 +82,13 @@ def bank_section(version: str) -> list[str]:
     return lines + [
         "",
         f"Commands: each card (`adapter_fusion/bank/{version}/NAME.md`) lists the command that trained it; "
-        f"`python experiments/transfer/bank.py --profile {'gpu' if version == 'v2' else 'cpu'}` reruns it "
+        f"`python experiments/transfer/bank.py --profile {PROFILE_OF_VERSION[version]}` reruns it "
         "(resumable).",
         "",
     ]
 
 
-def study_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
-    runs = load(protocol)
+def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[str]:
     if not runs:
         return [f"## {protocol}: no runs yet", ""]
     title = {
@@ -146,11 +149,11 @@ def study_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def weight_matrix(protocol: str, method: str = "attention") -> dict[tuple[str, str], float]:
+def weight_matrix(runs: Runs, method: str = "attention") -> dict[tuple[str, str], float]:
     """``{(source, target): mean fusion weight}`` of ``method``'s runs: over the test set's tokens, the fused points
     and the seeds; the target's own ST-A adapter is the source ``OWN``."""
     cells: dict[tuple[str, str], list[float]] = {}
-    for (target, system), records in load(protocol).items():
+    for (target, system), records in runs.items():
         for record in records.values() if system == method else ():
             weights = record.get("fusion_weights")
             if not weights:
@@ -161,10 +164,10 @@ def weight_matrix(protocol: str, method: str = "attention") -> dict[tuple[str, s
     return {key: statistics.mean(values) for key, values in cells.items()}
 
 
-def matrix_section(protocol: str) -> list[str]:
+def matrix_section(protocol: str, runs: Runs) -> list[str]:
     from adapter_fusion.evaluation.plots import plot_transfer_matrix
 
-    cells = weight_matrix(protocol)
+    cells = weight_matrix(runs)
     if not cells:
         return []
     FIGURES.mkdir(exist_ok=True)
@@ -184,10 +187,9 @@ def matrix_section(protocol: str) -> list[str]:
     ]
 
 
-def bank_comparison_section(protocol: str, targets: tuple[str, ...]) -> list[str]:
+def bank_comparison_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[str]:
     """Attention fusion over bank v1 vs over bank v2, per seed where both ran, with where each looks at the last
     fused layer (its most weighted adapter there, and that weight)."""
-    runs = load(protocol)
     pairs = [(t, s) for t in targets for s in sorted(set(runs.get((t, "attention"), {}))
                                                      & set(runs.get((t, "attention-v2"), {})))]
     if not pairs:
@@ -233,7 +235,8 @@ def write_results() -> Path:
     for version in reversed(bank_versions()):
         lines += bank_section(version)
     for protocol, targets in (("fewshot", FEWSHOT_TARGETS), ("full", FULL_TARGETS)):
-        lines += study_section(protocol, targets) + bank_comparison_section(protocol, targets)
-        lines += matrix_section(protocol)
+        runs = load(protocol)
+        lines += study_section(protocol, targets, runs) + bank_comparison_section(protocol, targets, runs)
+        lines += matrix_section(protocol, runs)
     atomic_write_text(OUT, "\n".join(lines))
     return OUT
