@@ -291,11 +291,12 @@ def list_bank(args: argparse.Namespace) -> int:
 
     version = args.bank_version
     suffix = f"@{version}" if version else ""
-    for name in list_bank(version):
+    names = list_bank(version)
+    for name in names:
         card = read_card(name + suffix)
         scores = ", ".join(f"{k} {v:.4f}" for k, v in card["dev"].items() if isinstance(v, float))
         print(f"bank:{name + suffix:14s} task={card['task']:14s} dev ({card['dev']['examples']} examples): {scores}")
-    print(f"({len(list_bank(version))} adapters in {bank_directory(version)}; cards: NAME.md there)")
+    print(f"({len(names)} adapters in {bank_directory(version)}; cards: NAME.md there)")
     return 0
 
 

@@ -31,6 +31,8 @@ BANK_ENV = "ADAPTER_FUSION_BANK"
 PREFIX = "bank:"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 VERSION_PATTERN = re.compile(r"^v[0-9]+$")
+PACKAGE_BANKS = Path(__file__).resolve().parent
+"""The package folder that holds the shipped bank versions (``PACKAGE_BANKS / "v1"``, ...)."""
 SLICE_EXAMPLES = 200
 """Size of the fixed slice of the dev split (``load_task_split(max_examples=200, seed=SLICE_SEED)``) whose score
 every card records, so a test can check a shipped adapter quickly
@@ -40,8 +42,7 @@ SLICE_SEED = 42
 
 def bank_versions() -> list[str]:
     """The bank versions shipped with the package, oldest first."""
-    root = Path(__file__).resolve().parent
-    return sorted((p.name for p in root.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)),
+    return sorted((p.name for p in PACKAGE_BANKS.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)),
                   key=lambda v: int(v[1:]))
 
 
@@ -49,11 +50,12 @@ def bank_directory(version: str | None = None) -> Path:
     """Where the bank lives: ``$ADAPTER_FUSION_BANK`` if set, else the bank shipped with the package; ``version``:
     that shipped version instead (``bank_versions()``)."""
     if version is not None:
-        if version not in bank_versions():
-            raise ValueError(f"bank version must be one of {', '.join(bank_versions())}; got {version!r}")
-        return Path(__file__).resolve().parent / version
+        shipped = bank_versions()
+        if version not in shipped:
+            raise ValueError(f"bank version must be one of {', '.join(shipped)}; got {version!r}")
+        return PACKAGE_BANKS / version
     configured = os.environ.get(BANK_ENV)
-    return Path(configured).expanduser() if configured else Path(__file__).resolve().parent / BANK_VERSION
+    return Path(configured).expanduser() if configured else PACKAGE_BANKS / BANK_VERSION
 
 
 def list_bank(version: str | None = None) -> list[str]:
@@ -79,11 +81,10 @@ def resolve_artefact(reference: str | Path) -> Path:
         raise ValueError(f"bank adapter name must be letters, digits, '-', '_' or '.'; got {name!r}")
     if pinned and not VERSION_PATTERN.match(version):
         raise ValueError(f"bank version must be v<number> (bank:NAME@v1); got {version!r} in {reference!r}")
-    names = list_bank(version or None)
+    root, names = bank_directory(version or None), list_bank(version or None)
     if name not in names:
-        where = bank_directory(version or None)
-        raise KeyError(f"no adapter {name!r} in the bank at {where}; it holds: {', '.join(names)}")
-    return bank_directory(version or None) / name
+        raise KeyError(f"no adapter {name!r} in the bank at {root}; it holds: {', '.join(names)}")
+    return root / name
 
 
 def read_card(name: str) -> dict[str, Any]:
