@@ -16,9 +16,11 @@ Protocols:
   (GLUE practice), seeds 1, 2, 3.
 
 Systems: ``head`` (frozen encoder, trained head), ``st-a`` (a single-task adapter), ``full-ft`` (full fine-tuning),
-``attention`` / ``weighted`` / ``gating`` (fusion of the bank's sources allowed for the target plus the target's own
-ST-A adapter of the same seed, the adapters frozen, a fresh head: nothing starts from the ST-A's trained head, so no
-system gets extra steps). Sources are leave-one-out (``EXCLUDED``): a target never reads an adapter trained on its own
+``inter`` (intermediate-task transfer: the target's adapter starts from one bank source's trained weights, chosen
+before any run by task family in ``INTERMEDIATE``, and is trained on the target with a fresh head), ``attention`` /
+``weighted`` / ``gating`` (fusion of the bank's sources allowed for the target plus the target's own ST-A adapter of
+the same seed, the adapters frozen, a fresh head: nothing starts from the ST-A's trained head, so no system gets extra
+steps). Sources are leave-one-out (``EXCLUDED``): a target never reads an adapter trained on its own
 dataset or on a dataset built from its examples.
 """
 
@@ -41,7 +43,7 @@ from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTr
 from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
 from adapter_fusion.evaluation.fusion_weights import collect_fusion_weights  # noqa: E402
 from adapter_fusion.io import atomic_write_text  # noqa: E402
-from adapter_fusion.models import fusable_adapter_config  # noqa: E402
+from adapter_fusion.models import fusable_adapter_config, load_adapter  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
 from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 from adapter_fusion.tasks.sentence.readers import JsonReader  # noqa: E402
@@ -65,7 +67,26 @@ FUSION_SYSTEMS: dict[str, tuple[str, str]] = {
 """Fusion system -> (fusion method, bank version its sources come from). ``attention-v2`` reads bank v2 (trained on a
 GPU: stronger sentiment/NLI/QNLI adapters and six more tasks) with the same own ST-A adapter."""
 FUSIONS = tuple(FUSION_SYSTEMS)
-SYSTEMS = ("head", "st-a", "full-ft", *FUSIONS)
+SYSTEMS = ("head", "st-a", "full-ft", "inter", *FUSIONS)
+INTERMEDIATE_VERSION = "v2"
+"""The bank the ``inter`` column starts from (its strongest adapters)."""
+INTERMEDIATE: dict[str, tuple[str, str]] = {
+    "mr": ("imdb", "movie-review sentiment (sst2 is left out for MR)"),
+    "cr": ("sst2", "sentiment"),
+    "mpqa": ("sst2", "opinion polarity of short phrases"),
+    "subj": ("sst2", "single sentences from reviews"),
+    "sst5": ("imdb", "sentiment (sst2 is left out for SST-5)"),
+    "trec": ("ag_news", "short-text topic classification (the trec source is the target's own dataset)"),
+    "snli": ("mnli_plus", "NLI"),
+    "qnli": ("mnli_plus", "sentence-pair inference (qnli_squad and squad are left out for QNLI)"),
+    "rte": ("mnli_plus", "NLI (MNLI is the classic intermediate task for RTE, Phang et al. 2018)"),
+    "mrpc": ("qqp", "paraphrase"),
+    "cola": ("sst2", "single-sentence classification"),
+    "stsb": ("mnli_plus", "sentence-pair semantics (MNLI helps STS-B in Phang et al. 2018)"),
+    "boolq": ("mnli_plus", "inference over a passage (the BoolQ paper's best transfer source)"),
+}
+"""Target -> (the bank source its ``inter`` adapter starts from, why): fixed by task family before any run, never
+chosen on test scores."""
 
 # target -> bank adapters it may not read, and why
 EXCLUDED: dict[str, tuple[tuple[str, ...], str]] = {
@@ -86,6 +107,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
 LEARNING_RATES: dict[str, dict[str, float]] = {
     "head": dict(adapter_learning_rate=1e-3),
     "st-a": dict(adapter_learning_rate=1e-3),
+    "inter": dict(adapter_learning_rate=1e-3),
     "full-ft": dict(base_learning_rate=5e-5, head_learning_rate=1e-3),
     "fusion": dict(fusion_learning_rate=5e-4, head_learning_rate=1e-3),
 }
@@ -168,8 +190,14 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         trainer.train_fusion(train, dev)
     else:
         trainer = AdapterTrainer(target, adapter_config=st_a_config(target), training_config=config, data_dir=data_dir)
-        if system == "head":
+        if system in ("head", "inter"):
             trainer.model.adapters.remove_adapter(trainer.adapter_name)
+        if system == "inter":  # the source's adapter weights (not its head) under the target's name, trainable
+            sources = [INTERMEDIATE[target][0]]
+            load_adapter(
+                trainer.model, bank_references(sources, INTERMEDIATE_VERSION)[0], trainer.adapter_name, load_head=False
+            )
+            trainer.model.train_adapter(trainer.adapter_name)
         trainer.train(train, dev)
         if system == "st-a" and not adapter_dir.is_dir():  # a fusion run may have trained it already (same seed)
             trainer.save_adapter(adapter_dir)
