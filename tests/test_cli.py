@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,15 @@ def test_predict_inputs_may_be_json_objects() -> None:
     assert parse_input("a plain text") == "a plain text"
     with pytest.raises(ValueError, match="does not parse"):
         parse_input('{"question": ')
+
+
+def test_predict_input_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    from adapter_fusion.cli_inputs import read_predict_inputs
+
+    bad = tmp_path / "inputs.txt"
+    bad.write_bytes(b"\xff\xfe not utf-8\n")
+    args = argparse.Namespace(texts=[], pair=None, input=str(bad))
+    with pytest.raises(ValueError, match=re.escape(
+        f"--input {bad} is not UTF-8 text (invalid start byte at byte 0); save it as UTF-8"
+    )):  # fmt: skip
+        read_predict_inputs(args, pairs=False)

@@ -164,6 +164,10 @@ def test_a_missing_or_foreign_directory_is_refused_naming_it(tmp_path: Path) -> 
         open_fusion(missing)
     (tmp_path / "b.txt").write_text("b")
     (tmp_path / "a.txt").write_text("a")
+    with pytest.raises(NotADirectoryError, match=exactly(
+        f"{tmp_path / 'a.txt'} is a file; a saved fusion is a directory (give the folder it was saved to)"
+    )):  # fmt: skip
+        open_fusion(tmp_path / "a.txt")
     with pytest.raises(FileNotFoundError, match=exactly(
         f"{tmp_path} is not a fusion directory: no fusion_config.json (it holds ['a.txt', 'b.txt'])"
     )):  # fmt: skip

@@ -89,6 +89,17 @@ def test_reading_checks_the_manifest_unless_allowed(saved: Path) -> None:
     assert open_adapter(saved, allow_modified=True)[1]["kind"] == "adapter"
 
 
+def test_a_file_is_refused_as_not_a_saved_adapter(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an adapter")
+    with pytest.raises(NotADirectoryError, match=re.escape(
+        f"{notes} is a file; a saved adapter is a directory (give the folder it was saved to)"
+    )):  # fmt: skip
+        open_adapter(notes)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"adapter directory {tmp_path / 'gone'} does not exist")):
+        open_adapter(tmp_path / "gone")
+
+
 def test_an_empty_directory_is_named_as_holding_nothing(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"empty is missing adapter_config\.json; it holds nothing$"):

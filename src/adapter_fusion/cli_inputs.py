@@ -28,7 +28,12 @@ def read_predict_inputs(args: argparse.Namespace, pairs: bool) -> tuple[list[Any
     if seconds and len(seconds) != len(inputs):
         raise ValueError(f"give one --pair per text: got {len(inputs)} texts and {len(seconds)} --pair values")
     if args.input:
-        lines = Path(args.input).read_text(encoding="utf-8").splitlines()
+        try:
+            lines = Path(args.input).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"--input {args.input} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+            ) from None
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

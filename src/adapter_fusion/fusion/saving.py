@@ -133,6 +133,10 @@ def open_fusion(directory: str | Path, *, allow_modified: bool = False) -> Opene
     adapter and head it names must be a plain name inside the directory. ``directory``: a path or a Hub id."""
     directory = resolve_artefact(directory)
     recover_directory(directory)
+    if directory.is_file():
+        raise NotADirectoryError(
+            f"{directory} is a file; a saved fusion is a directory (give the folder it was saved to)"
+        )
     if not directory.is_dir():
         raise FileNotFoundError(f"fusion directory {directory} does not exist")
     if not (directory / FUSION_CONFIG).is_file():

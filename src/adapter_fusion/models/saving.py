@@ -152,6 +152,10 @@ def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> Open
     every file is checked against the manifest (``allow_modified``: a mismatch is only logged)."""
     directory = resolve_artefact(directory)
     recover_directory(directory)
+    if directory.is_file():
+        raise NotADirectoryError(
+            f"{directory} is a file; a saved adapter is a directory (give the folder it was saved to)"
+        )
     if not directory.is_dir():
         raise FileNotFoundError(f"adapter directory {directory} does not exist")
     if is_peft_directory(directory):
