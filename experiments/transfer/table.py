@@ -15,6 +15,7 @@ from study import (
     FUSION_SYSTEMS,
     FUSIONS,
     HERE,
+    INTERMEDIATE,
     RESULTS,
     SEEDS,
     SYSTEMS,
@@ -129,11 +130,19 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
     for target in targets:
         why = EXCLUDED.get(target, ((), ""))
         left_out = f"; left out: {', '.join(why[0])} ({why[1]})" if why[0] else ""
-        for version in sorted({v for _, v in FUSION_SYSTEMS.values()}):
-            fused = next((r for s, (_, v) in FUSION_SYSTEMS.items() if v == version
-                          for r in runs.get((target, s), {}).values()), None)
-            read = ", ".join(fused["sources"]) if fused else "not run"
-            lines.append(f"- {target} (bank {version}): {read}{left_out}")
+        readers: dict[tuple[str, ...], list[str]] = {}  # the sources a run read -> the systems that read them
+        for system in FUSIONS:
+            fused = next(iter(runs.get((target, system), {}).values()), None)
+            if fused:
+                readers.setdefault(tuple(fused["sources"]), []).append(system)
+        for read, systems in readers.items():
+            version = FUSION_SYSTEMS[systems[0]][1]
+            lines.append(f"- {target} ({', '.join(systems)}; bank {version}): {', '.join(read)}{left_out}")
+        if not readers:
+            lines.append(f"- {target}: no fusion run yet{left_out}")
+        inter = next(iter(runs.get((target, "inter"), {}).values()), None)
+        if inter:
+            lines.append(f"- {target} (inter): starts from {inter['sources'][0]} ({INTERMEDIATE[target][1]})")
     commands = sorted({r["command"] for records in runs.values() for r in records.values()})
     seconds = sum(r["wall_seconds"] for records in runs.values() for r in records.values())
     lines += (
