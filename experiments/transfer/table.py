@@ -107,25 +107,37 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
     ]
     for target in targets:
         lines.append(f"| {target} | " + " | ".join(cell(runs.get((target, s), {})) for s in SYSTEMS) + " |")
+    compared = [system for system in SYSTEMS if system != "st-a"]
     lines += [
         "",
-        "Paired by seed, fusion minus ST-A (test, x100; only seeds where both ran):",
+        "Paired by seed, each system minus ST-A (test, x100; only seeds where both ran); the last row averages the "
+        "targets' mean differences (over the targets where the system ran, k of them):",
         "",
-        "| target | " + " | ".join(FUSIONS) + " |",
-        "|---|" + "---|" * len(FUSIONS),
+        "| target | " + " | ".join(compared) + " |",
+        "|---|" + "---|" * len(compared),
     ]
+    per_target: dict[str, list[float]] = {system: [] for system in compared}
     for target in targets:
         row = []
-        for fusion in FUSIONS:
-            single, fused = runs.get((target, "st-a"), {}), runs.get((target, fusion), {})
-            seeds = sorted(set(single) & set(fused))
+        for system in compared:
+            single, other = runs.get((target, "st-a"), {}), runs.get((target, system), {})
+            seeds = sorted(set(single) & set(other))
             if not seeds:
                 row.append("not run")
                 continue
-            diffs = [100 * (score(fused[s]) - score(single[s])) for s in seeds]
+            diffs = [100 * (score(other[s]) - score(single[s])) for s in seeds]
+            per_target[system].append(statistics.mean(diffs))
             wins = sum(d > 0 for d in diffs)
             row.append(f"{statistics.mean(diffs):+.1f} ({wins}/{len(seeds)} seeds better)")
         lines.append(f"| {target} | " + " | ".join(row) + " |")
+    lines.append(
+        "| **mean** | "
+        + " | ".join(
+            f"**{statistics.mean(means):+.1f}** (k={len(means)})" if means else "not run"
+            for means in per_target.values()
+        )
+        + " |"
+    )
     lines += ["", "Sources each target's fusion read (plus the target's own ST-A adapter of the same seed):", ""]
     for target in targets:
         why = EXCLUDED.get(target, ((), ""))
