@@ -155,6 +155,25 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
         inter = next(iter(runs.get((target, "inter"), {}).values()), None)
         if inter:
             lines.append(f"- {target} (inter): starts from {inter['sources'][0]} ({INTERMEDIATE[target][1]})")
+    lines += [
+        "",
+        "Budget and wall time per system (the budget each run recorded; wall time on 2 shared CPU cores, one thread "
+        "per run, including the own ST-A a fusion trains when its seed's adapter is not there yet):",
+        "",
+        "| system | runs | seeds | budget | wall minutes: mean per run (total) |",
+        "|---|---|---|---|---|",
+    ]
+    for system in SYSTEMS:
+        records = [r for (_, s), by_seed in runs.items() if s == system for r in by_seed.values()]
+        if not records:
+            continue
+        budgets = sorted({json.dumps(r["budget"], sort_keys=True) for r in records})
+        budget = "; ".join(", ".join(f"{k} {v}" for k, v in json.loads(b).items()) for b in budgets)
+        minutes = [r["wall_seconds"] / 60 for r in records]
+        seeds = ", ".join(map(str, sorted({r["seed"] for r in records})))
+        lines.append(
+            f"| {system} | {len(records)} | {seeds} | {budget} | {statistics.mean(minutes):.1f} ({sum(minutes):.0f}) |"
+        )
     commands = sorted({r["command"] for records in runs.values() for r in records.values()})
     seconds = sum(r["wall_seconds"] for records in runs.values() for r in records.values())
     lines += (
