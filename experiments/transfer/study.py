@@ -20,8 +20,10 @@ Systems: ``head`` (frozen encoder, trained head), ``st-a`` (a single-task adapte
 before any run by task family in ``INTERMEDIATE``, and is trained on the target with a fresh head), ``attention`` /
 ``weighted`` / ``gating`` (fusion of the bank's sources allowed for the target plus the target's own ST-A adapter of
 the same seed, the adapters frozen, a fresh head: nothing starts from the ST-A's trained head, so no system gets extra
-steps). Sources are leave-one-out (``EXCLUDED``): a target never reads an adapter trained on its own
-dataset or on a dataset built from its examples.
+steps). ``attention-v2`` reads bank v2 instead of v1; ``attention-family`` reads only bank v2's adapters of the
+target's task family (``FAMILIES``, fixed before any run); ``family-no-own``, ``family-lr10`` and ``family-joint`` are
+its diagnostics (see ``FAMILY_SYSTEMS``). Sources are leave-one-out (``EXCLUDED``): a target never reads an adapter
+trained on its own dataset or on a dataset built from its examples.
 """
 
 from __future__ import annotations
