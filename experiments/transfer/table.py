@@ -116,7 +116,7 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
         "| target | " + " | ".join(compared) + " |",
         "|---|" + "---|" * len(compared),
     ]
-    per_target: dict[str, list[float]] = {system: [] for system in compared}
+    per_target: dict[str, dict[str, float]] = {system: {} for system in compared}
     for target in targets:
         row = []
         for system in compared:
@@ -126,18 +126,19 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
                 row.append("not run")
                 continue
             diffs = [100 * (score(other[s]) - score(single[s])) for s in seeds]
-            per_target[system].append(statistics.mean(diffs))
+            per_target[system][target] = statistics.mean(diffs)
             wins = sum(d > 0 for d in diffs)
             row.append(f"{statistics.mean(diffs):+.1f} ({wins}/{len(seeds)} seeds better)")
         lines.append(f"| {target} | " + " | ".join(row) + " |")
     lines.append(
         "| **mean** | "
         + " | ".join(
-            f"**{statistics.mean(means):+.1f}** (k={len(means)})" if means else "not run"
+            f"**{statistics.mean(means.values()):+.1f}** (k={len(means)})" if means else "not run"
             for means in per_target.values()
         )
         + " |"
     )
+    lines += goals_section(protocol, targets, runs, per_target)
     lines += ["", "Sources each target's fusion read (plus the target's own ST-A adapter of the same seed):", ""]
     for target in targets:
         why = EXCLUDED.get(target, ((), ""))
@@ -186,6 +187,48 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
         + [f"    {c}" for c in commands]
         + [""]
     )
+    return lines
+
+
+def paired_mean(runs: Runs, target: str, system: str, baseline: str) -> float | None:
+    """Mean over the seeds both ran of ``system`` minus ``baseline`` on ``target`` (x100), None if none."""
+    one, other = runs.get((target, system), {}), runs.get((target, baseline), {})
+    seeds = sorted(set(one) & set(other))
+    return statistics.mean(100 * (score(one[s]) - score(other[s])) for s in seeds) if seeds else None
+
+
+def goals_section(
+    protocol: str, targets: tuple[str, ...], runs: Runs, per_target: dict[str, dict[str, float]]
+) -> list[str]:
+    """Each fusion system against the issue's goals, from the paired differences above (a goal over targets a
+    system has not run on all of is "not measured")."""
+    lines = ["", "Against the issue's goals (paired differences from the table above):", ""]
+    for system in FUSIONS:
+        diffs = per_target[system]
+        if not diffs:
+            continue
+        complete = len(diffs) == len(targets)
+        seeds = sorted({seed for t in targets for seed in runs.get((t, system), {})})
+        system_label = f"{system} (seeds {', '.join(map(str, seeds))})"
+        if protocol == "fewshot":
+            mean = statistics.mean(diffs.values())
+            over_ft = [d for t in targets if (d := paired_mean(runs, t, system, "full-ft")) is not None]
+            versus_ft = (
+                f"{statistics.mean(over_ft):+.1f} over full fine-tuning on {len(over_ft)} targets"
+                if over_ft else "full fine-tuning not run"
+            )
+            verdict = ("met" if mean >= 10 else "not met") if complete else f"not measured ({len(diffs)} targets)"
+            lines.append(f"- {system_label}: {mean:+.1f} over ST-A on average (goal +10: {verdict}); {versus_ft}")
+        else:
+            parts = [
+                f"{t} {diffs[t]:+.1f} (goal +3: {'met' if diffs[t] >= 3 else 'not met'})"
+                for t in ("rte", "mrpc") if t in diffs
+            ]
+            mean, worst = statistics.mean(diffs.values()), min(diffs.values())
+            scope = "" if complete else f" over the {len(diffs)} targets run"
+            parts.append(f"mean {mean:+.1f}{scope} (goal +1: {'met' if mean >= 1 else 'not met'})")
+            parts.append(f"worst {worst:+.1f} (goal no worse than -0.5: {'met' if worst >= -0.5 else 'not met'})")
+            lines.append(f"- {system_label}: " + "; ".join(parts))
     return lines
 
 
