@@ -202,7 +202,7 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
     began = time.monotonic()
     adapter_dir = ADAPTERS / protocol / f"{target}-st-a-seed{seed}"
     if system in FUSIONS:
-        if not adapter_dir.is_dir():  # the target's own adapter of this seed joins the fusion
+        if system != "family-no-own" and not adapter_dir.is_dir():  # the target's own adapter joins the fusion
             single = AdapterTrainer(
                 target,
                 adapter_config=st_a_config(target),
