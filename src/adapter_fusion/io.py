@@ -224,6 +224,18 @@ def check_writable(final: str | Path) -> None:
         raise PermissionError(f"cannot write {final}: {existing} is not writable ({error.strerror})") from None
 
 
+def open_saved_directory(directory: Path, kind: str) -> None:
+    """Recover an interrupted save of ``directory`` (``recover_directory``), then refuse a path that is a file or
+    missing, naming it as the ``kind`` ("adapter", "fusion") directory a load expects."""
+    recover_directory(directory)
+    if directory.is_file():
+        raise NotADirectoryError(
+            f"{directory} is a file; a saved {kind} is a directory (give the folder it was saved to)"
+        )
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{kind} directory {directory} does not exist")
+
+
 def recover_directory(final: str | Path) -> None:
     """Finish what an interrupted save of the directory ``final`` left: when ``final`` is missing, its previous
     version moved aside is put back; leftovers of saves whose process is gone are removed. Called before every

@@ -34,6 +34,7 @@ from adapter_fusion.io import (
     check_name,
     inside,
     load_tensors,
+    open_saved_directory,
     read_json,
     recover_directory,
     save_tensors,
@@ -132,13 +133,7 @@ def open_fusion(directory: str | Path, *, allow_modified: bool = False) -> Opene
     against the manifest (a fusion saved before manifests: its tensors against its recorded checksums), and every
     adapter and head it names must be a plain name inside the directory. ``directory``: a path or a Hub id."""
     directory = resolve_artefact(directory)
-    recover_directory(directory)
-    if directory.is_file():
-        raise NotADirectoryError(
-            f"{directory} is a file; a saved fusion is a directory (give the folder it was saved to)"
-        )
-    if not directory.is_dir():
-        raise FileNotFoundError(f"fusion directory {directory} does not exist")
+    open_saved_directory(directory, "fusion")
     if not (directory / FUSION_CONFIG).is_file():
         present = sorted(p.name for p in directory.iterdir())
         raise FileNotFoundError(f"{directory} is not a fusion directory: no {FUSION_CONFIG} (it holds {present})")

@@ -29,8 +29,8 @@ from adapter_fusion.io import (
     atomic_directory,
     check_name,
     load_tensors,
+    open_saved_directory,
     read_json,
-    recover_directory,
     save_tensors,
     write_json,
 )
@@ -151,13 +151,7 @@ def open_adapter(directory: str | Path, *, allow_modified: bool = False) -> Open
     """``(adapter config, manifest or None)`` of a saved adapter: an interrupted save is recovered first, then
     every file is checked against the manifest (``allow_modified``: a mismatch is only logged)."""
     directory = resolve_artefact(directory)
-    recover_directory(directory)
-    if directory.is_file():
-        raise NotADirectoryError(
-            f"{directory} is a file; a saved adapter is a directory (give the folder it was saved to)"
-        )
-    if not directory.is_dir():
-        raise FileNotFoundError(f"adapter directory {directory} does not exist")
+    open_saved_directory(directory, "adapter")
     if is_peft_directory(directory):
         return peft_adapter_info(directory), None
     if is_adapterhub_adapter(directory):
