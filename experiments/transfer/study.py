@@ -80,10 +80,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 """Target -> the bank v2 adapters of its task family, fixed before any run (``attention-family`` reads only these,
 less the left-out ones): the evidence of the ``attention-v2`` runs is that ten sources dilute the few that matter
 (CR with sst2 + imdb 0.876, with all ten 0.815) and that the last layer collapses onto an unrelated one."""
-FUSION_SYSTEMS["attention-family"] = ("attention", "v2")
-FUSION_SYSTEMS["family-no-own"] = ("attention", "v2")
-FUSION_SYSTEMS["family-lr10"] = ("attention", "v2")
-FUSION_SYSTEMS["family-joint"] = ("attention", "v2")
 FAMILY_SYSTEMS = ("attention-family", "family-no-own", "family-lr10", "family-joint")
 """Diagnostics of ``attention-family``: ``family-no-own`` leaves the target's own ST-A adapter out of the fusion (the
 v1 fusions' last layer put 0.98-1.00 of its weight on it for SST-5, TREC and SNLI); ``family-lr10`` trains the fusion
@@ -91,6 +87,7 @@ and the fresh head with ten times the learning rates (80 steps at 5e-4 may leave
 start: the frozen-encoder head gets 51.0 on MR, where the sst2 source's own head scores 0.917 on 48 MR examples);
 ``family-joint`` trains the adapters with the fusion (the library's joint strategy, adapters at the ``inter`` rate),
 since ``inter`` (one source adapter trained on) beats the frozen family fusion on MR, SST-5, SNLI, QNLI and RTE."""
+FUSION_SYSTEMS.update(dict.fromkeys(FAMILY_SYSTEMS, ("attention", "v2")))
 FUSIONS = tuple(FUSION_SYSTEMS)
 SYSTEMS = ("head", "st-a", "full-ft", "inter", *FUSIONS)
 INTERMEDIATE_VERSION = "v2"

@@ -120,15 +120,13 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
     for target in targets:
         row = []
         for system in compared:
-            single, other = runs.get((target, "st-a"), {}), runs.get((target, system), {})
-            seeds = sorted(set(single) & set(other))
-            if not seeds:
+            diffs = paired_diffs(runs, target, system, "st-a")
+            if not diffs:
                 row.append("not run")
                 continue
-            diffs = [100 * (score(other[s]) - score(single[s])) for s in seeds]
             per_target[system][target] = statistics.mean(diffs)
             wins = sum(d > 0 for d in diffs)
-            row.append(f"{statistics.mean(diffs):+.1f} ({wins}/{len(seeds)} seeds better)")
+            row.append(f"{statistics.mean(diffs):+.1f} ({wins}/{len(diffs)} seeds better)")
         lines.append(f"| {target} | " + " | ".join(row) + " |")
     lines.append(
         "| **mean** | "
@@ -190,11 +188,10 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
     return lines
 
 
-def paired_mean(runs: Runs, target: str, system: str, baseline: str) -> float | None:
-    """Mean over the seeds both ran of ``system`` minus ``baseline`` on ``target`` (x100), None if none."""
+def paired_diffs(runs: Runs, target: str, system: str, baseline: str) -> list[float]:
+    """``system`` minus ``baseline`` on ``target`` (x100), one per seed both ran, in seed order."""
     one, other = runs.get((target, system), {}), runs.get((target, baseline), {})
-    seeds = sorted(set(one) & set(other))
-    return statistics.mean(100 * (score(one[s]) - score(other[s])) for s in seeds) if seeds else None
+    return [100 * (score(one[s]) - score(other[s])) for s in sorted(set(one) & set(other))]
 
 
 def goals_section(
@@ -212,7 +209,7 @@ def goals_section(
         system_label = f"{system} (seeds {', '.join(map(str, seeds))})"
         if protocol == "fewshot":
             mean = statistics.mean(diffs.values())
-            over_ft = [d for t in targets if (d := paired_mean(runs, t, system, "full-ft")) is not None]
+            over_ft = [statistics.mean(d) for t in targets if (d := paired_diffs(runs, t, system, "full-ft"))]
             versus_ft = (
                 f"{statistics.mean(over_ft):+.1f} over full fine-tuning on {len(over_ft)} targets"
                 if over_ft else "full fine-tuning not run"
