@@ -18,7 +18,7 @@ from adapter_fusion.fusion.saving import FUSION_CONFIG
 from adapter_fusion.models import save_adapter
 from adapter_fusion.models.fusion_model import FusionModel, load_fusion
 from adapter_fusion.training.config import TrainingConfig
-from adapter_fusion.training.fusion_setup import TemperatureScheduleCallback
+from adapter_fusion.training.fusion_setup import TemperatureScheduleCallback, init_head_from_source
 from adapter_fusion.training.trainer import ModularTrainer, learning_rates, parameter_kind, training_arguments
 from conftest import build_tiny_model, make_batch, randomise_
 
@@ -257,6 +257,33 @@ def test_from_adapters_loads_saved_adapters(base_dir: Path, tmp_path: Path) -> N
             assert torch.equal(model.adapters.adapter_state_dict(name)[key], value)
     with pytest.raises(ValueError, match="at least one adapter"):
         FusionModel.from_adapters([])
+
+
+def test_head_starts_from_another_tasks_head_by_label_name(base_dir: Path, tmp_path: Path) -> None:
+    source = fusion_model(base_dir, "attention")  # head "target": labels x, y, z
+    with torch.no_grad():
+        randomise_(source.heads["target"], seed=5, std=0.3)
+    save_adapter(source, "a", tmp_path / "a", head="target")
+    saved = source.heads["target"].state_dict()
+    model = fusion_model(base_dir, "attention")
+    model.add_classification_head("two", num_labels=2, label_names=("y", "rest"), pooling="mean", dropout=0.0)
+    used = init_head_from_source(model, "two", tmp_path / "a", {"y": ["y"], "rest": ["x", "z"]})
+    assert used == {"y": ("y",), "rest": ("x", "z")}
+    head = model.heads["two"].state_dict()
+    assert torch.equal(head["dense.weight"], saved["dense.weight"])
+    assert torch.equal(head["out.weight"][0], saved["out.weight"][1])  # y <- y
+    torch.testing.assert_close(head["out.weight"][1], (saved["out.weight"][0] + saved["out.weight"][2]) / 2)
+    torch.testing.assert_close(head["out.bias"][1], (saved["out.bias"][0] + saved["out.bias"][2]) / 2)
+    init_head_from_source(model, "target", tmp_path / "a")  # same names: the saved head itself
+    for key, value in saved.items():
+        assert torch.equal(model.heads["target"].state_dict()[key], value)
+    with pytest.raises(ValueError, match=r"label map .*unknown: \['w'\]"):
+        init_head_from_source(model, "two", tmp_path / "a", {"y": ["w"], "rest": ["x"]})
+    with pytest.raises(ValueError, match="one or more of the source's labels"):  # a target label left without rows
+        init_head_from_source(model, "two", tmp_path / "a")
+    with pytest.raises(ValueError, match="holds no saved head"):
+        save_adapter(source, "b", tmp_path / "b")
+        init_head_from_source(model, "two", tmp_path / "b")
 
 
 def test_cli_train_fusion_rejects_bad_input(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
