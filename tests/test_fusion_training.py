@@ -295,3 +295,44 @@ def test_cli_train_fusion_rejects_bad_input(capsys: pytest.CaptureFixture, tmp_p
     assert "does not exist" in capsys.readouterr().err
     assert main(["train-fusion", "--task", "nope", "--adapters", str(tmp_path)]) == 2
     assert "'nope'" in capsys.readouterr().err
+
+
+def test_fusion_head_starts_from_a_source_head_from_python_and_the_cli(
+    tiny_cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An RTE fusion whose head starts from an SST-2 adapter's head (labels mapped), from ``FusionTrainer`` and
+    ``train-fusion --head-from``; a label map without its source, or one written wrong, is refused before loading."""
+    from adapter_fusion.cli import main
+    from adapter_fusion.io import load_tensors
+    from adapter_fusion.training.config import ModelConfig
+    from adapter_fusion.training.fusion_trainer import FusionTrainer
+
+    common = ["--model", str(tiny_cli_env["model"]), "--data-dir", str(tiny_cli_env["data"]), "--max-seq-length",
+              "32", "--disable-tqdm", "true", "--batch-size", "8"]  # fmt: skip
+    sst2 = tmp_path / "sst2"
+    assert main(["train-adapter", "--task", "sst2", "--bottleneck-size", "4", "--output", str(sst2), "--output-dir",
+                 str(tmp_path / "sst2.runs"), "--max-steps", "1", *common]) == 0  # fmt: skip
+    saved = load_tensors(sst2 / "head.safetensors")  # sst2 labels: negative, positive
+    trainer = FusionTrainer(
+        "rte", model_config=ModelConfig(model_name_or_path=str(tiny_cli_env["model"]), max_seq_length=32),
+        training_config=TrainingConfig(output_dir=str(tmp_path / "f.runs")), data_dir=tiny_cli_env["data"],
+        head_from=sst2, head_label_map={"entailment": ["positive"], "not_entailment": ["negative"]},
+    )  # fmt: skip
+    model = trainer.setup_model([sst2])
+    head = model.heads["rte"].state_dict()  # rte labels: entailment, not_entailment
+    assert trainer.head_init_from == str(sst2) and torch.equal(head["dense.weight"], saved["dense.weight"])
+    assert torch.equal(head["out.weight"], saved["out.weight"].flip(0))
+    capsys.readouterr()
+    fusion = ["train-fusion", "--task", "rte", "--adapters", str(sst2), "--output-dir", str(tmp_path / "f2.runs"),
+              "--max-steps", "1", *common]  # fmt: skip
+    mapped = ["--head-from", str(sst2), "--head-label-map", "entailment=positive", "not_entailment=negative"]
+    assert main([*fusion, "--output", str(tmp_path / "fusion"), *mapped]) == 0
+    assert f"the rte head starts from the head of {sst2}" in capsys.readouterr().out
+    for argv, message in [
+        (["--head-label-map", "entailment=positive"], "--head-label-map needs --head-from"),
+        (["--head-from", str(sst2), "--head-label-map", "entailment"], "item 'entailment': write TARGET_LABEL="),
+        (["--head-from", str(sst2)], "label map {'entailment': ('entailment',), 'not_entailment': ('not_entailm"),
+    ]:
+        assert main([*fusion, "--output", str(tmp_path / "refused"), *argv]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists()

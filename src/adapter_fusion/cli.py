@@ -108,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("sequential", "joint"),
         help="sequential: adapters frozen (the paper); joint: adapters train too, at adapter-learning-rate",
     )
+    fusion.add_argument(
+        "--head-from",
+        help="start the target head from this saved adapter's head (another task's; a directory or bank:NAME), "
+        "its labels matched by name or by --head-label-map",
+    )
+    fusion.add_argument(
+        "--head-label-map",
+        nargs="+",
+        metavar="TARGET=SOURCE[+SOURCE]",
+        help="with --head-from: the source labels each target label starts from (rows averaged), e.g. "
+        "not_entailment=neutral+contradiction entailment=entailment",
+    )
     fusion.add_argument("--output", help="fusion directory to write (default: fusions/TASK-METHOD)")
     fusion.add_argument("--metrics-file", help="also write the final metrics as JSON here")
     _output_flags(fusion)

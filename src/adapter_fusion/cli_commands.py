@@ -14,7 +14,7 @@ from adapter_fusion.adapters import AdapterConfig
 from adapter_fusion.adapters.kinds import ADAPTER_KINDS, DEFAULT_KIND
 from adapter_fusion.cli_args import build_config, build_kind_config, check_config_file, load_config_file
 from adapter_fusion.cli_checks import check_writable_directory, check_writable_file
-from adapter_fusion.cli_inputs import read_predict_inputs
+from adapter_fusion.cli_inputs import parse_label_map, read_predict_inputs
 from adapter_fusion.io import check_apart, check_container, check_output, check_outside_artefacts
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 
@@ -106,8 +106,15 @@ def train_fusion(args: argparse.Namespace) -> int:
     from adapter_fusion.training.fusion_trainer import FusionTrainer
 
     file_data = load_config_file(args.config)
-    check_config_file(file_data, (FusionConfig, TrainingConfig, ModelConfig), "task", "adapters", "method", "output")
+    check_config_file(
+        file_data, (FusionConfig, TrainingConfig, ModelConfig), "task", "adapters", "method", "output", "head_from",
+        "head_label_map",
+    )  # fmt: skip
     task = args.task or file_data.get("task")
+    head_from = args.head_from or file_data.get("head_from")
+    label_map = parse_label_map(args.head_label_map) if args.head_label_map else file_data.get("head_label_map")
+    if label_map is not None and head_from is None:
+        raise ValueError("--head-label-map needs --head-from (the adapter whose head the target head starts from)")
     adapters = args.adapters or file_data.get("adapters")
     if not task or not adapters:
         raise ValueError("--task and --adapters DIR [DIR ...] are required")
@@ -123,9 +130,12 @@ def train_fusion(args: argparse.Namespace) -> int:
     check_outputs(args, output, training_config, "fusion", inputs=adapters)
     trainer = FusionTrainer(
         task, fusion_config, model_config, training_config, data_dir=args.data_dir,
-        allow_modified=args.allow_modified, allow_other_base=args.allow_other_base,
+        allow_modified=args.allow_modified, allow_other_base=args.allow_other_base, head_from=head_from,
+        head_label_map=label_map,
     )  # fmt: skip
     assert trainer.model is not None
+    if head_from is not None:
+        print(f"the {trainer.task.name} head starts from the head of {trainer.head_init_from}")
     fuse = trainer.model.fusion
     assert fuse is not None
     strategy = "sequential" if fusion_config.freeze_adapters_during_fusion else "joint"

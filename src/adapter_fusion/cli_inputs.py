@@ -20,6 +20,22 @@ def parse_input(text: str) -> Any:
     return text
 
 
+def parse_label_map(items: list[str]) -> dict[str, list[str]]:
+    """``--head-label-map not_entailment=neutral+contradiction entailment=entailment``: each target label and the
+    source head's labels whose output rows it averages."""
+    label_map: dict[str, list[str]] = {}
+    for item in items:
+        target, _, sources = item.partition("=")
+        names = [name.strip() for name in sources.split("+")]
+        if not target.strip() or not all(names) or target.strip() in label_map:
+            raise ValueError(
+                f"--head-label-map item {item!r}: write TARGET_LABEL=SOURCE_LABEL[+SOURCE_LABEL...], each target "
+                "label once"
+            )
+        label_map[target.strip()] = names
+    return label_map
+
+
 def read_predict_inputs(args: argparse.Namespace, pairs: bool) -> tuple[list[Any], list[str] | None]:
     """Inputs and second sentences from the arguments (``--pair`` per text) and ``--input`` (for a sentence-pair
     task each line is ``first<TAB>second`` or ``{"text": ..., "text_pair": ...}``)."""

@@ -34,7 +34,11 @@ from adapter_fusion.tasks.mixed import has_task_column, split_by_task, task_spec
 from adapter_fusion.training.base_trainer import BaseTrainer
 from adapter_fusion.training.config import ModelConfig, TrainingConfig
 from adapter_fusion.training.distributed import is_main_process
-from adapter_fusion.training.fusion_setup import TemperatureScheduleCallback, init_head_from_adapters
+from adapter_fusion.training.fusion_setup import (
+    TemperatureScheduleCallback,
+    init_head_from_adapters,
+    init_head_from_source,
+)
 from adapter_fusion.training.multitask_fusion import MultiTaskFusionTrainer
 from adapter_fusion.training.task_trainer import TaskTrainer
 
@@ -65,7 +69,12 @@ class FusionTrainer(TaskTrainer):
         router: bool | None = None,
         allow_modified: bool = False,
         allow_other_base: bool = False,
+        head_from: str | Path | None = None,
+        head_label_map: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``head_from`` (a saved adapter directory or ``bank:NAME``, one task): the target head starts from that
+        adapter's head, another task's, each target label's output row the mean of the source rows
+        ``head_label_map`` names (default: the same label name; see ``init_head_from_source``)."""
         if isinstance(task, FusionConfig):  # the documented FusionTrainer(fusion_config)
             if fusion_config is not None:
                 raise TypeError("FusionTrainer got two fusion configs (positional and fusion_config=)")
@@ -76,8 +85,11 @@ class FusionTrainer(TaskTrainer):
         # how the adapters load (see load_adapter): refused if changed since saving, or saved on another base model
         self.load_options = {"allow_modified": allow_modified, "allow_other_base": allow_other_base}
         self.init_head_from_adapter = init_head_from_adapter
+        self.head_from, self.head_label_map = head_from, head_label_map
         self.multi_task = task is None or (not isinstance(task, (str, TaskSpec)))
         self.multitask_options = {"sampling": sampling, "temperature": temperature, "router": router}
+        if head_from is not None and self.multi_task:
+            raise ValueError(f"head_from={str(head_from)!r} starts one target task's head: give the target task")
         self.multitask_trainer: Any = None
         self.saved_at_end: Path | None = None  # where a multi-task fusion saved itself when training ended
         if self.multi_task:  # tasks from the list, ModelConfig.task_names, a preprocessor or the data
@@ -114,8 +126,13 @@ class FusionTrainer(TaskTrainer):
         if self.multi_task:
             return self.model
         self.add_task_head(self.head_name)
-        self.head_init_from = init_head_from_adapters(self.model, self.head_name, self.task.name, paths) if (
-            self.init_head_from_adapter) else None  # fmt: skip
+        if self.head_from is not None:
+            source = resolve_artefact(self.head_from)
+            init_head_from_source(self.model, self.head_name, source, self.head_label_map)
+            self.head_init_from: str | None = str(source)
+        else:
+            self.head_init_from = init_head_from_adapters(self.model, self.head_name, self.task.name, paths) if (
+                self.init_head_from_adapter) else None  # fmt: skip
         self.model.train_fusion(self.head_name, freeze_adapters=self.fusion_config.freeze_adapters_during_fusion)
         return self.model
 
