@@ -21,8 +21,9 @@ before any run by task family in ``INTERMEDIATE``, and is trained on the target 
 ``weighted`` / ``gating`` (fusion of the bank's sources allowed for the target plus the target's own ST-A adapter of
 the same seed, the adapters frozen, a fresh head: nothing starts from the ST-A's trained head, so no system gets extra
 steps). ``attention-v2`` reads bank v2 instead of v1; ``attention-family`` reads only bank v2's adapters of the
-target's task family (``FAMILIES``, fixed before any run); ``family-no-own``, ``family-lr10`` and ``family-joint`` are
-its diagnostics (see ``FAMILY_SYSTEMS``). Sources are leave-one-out (``EXCLUDED``): a target never reads an adapter
+target's task family (``FAMILIES``, fixed before any run); ``family-no-own``, ``family-lr10``, ``family-joint`` and
+``family-src-head`` are its diagnostics (see ``FAMILY_SYSTEMS``). ``DEV_SELECTIONS`` (few-shot only) report, per seed,
+the listed system with the best dev score. Sources are leave-one-out (``EXCLUDED``): a target never reads an adapter
 trained on its own dataset or on a dataset built from its examples.
 """
 
@@ -42,13 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runner import ROOT  # noqa: E402
 
 from adapter_fusion import AdapterConfig, AdapterTrainer, FusionConfig, FusionTrainer, TrainingConfig  # noqa: E402
-from adapter_fusion.bank import PREFIX, list_bank, read_card  # noqa: E402
+from adapter_fusion.bank import PREFIX, list_bank, read_card, resolve_artefact  # noqa: E402
 from adapter_fusion.evaluation.fusion_weights import collect_fusion_weights  # noqa: E402
 from adapter_fusion.io import atomic_write_text  # noqa: E402
 from adapter_fusion.models import fusable_adapter_config, load_adapter  # noqa: E402
 from adapter_fusion.tasks import get_task, get_task_type, load_task_split  # noqa: E402
 from adapter_fusion.tasks.fewshot import few_shot_splits  # noqa: E402
 from adapter_fusion.tasks.sentence.readers import JsonReader  # noqa: E402
+from adapter_fusion.training.fusion_setup import init_head_from_source  # noqa: E402
 
 HERE = ROOT / "experiments" / "transfer"
 RESULTS = HERE / "results"
@@ -80,16 +82,36 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 """Target -> the bank v2 adapters of its task family, fixed before any run (``attention-family`` reads only these,
 less the left-out ones): the evidence of the ``attention-v2`` runs is that ten sources dilute the few that matter
 (CR with sst2 + imdb 0.876, with all ten 0.815) and that the last layer collapses onto an unrelated one."""
-FAMILY_SYSTEMS = ("attention-family", "family-no-own", "family-lr10", "family-joint")
+FAMILY_SYSTEMS = ("attention-family", "family-no-own", "family-lr10", "family-joint", "family-src-head")
 """Diagnostics of ``attention-family``: ``family-no-own`` leaves the target's own ST-A adapter out of the fusion (the
 v1 fusions' last layer put 0.98-1.00 of its weight on it for SST-5, TREC and SNLI); ``family-lr10`` trains the fusion
 and the fresh head with ten times the learning rates (80 steps at 5e-4 may leave a fresh head and fusion near their
 start: the frozen-encoder head gets 51.0 on MR, where the sst2 source's own head scores 0.917 on 48 MR examples);
 ``family-joint`` trains the adapters with the fusion (the library's joint strategy, adapters at the ``inter`` rate),
-since ``inter`` (one source adapter trained on) beats the frozen family fusion on MR, SST-5, SNLI, QNLI and RTE."""
+since ``inter`` (one source adapter trained on) beats the frozen family fusion on MR, SST-5, SNLI, QNLI and RTE.
+``family-src-head`` is ``family-no-own`` whose fresh head starts from the ``INTERMEDIATE`` source's trained head
+where its labels carry over (``SOURCE_HEAD_LABELS``), not from random weights: 32 examples train a head poorly."""
+OWNLESS = ("family-no-own", "family-src-head")
+"""Fusion systems that leave the target's own ST-A adapter out."""
+SOURCE_HEAD_LABELS: dict[str, dict[str, tuple[str, ...]] | None] = {
+    **dict.fromkeys(("mr", "cr", "mpqa", "snli"), None),  # the source has the same label names
+    "sst5": {"very negative": ("negative",), "negative": ("negative",), "neutral": ("negative", "positive"),
+             "positive": ("positive",), "very positive": ("positive",)},
+    **dict.fromkeys(("qnli", "rte"), {"entailment": ("entailment",), "not_entailment": ("neutral", "contradiction")}),
+}
+"""Target -> how its labels read the ``INTERMEDIATE`` source head's labels (None: by the same name; each target row
+is the mean of the listed source rows). Targets not listed (Subj, TREC: no label carries over) keep a fresh head."""
 FUSION_SYSTEMS.update(dict.fromkeys(FAMILY_SYSTEMS, ("attention", "v2")))
 FUSIONS = tuple(FUSION_SYSTEMS)
 SYSTEMS = ("head", "st-a", "full-ft", "inter", *FUSIONS)
+DEV_SELECTIONS: dict[str, tuple[str, ...]] = {
+    "select-fusion": ("attention-family", "family-no-own"),
+    "select-any": ("st-a", "attention-family", "family-no-own", "inter"),
+}
+"""Few-shot only: per target and seed, the candidate with the best score on the 16-per-class dev split (the protocol's
+model-selection data; ties go to the first listed) is the one reported. ``select-fusion`` chooses between the two
+family fusions, ``select-any`` among everything a user would train for a target. Derived from the runs above, no run
+of its own. Not for the full-data protocol, whose dev split is its test set."""
 INTERMEDIATE_VERSION = "v2"
 """The bank the ``inter`` column starts from (its strongest adapters)."""
 INTERMEDIATE: dict[str, tuple[str, str]] = {
@@ -196,10 +218,11 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
     test = test_split(target, protocol, data_dir)
     config = training_config(protocol, system, seed, str(scratch / f"{target}-{system}-{seed}"))
     sources: list[str] = []
+    head_from, dev_at_start = None, None  # family-src-head: the source head it starts from, its dev score then
     began = time.monotonic()
     adapter_dir = ADAPTERS / protocol / f"{target}-st-a-seed{seed}"
     if system in FUSIONS:
-        if system != "family-no-own" and not adapter_dir.is_dir():  # the target's own adapter joins the fusion
+        if system not in OWNLESS and not adapter_dir.is_dir():  # the target's own adapter joins the fusion
             single = AdapterTrainer(
                 target,
                 adapter_config=st_a_config(target),
@@ -217,8 +240,13 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
             data_dir=data_dir,
             init_head_from_adapter=False,
         )
-        own = [] if system == "family-no-own" else [str(adapter_dir)]
+        own = [] if system in OWNLESS else [str(adapter_dir)]
         trainer.setup_model(bank_references(sources, version) + own)
+        if system == "family-src-head" and target in SOURCE_HEAD_LABELS:
+            source = resolve_artefact(bank_references([INTERMEDIATE[target][0]], INTERMEDIATE_VERSION)[0])
+            init_head_from_source(trainer.model, trainer.head_name, source, SOURCE_HEAD_LABELS[target])
+            head_from = INTERMEDIATE[target][0]
+            dev_at_start = trainer.evaluate(dev)
         trainer.train_fusion(train, dev)
     else:
         trainer = AdapterTrainer(target, adapter_config=st_a_config(target), training_config=config, data_dir=data_dir)
@@ -256,6 +284,7 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         "trainable_parameters": trainer.metrics.get("trainable_parameters"),
         "wall_seconds": round(seconds, 1),
         "budget": {**BUDGETS[protocol], **rates_for(system)},
+        **({"head_from": head_from, "dev_at_start": dev_at_start} if system == "family-src-head" else {}),
     }
 
 

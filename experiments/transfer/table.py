@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bank import BANK_VERSIONS
 from study import (
+    DEV_SELECTIONS,
     EXCLUDED,
     FEWSHOT_TARGETS,
     FULL_TARGETS,
@@ -18,6 +19,7 @@ from study import (
     INTERMEDIATE,
     RESULTS,
     SEEDS,
+    SOURCE_HEAD_LABELS,
     SYSTEMS,
 )
 
@@ -151,6 +153,15 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
             lines.append(f"- {target} ({', '.join(systems)}; bank {version}): {', '.join(read)}{left_out}")
         if not readers:
             lines.append(f"- {target}: no fusion run yet{left_out}")
+        started = next(iter(runs.get((target, "family-src-head"), {}).values()), None)
+        if started:
+            mapped = SOURCE_HEAD_LABELS.get(target)
+            how = "labels of the same name" if mapped is None else "; ".join(
+                f"{label} <- {' + '.join(rows)}" for label, rows in mapped.items())  # fmt: skip
+            lines.append(
+                f"- {target} (family-src-head): head starts from {started['head_from']}'s head ({how})"
+                if started.get("head_from") else f"- {target} (family-src-head): fresh head (no source label fits)"
+            )
         inter = next(iter(runs.get((target, "inter"), {}).values()), None)
         if inter:
             lines.append(f"- {target} (inter): starts from {inter['sources'][0]} ({INTERMEDIATE[target][1]})")
@@ -227,6 +238,52 @@ def goals_section(
             parts.append(f"worst {worst:+.1f} (goal no worse than -0.5: {'met' if worst >= -0.5 else 'not met'})")
             lines.append(f"- {system_label}: " + "; ".join(parts))
     return lines
+
+
+def dev_selected(runs: Runs, target: str, candidates: tuple[str, ...]) -> dict[int, str]:
+    """Seed -> the candidate system with the best dev score on ``target`` (ties: the first listed), over the seeds
+    where ST-A and every candidate ran."""
+    metric = get_task(target).main_metric
+    chosen = {}
+    for seed in sorted(set.intersection(*(set(runs.get((target, s), {})) for s in {"st-a", *candidates}))):
+        dev = [runs[(target, system)][seed]["dev"][metric] for system in candidates]
+        chosen[seed] = candidates[dev.index(max(dev))]
+    return chosen
+
+
+def selection_section(targets: tuple[str, ...], runs: Runs) -> list[str]:
+    """The few-shot table of ``DEV_SELECTIONS``: the chosen system's test score minus ST-A's, paired by seed."""
+    lines = [
+        "### Choosing a system on the dev split (fewshot)",
+        "",
+        "Per target and seed, the candidate with the best score on the 16-per-class dev split (the protocol's "
+        "model-selection data) is reported, minus ST-A of that seed (test, x100); the candidates were listed in "
+        "`DEV_SELECTIONS` after the runs above were seen, so this is an observation, not a pre-registered system. "
+        + "; ".join(f"`{name}`: {', '.join(c)}" for name, c in DEV_SELECTIONS.items()) + ".",
+        "",
+        "| target | " + " | ".join(DEV_SELECTIONS) + " |",
+        "|---|" + "---|" * len(DEV_SELECTIONS),
+    ]
+    means: dict[str, list[float]] = {name: [] for name in DEV_SELECTIONS}
+    for target in targets:
+        row = []
+        for name, candidates in DEV_SELECTIONS.items():
+            chosen = dev_selected(runs, target, candidates)
+            if not chosen:
+                row.append("not run")
+                continue
+            diffs = [100 * (score(runs[(target, s)][seed]) - score(runs[(target, "st-a")][seed]))
+                     for seed, s in chosen.items()]
+            means[name].append(statistics.mean(diffs))
+            picks = ", ".join(f"{s} {list(chosen.values()).count(s)}" for s in candidates if s in chosen.values())
+            row.append(f"{statistics.mean(diffs):+.1f} (n={len(diffs)}; chose {picks})")
+        lines.append(f"| {target} | " + " | ".join(row) + " |")
+    lines.append(
+        "| **mean** | "
+        + " | ".join(f"**{statistics.mean(m):+.1f}** (k={len(m)})" if m else "not run" for m in means.values())
+        + " |"
+    )
+    return lines + [""]
 
 
 def weight_matrix(runs: Runs, method: str = "attention") -> dict[tuple[str, str], float]:
@@ -319,7 +376,10 @@ def write_results() -> Path:
         lines += bank_section(version)
     for protocol, targets in (("fewshot", FEWSHOT_TARGETS), ("full", FULL_TARGETS)):
         runs = load(protocol)
-        lines += study_section(protocol, targets, runs) + bank_comparison_section(protocol, targets, runs)
+        lines += study_section(protocol, targets, runs)
+        if protocol == "fewshot":
+            lines += selection_section(targets, runs)
+        lines += bank_comparison_section(protocol, targets, runs)
         lines += matrix_section(protocol, runs)
     atomic_write_text(OUT, "\n".join(lines))
     return OUT
