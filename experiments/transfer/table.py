@@ -251,6 +251,45 @@ def dev_selected(runs: Runs, target: str, candidates: tuple[str, ...]) -> dict[i
     return chosen
 
 
+DIAGNOSTIC_PAIRS = (
+    ("attention-family", "attention-v2"),
+    ("family-no-own", "attention-family"),
+    ("family-lr10", "attention-family"),
+    ("family-joint", "attention-family"),
+    ("family-src-head", "family-no-own"),
+    ("family-src-head", "inter"),
+)
+"""Each diagnostic against the system it changes one thing of (and the best fusion against ``inter``)."""
+
+
+def diagnostics_section(targets: tuple[str, ...], runs: Runs) -> list[str]:
+    """``DIAGNOSTIC_PAIRS`` paired by seed: what one change does, on the seeds both systems ran."""
+    pairs = [(a, b) for a, b in DIAGNOSTIC_PAIRS if any(paired_diffs(runs, t, a, b) for t in targets)]
+    if not pairs:
+        return []
+    lines = [
+        "Each diagnostic minus the system it changes, paired by seed (test, x100; seeds where both ran):",
+        "",
+        "| target | " + " | ".join(f"{a} - {b}" for a, b in pairs) + " |",
+        "|---|" + "---|" * len(pairs),
+    ]
+    means: list[list[float]] = [[] for _ in pairs]
+    for target in targets:
+        row = []
+        for index, (a, b) in enumerate(pairs):
+            diffs = paired_diffs(runs, target, a, b)
+            if diffs:
+                means[index].append(statistics.mean(diffs))
+            row.append(f"{statistics.mean(diffs):+.1f} (n={len(diffs)})" if diffs else "not run")
+        lines.append(f"| {target} | " + " | ".join(row) + " |")
+    lines.append(
+        "| **mean** | "
+        + " | ".join(f"**{statistics.mean(m):+.1f}** (k={len(m)})" if m else "not run" for m in means)
+        + " |"
+    )
+    return lines + [""]
+
+
 def selection_section(targets: tuple[str, ...], runs: Runs) -> list[str]:
     """The few-shot table of ``DEV_SELECTIONS``: the chosen system's test score minus ST-A's, paired by seed."""
     lines = [
@@ -378,7 +417,7 @@ def write_results() -> Path:
         runs = load(protocol)
         lines += study_section(protocol, targets, runs)
         if protocol == "fewshot":
-            lines += selection_section(targets, runs)
+            lines += diagnostics_section(targets, runs) + selection_section(targets, runs)
         lines += bank_comparison_section(protocol, targets, runs)
         lines += matrix_section(protocol, runs)
     atomic_write_text(OUT, "\n".join(lines))
