@@ -41,3 +41,15 @@ def test_transfer_study_picks_each_seeds_system_on_the_dev_split(monkeypatch: py
     assert table.dev_selected(runs, "cr", ("a", "b")) == {13: "a", 21: "a"}  # 21: a tie goes to the first listed
     assert table.dev_selected(runs, "cr", ("b", "a")) == {13: "a", 21: "b"}
     assert table.dev_selected(runs, "mr", ("a", "b")) == {}
+
+
+def test_transfer_results_regenerate_from_the_result_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``experiments/transfer/RESULTS.md`` is what ``study.py --table-only`` writes from the committed result files
+    and the bank's cards (figures not redrawn here)."""
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    monkeypatch.syspath_prepend(str(EXPERIMENTS / "transfer"))
+    table = importlib.import_module("table")
+    assert table.results_text() == table.OUT.read_text(), (
+        "experiments/transfer/RESULTS.md is not what `python experiments/transfer/study.py --table-only` writes "
+        "from the result files: run it and commit the table"
+    )

@@ -340,17 +340,19 @@ def weight_matrix(runs: Runs, method: str = "attention") -> dict[tuple[str, str]
     return {key: statistics.mean(values) for key, values in cells.items()}
 
 
-def matrix_section(protocol: str, runs: Runs) -> list[str]:
-    from adapter_fusion.evaluation.plots import plot_transfer_matrix
-
+def matrix_section(protocol: str, runs: Runs, plot: bool = True) -> list[str]:
+    """The transfer-matrix figure's section (``plot``: also draw the figure into ``figures/``)."""
     cells = weight_matrix(runs)
     if not cells:
         return []
-    FIGURES.mkdir(exist_ok=True)
     path = FIGURES / f"{protocol}_attention_weights.png"
-    sources = sorted({source for source, _ in cells} - {OWN}) + [OWN]
-    title = f"{protocol}: mean attention-fusion weight on the test set"
-    plot_transfer_matrix(cells, path, sources=sources, title=title, value_label="mean weight")
+    if plot:
+        from adapter_fusion.evaluation.plots import plot_transfer_matrix
+
+        FIGURES.mkdir(exist_ok=True)
+        sources = sorted({source for source, _ in cells} - {OWN}) + [OWN]
+        title = f"{protocol}: mean attention-fusion weight on the test set"
+        plot_transfer_matrix(cells, path, sources=sources, title=title, value_label="mean weight")
     return [
         f"### Where attention fusion looks ({protocol})",
         "",
@@ -401,6 +403,12 @@ def _top_of_last_layer(record: dict) -> str:
 
 
 def write_results() -> Path:
+    atomic_write_text(OUT, results_text(plot=True))
+    return OUT
+
+
+def results_text(plot: bool = False) -> str:
+    """RESULTS.md's text from the result files and the bank's cards (``plot``: also draw its figures)."""
     lines = [
         "# AdapterFusion transfer study on the bundled all-MiniLM-L6-v2",
         "",
@@ -419,6 +427,5 @@ def write_results() -> Path:
         if protocol == "fewshot":
             lines += diagnostics_section(targets, runs) + selection_section(targets, runs)
         lines += bank_comparison_section(protocol, targets, runs)
-        lines += matrix_section(protocol, runs)
-    atomic_write_text(OUT, "\n".join(lines))
-    return OUT
+        lines += matrix_section(protocol, runs, plot)
+    return "\n".join(lines)
