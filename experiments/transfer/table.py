@@ -226,7 +226,10 @@ def goals_section(
                 if over_ft else "full fine-tuning not run"
             )
             verdict = ("met" if mean >= 10 else "not met") if complete else f"not measured ({len(diffs)} targets)"
-            lines.append(f"- {system_label}: {mean:+.1f} over ST-A on average (goal +10: {verdict}); {versus_ft}")
+            lines.append(
+                f"- {system_label}: {mean:+.1f} over ST-A on average (goal +10: {verdict}); {versus_ft}"
+                + seed_spread(runs, targets, system)
+            )
         else:
             parts = [
                 f"{t} {diffs[t]:+.1f} (goal +3: {'met' if diffs[t] >= 3 else 'not met'})"
@@ -323,6 +326,22 @@ def selection_section(targets: tuple[str, ...], runs: Runs) -> list[str]:
         + " |"
     )
     return lines + [""]
+
+
+def seed_spread(runs: Runs, targets: tuple[str, ...], system: str) -> str:
+    """The nine-target mean gain over ST-A seed by seed (seeds where every target ran both), and their spread."""
+    seeds = [
+        seed for seed in SEEDS["fewshot"]
+        if all(seed in runs.get((t, system), {}) and seed in runs.get((t, "st-a"), {}) for t in targets)
+    ]  # fmt: skip
+    if len(seeds) < 2:
+        return ""
+    means = [
+        statistics.mean(100 * (score(runs[(t, system)][seed]) - score(runs[(t, "st-a")][seed])) for t in targets)
+        for seed in seeds
+    ]
+    each = ", ".join(f"{seed}: {m:+.1f}" for seed, m in zip(seeds, means))
+    return f"; per seed ({each}), standard deviation {statistics.stdev(means):.1f}"
 
 
 def weight_matrix(runs: Runs, method: str = "attention") -> dict[tuple[str, str], float]:
