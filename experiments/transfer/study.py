@@ -243,9 +243,9 @@ def run_one(protocol: str, target: str, system: str, seed: int, data_dir: str, s
         own = [] if system in OWNLESS else [str(adapter_dir)]
         trainer.setup_model(bank_references(sources, version) + own)
         if system == "family-src-head" and target in SOURCE_HEAD_LABELS:
-            source = resolve_artefact(bank_references([INTERMEDIATE[target][0]], INTERMEDIATE_VERSION)[0])
-            init_head_from_source(trainer.model, trainer.head_name, source, SOURCE_HEAD_LABELS[target])
             head_from = INTERMEDIATE[target][0]
+            source = resolve_artefact(bank_references([head_from], INTERMEDIATE_VERSION)[0])
+            init_head_from_source(trainer.model, trainer.head_name, source, SOURCE_HEAD_LABELS[target])
             dev_at_start = trainer.evaluate(dev)
         trainer.train_fusion(train, dev)
     else:

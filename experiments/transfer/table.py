@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
 
 from bank import BANK_VERSIONS
@@ -130,14 +131,7 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
             wins = sum(d > 0 for d in diffs)
             row.append(f"{statistics.mean(diffs):+.1f} ({wins}/{len(diffs)} seeds better)")
         lines.append(f"| {target} | " + " | ".join(row) + " |")
-    lines.append(
-        "| **mean** | "
-        + " | ".join(
-            f"**{statistics.mean(means.values()):+.1f}** (k={len(means)})" if means else "not run"
-            for means in per_target.values()
-        )
-        + " |"
-    )
+    lines.append(mean_row(list(means.values()) for means in per_target.values()))
     lines += goals_section(protocol, targets, runs, per_target)
     lines += ["", "Sources each target's fusion read (plus the target's own ST-A adapter of the same seed):", ""]
     for target in targets:
@@ -199,10 +193,21 @@ def study_section(protocol: str, targets: tuple[str, ...], runs: Runs) -> list[s
     return lines
 
 
-def paired_diffs(runs: Runs, target: str, system: str, baseline: str) -> list[float]:
-    """``system`` minus ``baseline`` on ``target`` (x100), one per seed both ran, in seed order."""
+def paired_by_seed(runs: Runs, target: str, system: str, baseline: str) -> dict[int, float]:
+    """Seed -> ``system`` minus ``baseline`` on ``target`` (x100), for the seeds both ran, in seed order."""
     one, other = runs.get((target, system), {}), runs.get((target, baseline), {})
-    return [100 * (score(one[s]) - score(other[s])) for s in sorted(set(one) & set(other))]
+    return {s: 100 * (score(one[s]) - score(other[s])) for s in sorted(set(one) & set(other))}
+
+
+def paired_diffs(runs: Runs, target: str, system: str, baseline: str) -> list[float]:
+    """``paired_by_seed``'s differences, in seed order."""
+    return list(paired_by_seed(runs, target, system, baseline).values())
+
+
+def mean_row(groups: Iterable[list[float]]) -> str:
+    """A table's last row: per column, the mean of its targets' values and how many targets (k) it averages."""
+    cells = (f"**{statistics.mean(g):+.1f}** (k={len(g)})" if g else "not run" for g in groups)
+    return "| **mean** | " + " | ".join(cells) + " |"
 
 
 def goals_section(
@@ -285,11 +290,7 @@ def diagnostics_section(targets: tuple[str, ...], runs: Runs) -> list[str]:
                 means[index].append(statistics.mean(diffs))
             row.append(f"{statistics.mean(diffs):+.1f} (n={len(diffs)})" if diffs else "not run")
         lines.append(f"| {target} | " + " | ".join(row) + " |")
-    lines.append(
-        "| **mean** | "
-        + " | ".join(f"**{statistics.mean(m):+.1f}** (k={len(m)})" if m else "not run" for m in means)
-        + " |"
-    )
+    lines.append(mean_row(means))
     return lines + [""]
 
 
@@ -314,32 +315,22 @@ def selection_section(targets: tuple[str, ...], runs: Runs) -> list[str]:
             if not chosen:
                 row.append("not run")
                 continue
-            diffs = [100 * (score(runs[(target, s)][seed]) - score(runs[(target, "st-a")][seed]))
-                     for seed, s in chosen.items()]
+            diffs = [paired_by_seed(runs, target, s, "st-a")[seed] for seed, s in chosen.items()]
             means[name].append(statistics.mean(diffs))
             picks = ", ".join(f"{s} {list(chosen.values()).count(s)}" for s in candidates if s in chosen.values())
             row.append(f"{statistics.mean(diffs):+.1f} (n={len(diffs)}; chose {picks})")
         lines.append(f"| {target} | " + " | ".join(row) + " |")
-    lines.append(
-        "| **mean** | "
-        + " | ".join(f"**{statistics.mean(m):+.1f}** (k={len(m)})" if m else "not run" for m in means.values())
-        + " |"
-    )
+    lines.append(mean_row(means.values()))
     return lines + [""]
 
 
 def seed_spread(runs: Runs, targets: tuple[str, ...], system: str) -> str:
     """The nine-target mean gain over ST-A seed by seed (seeds where every target ran both), and their spread."""
-    seeds = [
-        seed for seed in SEEDS["fewshot"]
-        if all(seed in runs.get((t, system), {}) and seed in runs.get((t, "st-a"), {}) for t in targets)
-    ]  # fmt: skip
+    paired = [paired_by_seed(runs, t, system, "st-a") for t in targets]
+    seeds = [seed for seed in SEEDS["fewshot"] if all(seed in by_seed for by_seed in paired)]
     if len(seeds) < 2:
         return ""
-    means = [
-        statistics.mean(100 * (score(runs[(t, system)][seed]) - score(runs[(t, "st-a")][seed])) for t in targets)
-        for seed in seeds
-    ]
+    means = [statistics.mean(by_seed[seed] for by_seed in paired) for seed in seeds]
     each = ", ".join(f"{seed}: {m:+.1f}" for seed, m in zip(seeds, means))
     return f"; per seed ({each}), standard deviation {statistics.stdev(means):.1f}"
 
