@@ -156,8 +156,9 @@ def test_head_learning_rate_defaults() -> None:
     assert learning_rates(TrainingConfig(adapter_learning_rate=1e-3))["head"] == 1e-3
     assert learning_rates(TrainingConfig(full_finetune=True, base_learning_rate=3e-5))["head"] == 3e-5
     assert learning_rates(TrainingConfig(head_learning_rate=7e-4)) == {
-        "adapter": 1e-3, "fusion": 5e-5, "head": 7e-4, "base": 2e-5
+        "adapter": 1e-3, "fusion": 5e-5, "fusion_weights": 5e-3, "head": 7e-4, "base": 2e-5
     }
+    assert learning_rates(TrainingConfig(fusion_weight_learning_rate=0.2))["fusion_weights"] == 0.2
 
 
 def test_loss_is_finite_and_falls(adapter_run: dict[str, Any]) -> None:

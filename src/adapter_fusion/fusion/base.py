@@ -90,10 +90,13 @@ class FusionLayer(nn.Module):
 
     Capabilities, read by the shared tests and the analysis code:
         ``num_heads``: weights are ``[batch, seq, N]`` when 1, ``[batch, seq, heads, N]`` otherwise;
-        ``normalized``: the weights over adapters sum to 1 (in eval mode).
+        ``normalized``: the weights over adapters sum to 1 (in eval mode);
+        ``mixing_parameters``: names of this layer's own parameters that are input-independent mixing weights (one
+        number per adapter), trained at ``TrainingConfig.fusion_weight_learning_rate``.
     """
 
     num_heads: int = 1
+    mixing_parameters: tuple[str, ...] = ()
 
     def __init__(self, hidden_size: int | None, num_adapters: int, temperature: float = 1.0) -> None:
         super().__init__()

@@ -97,6 +97,7 @@ class WeightedFusion(FusionLayer):
 
     logits: nn.Parameter
     fixed_weights: torch.Tensor
+    mixing_parameters = ("logits",)
 
     def __init__(
         self,

@@ -79,6 +79,10 @@ class TrainingConfig(JsonConfig):
     """Learning rate of adapter weights."""
     fusion_learning_rate: float = 5e-5
     """Learning rate of fusion weights."""
+    fusion_weight_learning_rate: float | None = None
+    """Learning rate of a weighted fusion's mixing weights (one logit per adapter); default 100 x
+    fusion_learning_rate. Adam moves a weight by about its learning rate per step, so at the fusion's own rate a few
+    hundred steps leave the mixture within a percent of uniform."""
     head_learning_rate: float | None = None
     """Learning rate of head weights (default: the adapter learning rate, or the base one in full fine-tuning)."""
     base_learning_rate: float = 2e-5
@@ -130,8 +134,9 @@ class TrainingConfig(JsonConfig):
         check_positive("eval_batch_size", self.eval_batch_size, integer=True)
         for name in ("adapter_learning_rate", "fusion_learning_rate", "base_learning_rate"):
             check_positive(name, getattr(self, name))
-        if self.head_learning_rate is not None:
-            check_positive("head_learning_rate", self.head_learning_rate)
+        for name in ("head_learning_rate", "fusion_weight_learning_rate"):
+            if getattr(self, name) is not None:
+                check_positive(name, getattr(self, name))
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         check_range("warmup_ratio", self.warmup_ratio, 0.0, 1.0)
         if self.eval_steps is not None:

@@ -1,7 +1,8 @@
 """One training path for adapters, fusion and full fine-tuning, on ``transformers.Trainer``.
 
 What trains is decided by ``requires_grad`` (set by module type on the model); the optimizer gets one
-parameter group per module kind (adapter / fusion / head / base), each with its own learning rate.
+parameter group per module kind (adapter / fusion / fusion_weights / head / base), each with its own learning rate
+(``fusion_weights``: a fusion's input-independent mixing weights, ``FusionLayer.mixing_parameters``).
 Checkpoints hold only the trainable weights, as safetensors.
 """
 
@@ -28,11 +29,14 @@ from adapter_fusion.training.distributed import any_process
 logger = logging.getLogger(__name__)
 
 TRAINABLE_WEIGHTS = "trainable.safetensors"
-PARAM_GROUPS = ("adapter", "fusion", "head", "base")
+PARAM_GROUPS = ("adapter", "fusion", "fusion_weights", "head", "base")
+MIXING_RATE_FACTOR = 100.0
+"""``fusion_weight_learning_rate`` when unset: this many times ``fusion_learning_rate``."""
 
 
 def parameter_kind(model: nn.Module) -> dict[str, str]:
-    """Map each parameter name to its kind, by the type of the module that owns it."""
+    """Map each parameter name to its kind, by the type of the module that owns it (a fusion's mixing weights,
+    ``FusionLayer.mixing_parameters``, are ``fusion_weights``)."""
     kinds: dict[str, str] = {}
     heads = getattr(model, "heads", None)
     head_ids = {id(m) for m in heads.modules()} if isinstance(heads, nn.Module) else set()
@@ -46,7 +50,10 @@ def parameter_kind(model: nn.Module) -> dict[str, str]:
         else:
             continue
         for param_name, _ in module.named_parameters():
-            kinds.setdefault(f"{module_name}.{param_name}" if module_name else param_name, kind)
+            owner_name, _, leaf = param_name.rpartition(".")
+            mixing = leaf in getattr(module.get_submodule(owner_name), "mixing_parameters", ())
+            full_name = f"{module_name}.{param_name}" if module_name else param_name
+            kinds.setdefault(full_name, "fusion_weights" if kind == "fusion" and mixing else kind)
     for name, _ in model.named_parameters():
         kinds.setdefault(name, "base")
     return kinds
@@ -59,6 +66,7 @@ def learning_rates(config: TrainingConfig) -> dict[str, float]:
     return {
         "adapter": config.adapter_learning_rate,
         "fusion": config.fusion_learning_rate,
+        "fusion_weights": config.fusion_weight_learning_rate or MIXING_RATE_FACTOR * config.fusion_learning_rate,
         "head": head,
         "base": config.base_learning_rate,
     }
