@@ -82,7 +82,7 @@ class TrainingConfig(JsonConfig):
     fusion_weight_learning_rate: float | None = None
     """Learning rate of a weighted fusion's mixing weights (one logit per adapter); default 100 x
     fusion_learning_rate. Adam moves a weight by about its learning rate per step, so at the fusion's own rate a few
-    hundred steps leave the mixture within a percent of uniform."""
+    hundred steps leave the mixture close to uniform."""
     head_learning_rate: float | None = None
     """Learning rate of head weights (default: the adapter learning rate, or the base one in full fine-tuning)."""
     base_learning_rate: float = 2e-5
