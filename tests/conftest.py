@@ -106,6 +106,12 @@ def method_settings(method: str, **candidates: Any) -> dict[str, Any]:
     return {name: value for name, value in candidates.items() if name not in others}
 
 
+def optimizer_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Parameter-group kind (``ModularTrainer`` names them ``KIND`` or ``KIND_no_decay``) -> its initial learning
+    rate."""
+    return {group["name"].removesuffix("_no_decay"): group["initial_lr"] for group in optimizer.param_groups}
+
+
 @torch.no_grad()
 def randomise_(module: nn.Module, seed: int = 1, std: float = 0.2) -> nn.Module:
     """Overwrite every parameter of ``module`` with N(0, std) noise from a fixed seed (in place)."""

@@ -20,7 +20,7 @@ from adapter_fusion.models.fusion_model import FusionModel, load_fusion
 from adapter_fusion.training.config import TrainingConfig
 from adapter_fusion.training.fusion_setup import TemperatureScheduleCallback, init_head_from_source
 from adapter_fusion.training.trainer import ModularTrainer, learning_rates, parameter_kind, training_arguments
-from conftest import build_tiny_model, make_batch, randomise_
+from conftest import build_tiny_model, make_batch, optimizer_rates, randomise_
 
 ADAPTERS = ("a", "b")
 ADAPTER_FILES = ("adapter.safetensors", "adapter_config.json", "manifest.json")
@@ -115,7 +115,7 @@ def test_joint_training_trains_adapters_with_their_own_learning_rate(
     trainer = run_steps(model, tmp_path)
     kinds = changed_kinds(model, before)
     assert "adapter" in kinds and "head" in kinds and "base" not in kinds
-    rates = {g["name"].removesuffix("_no_decay"): g["initial_lr"] for g in trainer.optimizer.param_groups}
+    rates = optimizer_rates(trainer.optimizer)
     fusion_rates = {"fusion": 5e-3, "fusion_weights": 0.5}  # run_steps: fusion 5e-3; mixing weights 100 x that
     expected = {"adapter": 1e-3, "head": 1e-2, **{kind: fusion_rates[kind] for kind in fusion_kinds(model)}}
     assert rates == expected
@@ -130,8 +130,7 @@ def test_weighted_mixing_weights_train_at_their_own_rate_and_leave_uniform(base_
         model = fusion_model(base_dir, "weighted")
         model.train_fusion("target")
         trainer = run_steps(model, tmp_path / str(rate), fusion_weight_learning_rate=rate)
-        groups = {g["name"].removesuffix("_no_decay"): g["initial_lr"] for g in trainer.optimizer.param_groups}
-        assert groups["fusion_weights"] == (rate or 0.5)
+        assert optimizer_rates(trainer.optimizer)["fusion_weights"] == (rate or 0.5)
         weights = torch.cat([layer.mixing_weights() for layer in model.fusion.layers.values()])
         moved[rate] = (weights - 0.5).abs().max().item()
     assert moved[5e-3] < 1e-2 < moved[None]

@@ -50,13 +50,19 @@ def parameter_kind(model: nn.Module) -> dict[str, str]:
         else:
             continue
         for param_name, _ in module.named_parameters():
-            owner_name, _, leaf = param_name.rpartition(".")
-            mixing = leaf in getattr(module.get_submodule(owner_name), "mixing_parameters", ())
             full_name = f"{module_name}.{param_name}" if module_name else param_name
-            kinds.setdefault(full_name, "fusion_weights" if kind == "fusion" and mixing else kind)
+            mixing = kind == "fusion" and is_mixing(module, param_name)
+            kinds.setdefault(full_name, "fusion_weights" if mixing else kind)
     for name, _ in model.named_parameters():
         kinds.setdefault(name, "base")
     return kinds
+
+
+def is_mixing(module: nn.Module, param_name: str) -> bool:
+    """Whether ``module``'s parameter ``param_name`` (dotted, maybe a submodule's) is one its owner lists in
+    ``FusionLayer.mixing_parameters``."""
+    owner, _, leaf = param_name.rpartition(".")
+    return leaf in getattr(module.get_submodule(owner), "mixing_parameters", ())
 
 
 def learning_rates(config: TrainingConfig) -> dict[str, float]:
