@@ -6,6 +6,7 @@ Only the tokenizer of the bundled MiniLM is used (fast); the model is a random B
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,25 @@ def test_resume_checks_the_key_set(
     checkpoint = Path(adapter_run["config"].output_dir) / f"checkpoint-{SAVE_EVERY}"
     with pytest.raises(ValueError, match="does not match the model: missing"):
         trainer._load_trainable(str(checkpoint))
+
+
+def test_resume_refuses_optimizer_state_of_other_groups_in_one_line(
+    adapter_run: dict[str, Any], make_model: Callable, toy_dataset: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    source = Path(adapter_run["config"].output_dir) / f"checkpoint-{SAVE_EVERY}"
+    checkpoint = tmp_path / source.name
+    shutil.copytree(source, checkpoint)
+    state = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    extra = {**state["param_groups"][0], "name": "fusion_weights", "params": []}  # as if saved with another group
+    state["param_groups"].append(extra)
+    torch.save(state, checkpoint / "optimizer.pt")
+    trainer = make_trainer(build_model(make_model), adapter_run["config"], toy_dataset, tokenizer)
+    with pytest.raises(ValueError) as error:
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"checkpoint {checkpoint} holds optimizer state for the parameter groups [")
+    assert "'fusion_weights']" in message and "start without resume_from_checkpoint" in message
 
 
 def test_resolve_resume_without_checkpoints(tmp_path: Path) -> None:

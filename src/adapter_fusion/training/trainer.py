@@ -257,8 +257,26 @@ class ModularTrainer(transformers.Trainer):
         self._load_trainable(resume_from_checkpoint)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        """As the Trainer does, but on several CPU processes onto "cpu": transformers 4.57 maps the optimizer state
-        to ``args.device``, which is "cpu:0" there, a location ``torch.load`` refuses (resuming crashed)."""
+        """As the Trainer does, but on several CPU processes onto "cpu" (see ``_load_optimizer_state``), and an
+        optimizer state saved with other parameter groups is refused in one line that names them."""
+        try:
+            self._load_optimizer_state(checkpoint)
+        except ValueError as error:
+            if "parameter group" not in str(error):
+                raise
+            saved = torch.load(Path(str(checkpoint)) / "optimizer.pt", map_location="cpu", weights_only=True)
+            theirs = [group.get("name", "?") for group in saved.get("param_groups", [])]
+            ours = [group.get("name", "?") for group in self.optimizer.param_groups]
+            raise ValueError(
+                f"checkpoint {checkpoint} holds optimizer state for the parameter groups {theirs} and this run "
+                f"trains {ours} (a weighted fusion saved before its mixing weights had their own group, "
+                "fusion_weights, or other settings); resume with the settings it was trained with, or start "
+                "without resume_from_checkpoint"
+            ) from None
+
+    def _load_optimizer_state(self, checkpoint: str | None) -> None:
+        """transformers 4.57 maps the optimizer state to ``args.device``, which on several CPU processes is
+        "cpu:0", a location ``torch.load`` refuses (resuming crashed): load onto "cpu" there."""
         plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
         if checkpoint is None or self.args.world_size == 1 or self.args.device.type != "cpu" or not plain:
             return super()._load_optimizer_and_scheduler(checkpoint)
